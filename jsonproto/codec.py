@@ -1,0 +1,144 @@
+"""
+Strict JSON (RFC 8259) in and out: the one place bytes become objects.
+
+Python's C{json} module is lenient in ways a network service must not be: it
+accepts C{NaN} and C{Infinity}, turns C{1e999} into C{inf} (then writes it back
+as C{Infinity}, which is not JSON), guesses UTF-16 from a byte string, lets a
+lone surrogate escape through to the output, and fails deep nesting with a
+C{RecursionError} whose depth depends on the caller's stack.  This module
+closes each of those holes and reports every failure as a
+L{jsonproto.errors.RequestError}, so callers have one exception to handle.
+
+Every rule here is cheap on ordinary messages: the walk that checks nesting
+and surrogates runs only when a quick byte count says a message could fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from jsonproto.errors import (
+    INTERNAL_ERROR,
+    INVALID_JSON,
+    NESTING_TOO_DEEP,
+    NUMBER_OUT_OF_RANGE,
+    RequestError,
+)
+
+MAX_DEPTH = 128
+"""
+How deeply arrays and objects may nest in one message.  Deep enough for any
+real message, shallow enough that no walk over a message can exhaust the stack.
+"""
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class _OutOfRange(ValueError):
+    """
+    A number the parser met that has no finite IEEE 754 double value.
+    """
+
+
+def _rejectConstant(name: str) -> Any:
+    raise _OutOfRange(name)
+
+
+def _finiteFloat(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRange(text)
+    return value
+
+
+_decoder = json.JSONDecoder(parse_float=_finiteFloat, parse_constant=_rejectConstant)
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _checkStructure(value: Any) -> None:
+    """
+    Walk a decoded value iteratively, rejecting nesting deeper than
+    L{MAX_DEPTH} and strings holding a lone surrogate (which no UTF-8 output
+    could carry).
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > MAX_DEPTH:
+                raise RequestError(NESTING_TOO_DEEP)
+            for key, child in item.items():
+                _checkString(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_DEPTH:
+                raise RequestError(NESTING_TOO_DEEP)
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _checkString(item)
+
+
+def _checkString(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(INVALID_JSON, "a string holds a lone surrogate") from None
+
+
+def decode(payload: bytes) -> Any:
+    """
+    Parse one message.
+
+    @param payload: The message's bytes, without framing.
+    @return: The decoded JSON value (not necessarily an object).
+    @raise RequestError: With L{INVALID_JSON} for anything that is not strict
+        UTF-8 JSON text (C{NaN} and C{Infinity} included), with
+        L{NUMBER_OUT_OF_RANGE} for a number no double can hold or an integer
+        too long to parse, with L{NESTING_TOO_DEEP} past L{MAX_DEPTH}.
+    """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(INVALID_JSON, "not UTF-8") from None
+    try:
+        value = _decoder.decode(text)
+    except json.JSONDecodeError:
+        raise RequestError(INVALID_JSON) from None
+    except _OutOfRange as e:
+        if str(e) in ("NaN", "Infinity", "-Infinity"):
+            raise RequestError(INVALID_JSON, f"{e} is not a JSON number") from None
+        raise RequestError(NUMBER_OUT_OF_RANGE) from None
+    except ValueError:
+        # int() refusing a literal longer than sys.get_int_max_str_digits().
+        raise RequestError(NUMBER_OUT_OF_RANGE) from None
+    except RecursionError:
+        raise RequestError(NESTING_TOO_DEEP) from None
+    if (
+        payload.count(b"[") + payload.count(b"{") > MAX_DEPTH
+        or (b"\\u" in payload and _SURROGATE_ESCAPE.search(payload) is not None)
+    ):
+        _checkStructure(value)
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """
+    Serialise one reply as compact strict JSON in UTF-8, the way the seed's
+    C{JSON.stringify} writes it.
+
+    @raise RequestError: With L{NUMBER_OUT_OF_RANGE} for a non-finite float or
+        an integer too long to write, with L{INTERNAL_ERROR} for anything
+        else JSON cannot represent (a set, a lone surrogate); the caller
+        decides what to tell the client.
+    """
+    try:
+        return _encoder.encode(value).encode("utf-8")
+    except ValueError as e:
+        if isinstance(e, UnicodeEncodeError):
+            raise RequestError(INTERNAL_ERROR, "the reply holds a lone surrogate") from e
+        raise RequestError(NUMBER_OUT_OF_RANGE) from e
+    except (TypeError, RecursionError) as e:
+        raise RequestError(INTERNAL_ERROR, f"the reply is not JSON: {e}") from e

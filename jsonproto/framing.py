@@ -1,0 +1,219 @@
+"""
+Splitting a byte stream into messages, in time linear in the bytes received.
+
+The decoders here know nothing of Twisted: C{feed} takes whatever a read
+returned, C{nextFrame} hands back one complete message at a time.  Pulling
+frames one by one (rather than calling back for each) lets a protocol stop in
+the middle of a read, when it must pause, and carry on later from the same
+place.
+
+Twisted's own receivers fall short for a server that must survive its peers:
+C{LineReceiver} re-splits the whole buffer for every line (quadratic when a
+read carries many lines); C{LineOnlyReceiver} and C{IntNStringReceiver}
+re-concatenate a partial message with every read (quadratic when a large
+message trickles in); none can pause mid-read; and an over-long line ends
+their parsing of that read instead of skipping to the next line.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+
+class _TooLong:
+    """
+    The type of L{TOO_LONG}.
+    """
+
+    def __repr__(self) -> str:
+        return "TOO_LONG"
+
+
+TOO_LONG: Final = _TooLong()
+"""
+Returned by C{nextFrame} in place of a message that exceeded the size limit,
+at the position in the stream where that message stood, so that the reply
+telling the client keeps its place among the other replies.
+"""
+
+Frame = bytes | _TooLong
+
+
+class LineDecoder:
+    """
+    Newline-delimited messages: C{\\n} ends a message, a C{\\r} before it is
+    dropped, empty and all-blank lines are skipped.
+
+    A line longer than the limit becomes one L{TOO_LONG}; the rest of it is
+    discarded as it arrives, without being buffered, and decoding resumes
+    after the next newline.  Buffered bytes never exceed the limit plus one
+    read.
+
+    @ivar maxLength: The longest line accepted, in bytes, not counting the
+        delimiter or a C{\\r} before it.
+    """
+
+    def __init__(self, maxLength: int) -> None:
+        self.maxLength = maxLength
+        # Complete frames not yet taken, and the index of the next one.
+        self._frames: list[Frame] = []
+        self._next = 0
+        # The unfinished line, as the reads that brought it.
+        self._partial: list[bytes] = []
+        self._partialLength = 0
+        # True while skipping the rest of an over-long line.
+        self._discarding = False
+
+    def feed(self, data: bytes) -> None:
+        """
+        Take the bytes of one read.
+        """
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            if self._discarding:
+                # The over-long line ends here; its TOO_LONG is already out.
+                self._discarding = False
+                del lines[0]
+            elif self._partial:
+                self._partial.append(lines[0])
+                lines[0] = b"".join(self._partial)
+                self._partial = []
+                self._partialLength = 0
+            frames = self._frames
+            if self._next == len(frames):
+                frames.clear()
+                self._next = 0
+            maxLength = self.maxLength
+            for line in lines:
+                if line[-1:] == b"\r":
+                    line = line[:-1]
+                if not line or line.isspace():
+                    continue
+                frames.append(line if len(line) <= maxLength else TOO_LONG)
+        if tail and not self._discarding:
+            self._partial.append(tail)
+            self._partialLength += len(tail)
+            # One byte of slack: a \r may yet turn out to precede the \n.
+            if self._partialLength > self.maxLength + 1:
+                self._partial = []
+                self._partialLength = 0
+                self._discarding = True
+                self._frames.append(TOO_LONG)
+
+    def nextFrame(self) -> Frame | None:
+        """
+        The next complete message, or L{None} until more bytes are fed.
+        """
+        if self._next < len(self._frames):
+            frame = self._frames[self._next]
+            self._next += 1
+            return frame
+        return None
+
+    @property
+    def bufferedBytes(self) -> int:
+        """
+        Bytes received but not yet handed out: an unfinished message, and
+        complete ones not yet taken.
+        """
+        frames = self._frames[self._next :]
+        return self._partialLength + sum(len(f) for f in frames if isinstance(f, bytes))
+
+    @property
+    def midMessage(self) -> bool:
+        """
+        Whether part of a message has arrived and the rest has not.
+        """
+        return self._partialLength > 0 or self._discarding
+
+
+_LENGTH: Final = struct.Struct("!I")
+
+
+class Int32Decoder:
+    """
+    Length-prefixed messages: a 4-byte big-endian unsigned length, then that
+    many bytes.
+
+    A length over the limit is refused before any of its body is buffered: it
+    becomes one L{TOO_LONG}, after which the decoder yields nothing more (the
+    stream cannot be resynchronised, so the connection has to end).
+
+    @ivar maxLength: The longest message accepted, in bytes, not counting the
+        prefix.
+    """
+
+    def __init__(self, maxLength: int) -> None:
+        self.maxLength = maxLength
+        self._buffer = bytearray()
+        self._offset = 0
+        self._failed = False
+
+    def feed(self, data: bytes) -> None:
+        """
+        Take the bytes of one read.
+        """
+        if self._failed:
+            return
+        if self._offset and self._offset == len(self._buffer):
+            self._buffer.clear()
+            self._offset = 0
+        self._buffer += data
+
+    def nextFrame(self) -> Frame | None:
+        """
+        The next complete message, or L{None} until more bytes are fed.
+        """
+        if self._failed:
+            return None
+        buffer = self._buffer
+        offset = self._offset
+        available = len(buffer) - offset
+        if available < 4:
+            return None
+        (length,) = _LENGTH.unpack_from(buffer, offset)
+        if length > self.maxLength:
+            self._failed = True
+            self._buffer = bytearray()
+            self._offset = 0
+            return TOO_LONG
+        if available < 4 + length:
+            if offset:
+                # Keep the buffer from growing by what was already consumed.
+                del buffer[:offset]
+                self._offset = 0
+            return None
+        end = offset + 4 + length
+        frame = bytes(buffer[offset + 4 : end])
+        self._offset = end
+        return frame
+
+    @property
+    def bufferedBytes(self) -> int:
+        """
+        Bytes received but not yet handed out.
+        """
+        return len(self._buffer) - self._offset
+
+    @property
+    def midMessage(self) -> bool:
+        """
+        Whether part of a message has arrived and the rest has not.
+        """
+        return len(self._buffer) > self._offset
+
+
+def encodeLine(payload: bytes) -> bytes:
+    """
+    Frame one message for the line framing.
+    """
+    return payload + b"\n"
+
+
+def encodeInt32(payload: bytes) -> bytes:
+    """
+    Frame one message for the length-prefixed framing.
+    """
+    return _LENGTH.pack(len(payload)) + payload

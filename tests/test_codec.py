@@ -1,0 +1,133 @@
+"""
+The codec: what counts as a message, and what a reply looks like on the wire.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from jsonproto import codec
+from jsonproto.errors import (
+    INTERNAL_ERROR,
+    INVALID_JSON,
+    NESTING_TOO_DEEP,
+    NUMBER_OUT_OF_RANGE,
+    ErrorCode,
+    RequestError,
+)
+
+
+class DecodeTests(SynchronousTestCase):
+    def assertRejected(self, payload: bytes, error: ErrorCode) -> RequestError:
+        e = self.assertRaises(RequestError, codec.decode, payload)
+        self.assertIs(e.error, error, f"{payload[:60]!r} gave {e}")
+        return e
+
+    def test_object(self) -> None:
+        """
+        A JSON object decodes to a dict; integers stay integers.
+        """
+        self.assertEqual(
+            codec.decode(b'{"type":"SUM","a":10,"b":2.5,"c":[true,null]}'),
+            {"type": "SUM", "a": 10, "b": 2.5, "c": [True, None]},
+        )
+        self.assertIsInstance(codec.decode(b"10"), int)
+
+    def test_utf8(self) -> None:
+        """
+        Text is UTF-8, and escaped surrogate pairs become the character.
+        """
+        self.assertEqual(codec.decode('"Zoë 😀"'.encode()), "Zoë 😀")
+        self.assertEqual(codec.decode(b'"\\ud83d\\ude00"'), "😀")
+
+    def test_notJSON(self) -> None:
+        """
+        Text that is not JSON is "Invalid JSON", the seed's reply.
+        """
+        for payload in [b"nope", b"{", b'{"a":1,}', b"", b"{'a':1}", b"[1] [2]"]:
+            self.assertRejected(payload, INVALID_JSON)
+
+    def test_invalidUTF8(self) -> None:
+        """
+        Bytes that are not UTF-8 are rejected, not guessed at (Python's json
+        would read UTF-16 from a byte string).
+        """
+        e = self.assertRejected(b'{"name":"\xff"}', INVALID_JSON)
+        self.assertEqual(e.detail, "not UTF-8")
+        self.assertRejected('{"a":1}'.encode("utf-16"), INVALID_JSON)
+
+    def test_nonFiniteTokens(self) -> None:
+        """
+        NaN and Infinity are not JSON, though Python's json accepts them.
+        """
+        for token in [b"NaN", b"Infinity", b"-Infinity"]:
+            e = self.assertRejected(b'{"a":' + token + b"}", INVALID_JSON)
+            self.assertIn(token.decode(), e.detail)
+
+    def test_floatOverflow(self) -> None:
+        """
+        A number too large for a double would become Infinity: refused.
+        """
+        self.assertRejected(b'{"a":1e999}', NUMBER_OUT_OF_RANGE)
+        self.assertRejected(b'{"a":-1e999}', NUMBER_OUT_OF_RANGE)
+        self.assertEqual(codec.decode(b"1e308"), 1e308)
+
+    def test_integerTooLong(self) -> None:
+        """
+        An integer literal longer than Python will parse is out of range, not
+        an internal error.
+        """
+        self.assertRejected(b"1" * 5000, NUMBER_OUT_OF_RANGE)
+
+    def test_nesting(self) -> None:
+        """
+        Nesting is allowed to MAX_DEPTH and refused past it, however deep.
+        """
+        depth = codec.MAX_DEPTH
+        self.assertEqual(codec.decode(b"[" * depth + b"]" * depth), eval("[" * depth + "]" * depth))
+        self.assertRejected(b"[" * (depth + 1) + b"]" * (depth + 1), NESTING_TOO_DEEP)
+        self.assertRejected(b'{"a":' * (depth + 1) + b"1" + b"}" * (depth + 1), NESTING_TOO_DEEP)
+        self.assertRejected(b"[" * 100_000 + b"]" * 100_000, NESTING_TOO_DEEP)
+
+    def test_brackets_in_strings(self) -> None:
+        """
+        Brackets inside strings are not nesting.
+        """
+        self.assertEqual(codec.decode(b'{"s":"' + b"[" * 1000 + b'"}'), {"s": "[" * 1000})
+
+    def test_loneSurrogate(self) -> None:
+        """
+        A lone surrogate escape could never be written back as UTF-8: the
+        message is refused, in keys too.
+        """
+        self.assertRejected(b'{"name":"\\ud800"}', INVALID_JSON)
+        self.assertRejected(b'{"\\uDFFF":1}', INVALID_JSON)
+        self.assertRejected(b'["ok",["\\udbff x"]]', INVALID_JSON)
+
+
+class EncodeTests(SynchronousTestCase):
+    def test_compact(self) -> None:
+        """
+        Replies are written as the seed's JSON.stringify writes them: no
+        spaces, keys in order, non-ASCII as UTF-8.
+        """
+        self.assertEqual(
+            codec.encode({"status": "OK", "reply": "Hello, Zoë!"}),
+            '{"status":"OK","reply":"Hello, Zoë!"}'.encode(),
+        )
+
+    def test_nonFinite(self) -> None:
+        """
+        A non-finite number cannot be JSON.
+        """
+        for value in [float("inf"), float("-inf"), float("nan")]:
+            e = self.assertRaises(RequestError, codec.encode, {"result": value})
+            self.assertIs(e.error, NUMBER_OUT_OF_RANGE)
+
+    def test_notJSON(self) -> None:
+        """
+        Values JSON cannot represent are internal errors.
+        """
+        for value in [{1, 2}, "\ud800", object()]:
+            e = self.assertRaises(RequestError, codec.encode, {"result": value})
+            self.assertIs(e.error, INTERNAL_ERROR)
