@@ -1,0 +1,38 @@
+"""
+jsonproto: JSON message services over TCP and TLS, built on Twisted.
+
+The public names are importable from here::
+
+    from jsonproto import Dispatcher, JSONServerFactory
+
+See C{docs/} for the wire protocol, writing message types, and operations.
+"""
+
+from jsonproto.builtin import defaultDispatcher
+from jsonproto.connection import ConnectionInfo, ConnectionRegistry
+from jsonproto.dispatcher import Dispatcher
+from jsonproto.echo import EchoFactory, EchoProtocol
+from jsonproto.errors import ErrorCode, RequestError
+from jsonproto.protocol import (
+    JSONInt32Protocol,
+    JSONLineProtocol,
+    JSONMessageProtocol,
+    JSONServerFactory,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConnectionInfo",
+    "ConnectionRegistry",
+    "Dispatcher",
+    "EchoFactory",
+    "EchoProtocol",
+    "ErrorCode",
+    "JSONInt32Protocol",
+    "JSONLineProtocol",
+    "JSONMessageProtocol",
+    "JSONServerFactory",
+    "RequestError",
+    "defaultDispatcher",
+]

@@ -1,0 +1,33 @@
+"""
+The echo service (RFC 862): every byte received is sent back unchanged.
+
+Unframed, so the seed's C{client.js} works against it as it is; tracked,
+limited and closed when idle like every other jsonproto connection.
+"""
+
+from __future__ import annotations
+
+from jsonproto.connection import TrackedProtocol, TrackingFactory
+
+
+class EchoProtocol(TrackedProtocol):
+    """
+    Writes back whatever arrives, as it arrives.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        info = self.info
+        if info is None:
+            return
+        info.bytesIn += len(data)
+        info.bytesOut += len(data)
+        self.touch()
+        self.transport.write(data)
+
+
+class EchoFactory(TrackingFactory):
+    """
+    Builds L{EchoProtocol}s; takes L{TrackingFactory}'s arguments.
+    """
+
+    protocol = EchoProtocol
