@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import (
     IAddress,
@@ -113,6 +114,7 @@ class ConnectionRegistry:
         self.refused = 0
         self._active: dict[int, ConnectionInfo] = {}
         self._ids = itertools.count(1)
+        self._emptyWaiters: list[Deferred[None]] = []
 
     def admit(self, connection: TrackedProtocol, peer: str, now: float) -> ConnectionInfo | None:
         """
@@ -134,6 +136,28 @@ class ConnectionRegistry:
         """
         self._active.pop(info.id, None)
         info.protocol = None
+        if not self._active:
+            waiters, self._emptyWaiters = self._emptyWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def closeAll(self, reason: str) -> Deferred[None]:
+        """
+        Close every connection once the replies it is owed are written, as
+        a service stops.
+
+        @return: Fires when none is left.  Each connection is aborted if
+            it has not closed within L{CLOSE_GRACE_PERIOD} of its close, so
+            this cannot wait forever on a peer that stopped reading.
+        """
+        if not self._active:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._emptyWaiters.append(waiter)
+        for info in list(self._active.values()):
+            if info.protocol is not None:
+                info.protocol.closeWhenDone(reason)
+        return waiter
 
     def __len__(self) -> int:
         return len(self._active)
@@ -168,7 +192,7 @@ class TrackedProtocol(protocol.Protocol):
     _idleCall: IDelayedCall | None = None
     _abortCall: IDelayedCall | None = None
     _closeReason: str | None = None
-    inputClosed = False
+    _closeWhenDone: str | None = None
 
     @property
     def clock(self) -> IReactorTime:
@@ -214,13 +238,27 @@ class TrackedProtocol(protocol.Protocol):
         """
         return False
 
+    def closeWhenDone(self, reason: str) -> None:
+        """
+        Close once the work under way is done and its replies written.
+        """
+        self._closeWhenDone = reason
+        if not self.busy:
+            self.closeConnection(reason)
+
+    def workDone(self) -> None:
+        """
+        Called by subclasses when the last piece of work under way is done:
+        a close that was waiting for it happens now.
+        """
+        if self._closeWhenDone is not None:
+            self.closeConnection(self._closeWhenDone)
+
     def readConnectionLost(self) -> None:
         """
         The peer will send nothing more: close once nothing is under way.
         """
-        self.inputClosed = True
-        if not self.busy:
-            self.closeConnection("the peer closed its sending side")
+        self.closeWhenDone("the peer closed its sending side")
 
     def writeConnectionLost(self) -> None:
         """

@@ -142,8 +142,8 @@ class JSONMessageProtocol(TrackedProtocol):
         waiting = self._waiting
         while waiting and waiting[0][0] is not _NOT_READY:
             self._writeReply(waiting.popleft()[0])
-        if self.inputClosed and not waiting:
-            self.closeConnection("the peer closed its sending side")
+        if not waiting:
+            self.workDone()
 
     def _tooLong(self) -> None:
         assert self.info is not None

@@ -282,3 +282,37 @@ class EchoTests(SynchronousTestCase):
         proto.dataReceived(b"bye")
         proto.readConnectionLost()
         self.assertEqual((transport.value(), transport.disconnecting), (b"bye", True))
+
+
+class CloseAllTests(SynchronousTestCase):
+    def test_drain(self) -> None:
+        """
+        Closing every connection (as the service stops) lets each finish
+        the replies it owes first, and reports when the last has gone.
+        """
+        clock = Clock()
+        dispatcher = defaultDispatcher()
+        slow: Deferred[dict[str, Any]] = Deferred()
+        dispatcher.register("SLOW", lambda m, c: slow)
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(dispatcher, connections=connections, clock=clock)
+        idle, idleTransport = connect(factory)
+        busy, busyTransport = connect(factory)
+        busy.dataReceived(line({"type": "SLOW", "id": 1}))
+        drained = connections.closeAll("the server is shutting down")
+        self.assertTrue(idleTransport.disconnecting)
+        self.assertFalse(busyTransport.disconnecting)
+        idleTransport.finishClose()
+        self.assertNoResult(drained)
+        slow.callback({"done": True})
+        self.assertEqual(readLines(busyTransport.value()), [{"status": "OK", "done": True, "id": 1}])
+        self.assertTrue(busyTransport.disconnecting)
+        busyTransport.finishClose()
+        self.successResultOf(drained)
+        noPendingCalls(self, clock)
+
+    def test_drainEmpty(self) -> None:
+        """
+        With no connections the drain is over at once.
+        """
+        self.successResultOf(ConnectionRegistry().closeAll("bye"))

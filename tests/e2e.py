@@ -1,0 +1,154 @@
+"""
+Helpers for end-to-end tests over real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import endpoints, protocol, reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IListeningPort
+
+from jsonproto.tap import Options, makeService
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Collector(protocol.Protocol):
+    """
+    A client that sends bytes and collects what comes back until a
+    condition holds or the server closes.
+    """
+
+    def __init__(self, done: Callable[[bytes], bool]) -> None:
+        self.done = done
+        self.received = b""
+        self.finished: Deferred[bytes] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if not self.finished.called and self.done(self.received):
+            self.finished.callback(self.received)
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.finished.called:
+            self.finished.callback(self.received)
+        self.lost.callback(None)
+
+
+def lines(count: int) -> Callable[[bytes], bool]:
+    """
+    A condition: C{count} lines have arrived.
+    """
+    return lambda data: data.count(b"\n") >= count
+
+
+@inlineCallbacks
+def exchange(description: str, data: bytes, done: Callable[[bytes], bool]) -> Any:
+    """
+    Connect to a client endpoint, send C{data}, return what came back once
+    C{done} says so, and close.
+    """
+    collector = Collector(done)
+    yield endpoints.connectProtocol(endpoints.clientFromString(reactor, description), collector)
+    collector.transport.write(data)
+    received = yield collector.finished
+    collector.transport.loseConnection()
+    yield collector.lost
+    return received
+
+
+@inlineCallbacks
+def startDaemon(test: Any, *arguments: str) -> Any:
+    """
+    Build the daemon from command-line arguments through the plugin's
+    makeService, start it, stop it when the test ends.
+
+    @return: The service and the ports it listens on, in the order given.
+    """
+    config = Options()
+    config.parseOptions(list(arguments))
+    service = makeService(config)
+    service.startService()
+    test.addCleanup(service.stopService)
+    ports: list[IListeningPort] = []
+    for child in service:
+        ports.append((yield _listeningPort(child)))
+    return service, [p.getHost().port for p in ports]
+
+
+def _listeningPort(child: Any) -> Deferred[IListeningPort]:
+    """
+    The port a StreamServerEndpointService listens on.  It keeps it in a
+    private Deferred, whose result it needs again to stop listening, so
+    the port is copied out rather than taken.
+    """
+    port: Deferred[IListeningPort] = Deferred()
+
+    def copy(listening: IListeningPort) -> IListeningPort:
+        port.callback(listening)
+        return listening
+
+    child._waitingForPort.addCallback(copy)
+    return port
+
+
+def writeCertificate(path: str, hostname: str = "localhost") -> None:
+    """
+    Write a self-signed key and certificate for C{hostname} into one PEM
+    file, as C{ssl:...:privateKey=} takes it.
+    """
+    import datetime
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with open(path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def twistd(*arguments: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """
+    Start C{twistd} from this environment, with the checkout importable.
+    """
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *arguments],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )

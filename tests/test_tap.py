@@ -1,0 +1,209 @@
+"""
+The twistd plugin: its options, and the daemon they build, over real
+sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.error import CannotListenError
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
+
+from jsonproto.tap import DEFAULT_PORT, Options, makeService
+from twisted.internet import endpoints, reactor
+
+from tests.e2e import Collector, exchange, lines, startDaemon, writeCertificate
+from tests.support import int32, line, readInt32, readLines
+
+LOCAL = "tcp:0:interface=127.0.0.1"
+
+
+class OptionsTests(TestCase):
+    def parse(self, *arguments: str) -> Options:
+        config = Options()
+        config.parseOptions(list(arguments))
+        return config
+
+    def assertUsageError(self, arguments: list[str], *phrases: str) -> None:
+        e = self.assertRaises(usage.UsageError, self.parse, *arguments)
+        for phrase in phrases:
+            self.assertIn(phrase, str(e))
+
+    def test_defaults(self) -> None:
+        """
+        With no options: newline JSON on 127.0.0.1:3001, no echo, the
+        documented limits.
+        """
+        config = self.parse()
+        self.assertEqual(
+            (config["ports"], config["echo"], config["framing"], config["idle-timeout"], config["max-connections"], config["max-message-size"]),
+            ([DEFAULT_PORT], [], "line", 300.0, 10000, 1048576),
+        )
+        self.assertEqual(DEFAULT_PORT, "tcp:3001:interface=127.0.0.1")
+
+    def test_repeatable(self) -> None:
+        """
+        --port and --echo may be given several times; --port replaces the
+        default.
+        """
+        config = self.parse("--port", "tcp:1", "--port", "unix:/tmp/x.sock", "--echo", "tcp:2", "--echo", "tcp6:3")
+        self.assertEqual((config["ports"], config["echo"]), (["tcp:1", "unix:/tmp/x.sock"], ["tcp:2", "tcp6:3"]))
+
+    def test_values(self) -> None:
+        config = self.parse("--framing", "int32", "--idle-timeout", "0", "--max-connections", "0", "--max-message-size", "10")
+        self.assertEqual(
+            (config["framing"], config["idle-timeout"], config["max-connections"], config["max-message-size"]),
+            ("int32", 0.0, 0, 10),
+        )
+
+    def test_badEndpoint(self) -> None:
+        """
+        An endpoint string Twisted cannot parse names the option, the
+        string, and examples.
+        """
+        self.assertUsageError(["--port", "nope:1"], "--port", "'nope:1'", "tcp:3001")
+        self.assertUsageError(["--echo", "tcp:abc"], "--echo", "'tcp:abc'")
+
+    def test_missingKeyFile(self) -> None:
+        """
+        A TLS endpoint whose key file is missing names the file.
+        """
+        self.assertUsageError(["--port", "ssl:3443:privateKey=/nonexistent/key.pem"], "--port", "/nonexistent/key.pem")
+
+    def test_systemdWithoutSockets(self) -> None:
+        """
+        A systemd endpoint outside socket activation says so.
+        """
+        self.assertUsageError(["--port", "systemd:domain=INET:index=0"], "systemd passed no socket")
+
+    def test_badNumbers(self) -> None:
+        """
+        Negative or non-numeric limits are refused with the option's name.
+        """
+        self.assertUsageError(["--idle-timeout", "-1"], "--idle-timeout", "'-1'")
+        self.assertUsageError(["--idle-timeout", "soon"], "--idle-timeout")
+        self.assertUsageError(["--idle-timeout", "nan"], "--idle-timeout")
+        self.assertUsageError(["--max-connections", "-5"], "--max-connections")
+        self.assertUsageError(["--max-connections", "1.5"], "--max-connections")
+        self.assertUsageError(["--max-message-size", "0"], "--max-message-size")
+
+    def test_badFraming(self) -> None:
+        self.assertUsageError(["--framing", "xml"], "--framing", "line, int32", "'xml'")
+
+    def test_handlers(self) -> None:
+        """
+        --handlers imports a module and lets it register message types.
+        """
+        config = self.parse("--handlers", "tests.samplehandlers")
+        self.assertIn("UPPER", config["dispatcher"].messageTypes)
+        self.assertIn("SUM", config["dispatcher"].messageTypes)
+
+    def test_badHandlers(self) -> None:
+        """
+        A module that cannot be imported, has no register, or clashes with
+        a registered type is a usage error that says which.
+        """
+        self.assertUsageError(["--handlers", "no.such.module"], "'no.such.module'", "cannot be imported")
+        self.assertUsageError(["--handlers", "json"], "'json'", "no register(dispatcher)")
+        self.assertUsageError(["--handlers", "tests.clashinghandlers"], "'SUM' already has a handler")
+
+
+class DaemonTests(TestCase):
+    """
+    The service makeService builds, on real sockets.
+    """
+
+    @inlineCallbacks
+    def test_seedExchange(self) -> None:
+        """
+        The seed's requests get the seed's replies over TCP.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL)
+        received = yield exchange(
+            f"tcp:127.0.0.1:{port}",
+            b'{"type":"GREETING","name":"Alice"}\n{"type":"SUM","a":10,"b":20}\n{"type":"X"}\nnope\n',
+            lines(4),
+        )
+        self.assertEqual(
+            readLines(received),
+            [
+                {"status": "OK", "reply": "Hello, Alice!"},
+                {"status": "OK", "result": 30},
+                {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
+                {"status": "ERROR", "message": "Invalid JSON", "code": "invalid_json"},
+            ],
+        )
+
+    @inlineCallbacks
+    def test_int32AndEcho(self) -> None:
+        """
+        --framing int32 applies to --port listeners; --echo listeners echo.
+        """
+        _, [jsonPort, echoPort] = yield startDaemon(self, "--port", LOCAL, "--framing", "int32", "--echo", LOCAL)
+        received = yield exchange(
+            f"tcp:127.0.0.1:{jsonPort}", int32({"type": "SUM", "a": 2, "b": 3}), lambda d: len(d) >= 4 and len(d) >= 4 + struct.unpack("!I", d[:4])[0]
+        )
+        self.assertEqual(readInt32(received), [{"status": "OK", "result": 5}])
+        echoed = yield exchange(f"tcp:127.0.0.1:{echoPort}", b"Hello Server, are you there?", lambda d: len(d) >= 28)
+        self.assertEqual(echoed, b"Hello Server, are you there?")
+
+    @inlineCallbacks
+    def test_maxConnections(self) -> None:
+        """
+        Past --max-connections (counting every listener), a client gets
+        "Server busy" and is disconnected; the connection already open
+        keeps working.
+        """
+        _, [port, echoPort] = yield startDaemon(self, "--port", LOCAL, "--echo", LOCAL, "--max-connections", "1")
+        holder = Collector(lines(2))
+        yield endpoints.connectProtocol(endpoints.clientFromString(reactor, f"tcp:127.0.0.1:{port}"), holder)
+        holder.transport.write(line({"type": "SUM", "a": 1, "b": 1}))
+        refused = yield exchange(f"tcp:127.0.0.1:{port}", b"", lambda d: False)
+        self.assertEqual(readLines(refused), [{"status": "ERROR", "message": "Server busy", "code": "server_busy"}])
+        refusedEcho = yield exchange(f"tcp:127.0.0.1:{echoPort}", b"hello", lambda d: False)
+        self.assertEqual(refusedEcho, b"")
+        holder.transport.write(line({"type": "SUM", "a": 2, "b": 2}))
+        self.assertEqual(readLines((yield holder.finished)), [{"status": "OK", "result": 2}, {"status": "OK", "result": 4}])
+        holder.transport.loseConnection()
+        yield holder.lost
+
+    @inlineCallbacks
+    def test_handlersModule(self) -> None:
+        """
+        Types a --handlers module registers are served.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL, "--handlers", "tests.samplehandlers")
+        received = yield exchange(f"tcp:127.0.0.1:{port}", line({"type": "UPPER", "text": "abc", "id": 1}), lines(1))
+        self.assertEqual(readLines(received), [{"status": "OK", "text": "ABC", "id": 1}])
+
+    @inlineCallbacks
+    def test_tls(self) -> None:
+        """
+        An ssl: endpoint with key and certificate in one file serves the
+        same protocol over TLS.
+        """
+        keyFile = self.mktemp() + ".pem"
+        writeCertificate(keyFile)
+        _, [port] = yield startDaemon(self, "--port", f"ssl:0:interface=127.0.0.1:privateKey={keyFile}")
+        received = yield exchange(f"ssl:127.0.0.1:{port}", line({"type": "GREETING", "name": "TLS"}), lines(1))
+        self.assertEqual(readLines(received), [{"status": "OK", "reply": "Hello, TLS!"}])
+
+    def test_portInUse(self) -> None:
+        """
+        A port already in use fails the start loudly, instead of a daemon
+        that runs listening on nothing.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        config = Options()
+        config.parseOptions(["--port", f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"])
+        service = makeService(config)
+        error = self.assertRaises(CannotListenError, service.privilegedStartService)
+        self.assertIn("Address already in use", str(error))
+
