@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocolFactory
 
 from jsonproto.connection import ConnectionRegistry
 
@@ -34,3 +38,36 @@ class JSONProtoService(MultiService):
         return stopped.addCallback(
             lambda _: self.connections.closeAll("the server is shutting down")
         )
+
+
+class CannotListen(Exception):
+    """
+    A listener could not start.  The message is short on purpose: a
+    daemonising twistd shows only the first hundred characters of
+    C{"module.Class: message"}.
+    """
+
+
+class ListenerService(StreamServerEndpointService):
+    """
+    Listens on one endpoint description, as C{strports.service} builds, but
+    a failure to listen ends the start with a one-line reason naming the
+    endpoint (C{tcp:3001: Address already in use}).
+
+    @ivar description: The endpoint string it was made from.
+    """
+
+    # As strports.service sets it: fail privilegedStartService, and with it
+    # twistd's start, instead of logging and serving nothing.
+    _raiseSynchronously = True
+
+    def __init__(self, reactor: Any, description: str, factory: IProtocolFactory) -> None:
+        super().__init__(endpoints.serverFromString(reactor, description), factory)
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise CannotListen(f"{self.description}: {reason}") from e

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from twisted.application import strports
 from twisted.internet import endpoints
 from twisted.python import usage
 
@@ -18,7 +17,7 @@ from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
 from jsonproto.echo import EchoFactory
 from jsonproto.protocol import DEFAULT_MAX_MESSAGE_SIZE, FRAMINGS, JSONServerFactory
-from jsonproto.service import JSONProtoService
+from jsonproto.service import JSONProtoService, ListenerService
 
 DEFAULT_PORT = "tcp:3001:interface=127.0.0.1"
 
@@ -194,7 +193,7 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     )
     top = JSONProtoService(connections)
     for description in config["ports"]:
-        strports.service(description, jsonFactory, reactor=reactor).setServiceParent(top)
+        ListenerService(reactor, description, jsonFactory).setServiceParent(top)
     for description in config["echo"]:
-        strports.service(description, echoFactory, reactor=reactor).setServiceParent(top)
+        ListenerService(reactor, description, echoFactory).setServiceParent(top)
     return top

@@ -9,10 +9,10 @@ import socket
 import struct
 
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.error import CannotListenError
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
+from jsonproto.service import CannotListen
 from jsonproto.tap import DEFAULT_PORT, Options, makeService
 from twisted.internet import endpoints, reactor
 
@@ -204,6 +204,6 @@ class DaemonTests(TestCase):
         config = Options()
         config.parseOptions(["--port", f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"])
         service = makeService(config)
-        error = self.assertRaises(CannotListenError, service.privilegedStartService)
-        self.assertIn("Address already in use", str(error))
+        error = self.assertRaises(CannotListen, service.privilegedStartService)
+        self.assertEqual(str(error), f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1: Address already in use")
 

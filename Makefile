@@ -1,0 +1,28 @@
+# The two commands a new machine needs: `make run` and `make test`.
+# Both create the virtualenv in .venv first, installing the package with the
+# test extras; the install is redone only when the packaging changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	# compat mode: a plain editable install hides twisted/plugins from twistd.
+	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/twistd --pidfile= -n jsonproto --port tcp:3001:interface=127.0.0.1 --echo tcp:3000:interface=127.0.0.1
+
+test: $(STAMP)
+	$(BIN)/python -m twisted.trial tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info _trial_temp twisted/plugins/dropin.cache

@@ -1,0 +1,96 @@
+"""
+The real C{twistd jsonproto} command in a child process: how it starts,
+refuses to start, serves, and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.e2e import twistd
+
+DEADLINE = 30.0
+
+
+def readUntil(process: subprocess.Popen[bytes], pattern: bytes, seconds: float = DEADLINE) -> re.Match[bytes]:
+    """
+    Read the daemon's log until C{pattern} appears; fail after C{seconds}
+    or if the daemon exits first.
+    """
+    assert process.stdout is not None
+    seen = b""
+    end = time.monotonic() + seconds
+    while (remaining := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([process.stdout], [], [], remaining)
+        if not ready:
+            break
+        chunk = os.read(process.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        seen += chunk
+        match = re.search(pattern, seen)
+        if match:
+            return match
+    raise AssertionError(f"{pattern!r} not in the daemon's log:\n{seen.decode(errors='replace')}")
+
+
+class TwistdTests(SynchronousTestCase):
+    def runTwistd(self, *arguments: str) -> subprocess.CompletedProcess[bytes]:
+        process = twistd(*arguments)
+        output, _ = process.communicate(timeout=DEADLINE)
+        return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+    def test_usageError(self) -> None:
+        """
+        A bad option stops twistd with a non-zero status and a sentence
+        naming the option.
+        """
+        result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--max-connections", "-1")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(b"--max-connections must be a whole number, 0 or more, not '-1'", result.stdout)
+
+    def test_portInUse(self) -> None:
+        """
+        A port already in use ends the daemon with status 1 and says so,
+        in the foreground and daemonised alike.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--port", port)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"CannotListen: {port}: Address already in use".encode(), result.stdout)
+        logfile = self.mktemp()
+        result = self.runTwistd(f"--pidfile={self.mktemp()}", f"--logfile={logfile}", "jsonproto", "--port", port)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"{port}: Address already in use".encode(), result.stdout)
+
+    def test_serveAndStop(self) -> None:
+        """
+        The daemon serves on the port it logs, and SIGTERM stops it cleanly
+        (it ends by that signal, which systemd counts as a clean stop), closing the connections still open.
+        """
+        process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1")
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        self.addCleanup(lambda: process.stdout and process.stdout.close())
+        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            client.sendall(b'{"type":"SUM","a":10,"b":20,"id":"x"}\n')
+            reply = client.makefile("rb").readline()
+            self.assertEqual(json.loads(reply), {"status": "OK", "result": 30, "id": "x"})
+            process.send_signal(signal.SIGTERM)
+            # The open connection is closed by the server as it stops.
+            self.assertEqual(client.recv(1), b"")
+        # twistd ends by re-raising the signal, as systemd expects of a clean stop.
+        self.assertEqual(process.wait(timeout=DEADLINE), -signal.SIGTERM)
