@@ -17,27 +17,43 @@ their parsing of that read instead of skipping to the next line.
 
 from __future__ import annotations
 
+import enum
 import struct
-from typing import Final
+from typing import Final, Literal, Protocol
 
 
-class _TooLong:
-    """
-    The type of L{TOO_LONG}.
-    """
-
-    def __repr__(self) -> str:
-        return "TOO_LONG"
+class _Marker(enum.Enum):
+    TOO_LONG = "TOO_LONG"
 
 
-TOO_LONG: Final = _TooLong()
+TOO_LONG: Final = _Marker.TOO_LONG
 """
 Returned by C{nextFrame} in place of a message that exceeded the size limit,
 at the position in the stream where that message stood, so that the reply
 telling the client keeps its place among the other replies.
 """
 
-Frame = bytes | _TooLong
+Frame = bytes | Literal[_Marker.TOO_LONG]
+
+
+class Decoder(Protocol):
+    """
+    What a protocol needs of a decoder.
+    """
+
+    maxLength: int
+
+    def __init__(self, maxLength: int) -> None: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+    def nextFrame(self) -> Frame | None: ...
+
+    @property
+    def bufferedBytes(self) -> int: ...
+
+    @property
+    def midMessage(self) -> bool: ...
 
 
 class LineDecoder:

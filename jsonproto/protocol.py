@@ -19,7 +19,7 @@ delivering messages once the connection is closing.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -53,26 +53,34 @@ class JSONMessageProtocol(TrackedProtocol):
     """
     The framing-independent part: decode, dispatch, reply in order.
 
-    Subclasses supply C{makeDecoder} (bytes to frames), C{frameMessage}
+    Subclasses supply C{decoderType} (bytes to frames), C{frameMessage}
     (one encoded message to bytes on the wire) and C{closesOnTooLong}
     (whether an over-long message ends the connection).
     """
 
     factory: JSONServerFactory
-    makeDecoder: ClassVar[Callable[[int], framing.LineDecoder | framing.Int32Decoder]]
-    frameMessage: ClassVar[Callable[[bytes], bytes]]
+    decoderType: ClassVar[type[framing.Decoder]]
     closesOnTooLong: ClassVar[bool]
 
-    _decoder: framing.LineDecoder | framing.Int32Decoder
+    _decoder: framing.Decoder
     # Frames written while handling one read go out in one write.
     _batch: list[bytes] | None = None
     # Replies that must wait for an earlier, asynchronous one; each is a
     # one-item list holding the reply, or _NOT_READY.
     _waiting: deque[list[Any]]
 
+    @staticmethod
+    def frameMessage(payload: bytes) -> bytes:
+        """
+        Frame one encoded message for the wire.
+        """
+        raise NotImplementedError
+
     def connectionMade(self) -> None:
         self._waiting = deque()
-        self._decoder = self.makeDecoder(self.factory.maxMessageSize)
+        # The receivers' name for the limit; ours comes from the factory.
+        self.MAX_LENGTH = self.factory.maxMessageSize
+        self._decoder = self.decoderType(self.factory.maxMessageSize)
         super().connectionMade()
 
     def refuse(self) -> None:
@@ -85,13 +93,14 @@ class JSONMessageProtocol(TrackedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         info = self.info
-        if info is None:
+        if info is None or self.transport.disconnecting:
+            # Refused, or closing: nothing more is read, nor buffered.
             return
         info.bytesIn += len(data)
         decoder = self._decoder
         decoder.feed(data)
         transport = self.transport
-        self._batch = batch = []
+        self._batch = []
         try:
             messages = info.messagesIn
             while not transport.disconnecting:
@@ -218,7 +227,7 @@ class JSONLineProtocol(JSONMessageProtocol, basic.LineOnlyReceiver):
     """
 
     delimiter = b"\n"
-    makeDecoder = framing.LineDecoder
+    decoderType = framing.LineDecoder
     frameMessage = staticmethod(framing.encodeLine)
     closesOnTooLong = False
 
@@ -237,7 +246,7 @@ class JSONInt32Protocol(JSONMessageProtocol, basic.Int32StringReceiver):
     length can be trusted to be a frame boundary.
     """
 
-    makeDecoder = framing.Int32Decoder
+    decoderType = framing.Int32Decoder
     frameMessage = staticmethod(framing.encodeInt32)
     closesOnTooLong = True
 

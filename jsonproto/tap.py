@@ -8,6 +8,7 @@ string, so listing twistd's plugins does not import it.
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any, Callable
 
 from twisted.internet import endpoints
@@ -58,7 +59,7 @@ def _number(option: str, text: str, kind: Callable[[str], Any], what: str) -> An
         value = kind(text)
     except ValueError:
         raise usage.UsageError(f"--{option} must be {what}, not {text!r}") from None
-    if value < 0 or value != value:
+    if not (0 <= value < math.inf):
         raise usage.UsageError(f"--{option} must be {what}, not {text!r}")
     return value
 

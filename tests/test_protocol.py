@@ -205,6 +205,22 @@ class _FramingTests:
         self.assertEqual(handled, [])
         self.assertTrue(self.transport.disconnecting)
 
+    def test_nothingReadWhileClosing(self) -> None:
+        """
+        Once the server is closing a connection, what the client still
+        sends is neither answered nor buffered.
+        """
+        self.proto.closeConnection("test")
+        self.proto.dataReceived(self.frame({"type": "SUM", "a": 1, "b": 1}) * 100)
+        self.assertEqual(self.replies(), [])
+        self.assertEqual(self.proto._decoder.bufferedBytes, 0)
+
+    def test_maxLength(self) -> None:
+        """
+        MAX_LENGTH, the receivers' name for the limit, is the factory's.
+        """
+        self.assertEqual(self.proto.MAX_LENGTH, 1000)
+
     def test_halfClose(self) -> None:
         """
         A client that shuts down its sending side still gets every reply,

@@ -87,6 +87,7 @@ class OptionsTests(TestCase):
         self.assertUsageError(["--idle-timeout", "-1"], "--idle-timeout", "'-1'")
         self.assertUsageError(["--idle-timeout", "soon"], "--idle-timeout")
         self.assertUsageError(["--idle-timeout", "nan"], "--idle-timeout")
+        self.assertUsageError(["--idle-timeout", "inf"], "--idle-timeout")
         self.assertUsageError(["--max-connections", "-5"], "--max-connections")
         self.assertUsageError(["--max-connections", "1.5"], "--max-connections")
         self.assertUsageError(["--max-message-size", "0"], "--max-message-size")
