@@ -1,8 +1,8 @@
 """
 What every jsonproto connection shares, whatever it speaks: a record of who
 it is and what it has done, a place in its service's registry of active
-connections, a connection limit, an idle timeout, and a way to be closed with
-a reason that ends up in the log.
+connections, connection limits (overall and per client address), an idle
+timeout, and a way to be closed with a reason that ends up in the log.
 
 Time comes from an injected L{IReactorTime}, so tests drive it with
 L{twisted.internet.task.Clock}.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -27,12 +27,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
+from jsonproto.limits import Limits
+
 if TYPE_CHECKING:
     from jsonproto.dispatcher import Reply
 
 log = Logger()
 
-DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_MAX_CONNECTIONS = 10_000
 CLOSE_GRACE_PERIOD = 5.0
 """
@@ -57,6 +59,16 @@ def formatAddress(address: IAddress | None) -> str:
     return str(address)
 
 
+def hostOf(address: IAddress | None) -> str | None:
+    """
+    The client's IP address, which per-address limits count by; L{None}
+    where there is none (a Unix socket).
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host
+    return None
+
+
 @dataclass(eq=False, slots=True)
 class ConnectionInfo:
     """
@@ -66,19 +78,23 @@ class ConnectionInfo:
     @ivar id: Unique within the process, in order of arrival; every log line
         about the connection carries it.
     @ivar peer: The remote address, formatted by L{formatAddress}.
+    @ivar host: The remote IP address, or L{None} (a Unix socket).
     @ivar connectedAt: When it was accepted, in the reactor's seconds.
     @ivar lastActivity: When it last completed a message (or, for echo, last
         sent anything).
+    @ivar pauses: How often reading from it was paused for backpressure.
     """
 
     id: int
     peer: str
+    host: str | None
     connectedAt: float
     lastActivity: float
     messagesIn: int = 0
     messagesOut: int = 0
     bytesIn: int = 0
     bytesOut: int = 0
+    pauses: int = 0
     protocol: TrackedProtocol | None = field(default=None, repr=False)
 
     def send(self, message: Reply) -> None:
@@ -98,34 +114,63 @@ class ConnectionInfo:
             self.protocol.closeConnection(reason)
 
 
+class ConnectionRefused(Exception):
+    """
+    A connection may not be admitted.
+
+    @ivar error: What to tell the client.
+    @ivar why: What to tell the log.
+    """
+
+    def __init__(self, error: ErrorCode, why: str) -> None:
+        super().__init__(why)
+        self.error = error
+        self.why = why
+
+
 class ConnectionRegistry:
     """
     The active connections of a service, shared by all its listeners, and
-    the limit on how many there may be at once.
+    the limits on how many there may be at once.
 
     @ivar maxConnections: The most connections open at once; 0 for no limit.
+    @ivar maxConnectionsPerHost: The most open at once from one IP address;
+        0 for no limit.
     @ivar accepted: Connections admitted since start.
-    @ivar refused: Connections turned away by the limit since start.
+    @ivar refused: Connections turned away by a limit since start.
     """
 
-    def __init__(self, maxConnections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    def __init__(self, maxConnections: int = DEFAULT_MAX_CONNECTIONS, maxConnectionsPerHost: int = 0) -> None:
         self.maxConnections = maxConnections
+        self.maxConnectionsPerHost = maxConnectionsPerHost
         self.accepted = 0
         self.refused = 0
         self._active: dict[int, ConnectionInfo] = {}
+        self._perHost: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._emptyWaiters: list[Deferred[None]] = []
 
-    def admit(self, connection: TrackedProtocol, peer: str, now: float) -> ConnectionInfo | None:
+    def admit(self, connection: TrackedProtocol, address: IAddress, now: float) -> ConnectionInfo:
         """
-        Add a connection, unless the limit is reached.
+        Add a connection, unless a limit is reached.
 
-        @return: Its record, or L{None} if it must be refused.
+        @return: Its record.
+        @raise ConnectionRefused: If it must be turned away.
         """
+        peer = formatAddress(address)
+        host = hostOf(address)
         if self.maxConnections and len(self._active) >= self.maxConnections:
             self.refused += 1
-            return None
-        info = ConnectionInfo(next(self._ids), peer, now, now, protocol=connection)
+            raise ConnectionRefused(SERVER_BUSY, f"{self.maxConnections} connections open")
+        if host is not None and self.maxConnectionsPerHost:
+            if self._perHost.get(host, 0) >= self.maxConnectionsPerHost:
+                self.refused += 1
+                raise ConnectionRefused(
+                    TOO_MANY_CONNECTIONS, f"{self.maxConnectionsPerHost} connections open from {host}"
+                )
+        if host is not None:
+            self._perHost[host] = self._perHost.get(host, 0) + 1
+        info = ConnectionInfo(next(self._ids), peer, host, now, now, protocol=connection)
         self._active[info.id] = info
         self.accepted += 1
         return info
@@ -134,30 +179,25 @@ class ConnectionRegistry:
         """
         Forget a connection that has closed.
         """
-        self._active.pop(info.id, None)
+        if self._active.pop(info.id, None) is None:
+            return
         info.protocol = None
+        if info.host is not None:
+            left = self._perHost[info.host] - 1
+            if left:
+                self._perHost[info.host] = left
+            else:
+                del self._perHost[info.host]
         if not self._active:
             waiters, self._emptyWaiters = self._emptyWaiters, []
             for waiter in waiters:
                 waiter.callback(None)
 
-    def closeAll(self, reason: str) -> Deferred[None]:
+    def countFrom(self, host: str) -> int:
         """
-        Close every connection once the replies it is owed are written, as
-        a service stops.
-
-        @return: Fires when none is left.  Each connection is aborted if
-            it has not closed within L{CLOSE_GRACE_PERIOD} of its close, so
-            this cannot wait forever on a peer that stopped reading.
+        How many connections are open from this IP address.
         """
-        if not self._active:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._emptyWaiters.append(waiter)
-        for info in list(self._active.values()):
-            if info.protocol is not None:
-                info.protocol.closeWhenDone(reason)
-        return waiter
+        return self._perHost.get(host, 0)
 
     def __len__(self) -> int:
         return len(self._active)
@@ -171,12 +211,43 @@ class ConnectionRegistry:
         """
         return self._active.get(connectionId)
 
+    def whenEmpty(self) -> Deferred[None]:
+        """
+        Fires when no connection is left.
+        """
+        if not self._active:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._emptyWaiters.append(waiter)
+        return waiter
+
+    def closeAll(self, reason: str) -> Deferred[None]:
+        """
+        Drain every connection, as a service stops: each answers what it
+        has already received, then closes (see L{TrackedProtocol.drain}).
+
+        @return: Fires when none is left.
+        """
+        empty = self.whenEmpty()
+        for info in list(self._active.values()):
+            if info.protocol is not None:
+                info.protocol.drain(reason)
+        return empty
+
+    def abortAll(self, reason: str) -> None:
+        """
+        Abort every connection now, as a drain runs out of time.
+        """
+        for info in list(self._active.values()):
+            if info.protocol is not None:
+                info.protocol.forceClose(reason)
+
 
 @implementer(IHalfCloseableProtocol)
 class TrackedProtocol(protocol.Protocol):
     """
     A connection that registers itself with its factory's registry, is
-    refused politely when the registry is full, and is closed when idle.
+    refused politely when a limit is reached, and is closed when idle.
 
     A peer that shuts down its sending side (C{nc -N}, C{socket.shutdown})
     still gets every reply to what it sent: the connection closes once the
@@ -184,40 +255,44 @@ class TrackedProtocol(protocol.Protocol):
 
     Subclasses say what "activity" is by calling L{touch}, what refusal
     looks like by overriding L{refuse}, and whether work is still under way
-    (which keeps an idle connection open) by overriding L{busy}.
+    (which keeps an idle connection open, and a closing one waiting) by
+    overriding L{busy} and calling L{workDone}.
     """
 
     factory: TrackingFactory
+    # The factory's, copied here by buildProtocol: read on every message.
+    clock: IReactorTime
+    limits: Limits
     info: ConnectionInfo | None = None
     _idleCall: IDelayedCall | None = None
     _abortCall: IDelayedCall | None = None
     _closeReason: str | None = None
     _closeWhenDone: str | None = None
 
-    @property
-    def clock(self) -> IReactorTime:
-        return self.factory.clock
-
     def connectionMade(self) -> None:
-        peer = formatAddress(self.transport.getPeer())
-        now = self.clock.seconds()
-        self.info = self.factory.connections.admit(self, peer, now)
-        if self.info is None:
+        address = self.transport.getPeer()
+        try:
+            self.info = self.factory.connections.admit(self, address, self.clock.seconds())
+        except ConnectionRefused as refusal:
             log.warn(
-                "refusing connection from {peer}: {limit} connections open",
-                peer=peer,
-                limit=self.factory.connections.maxConnections,
+                "refusing connection from {peer}: {why}",
+                peer=formatAddress(address),
+                why=refusal.why,
             )
-            self.refuse()
+            self.refuse(refusal.error)
             self._startAbortTimer()
             return
-        log.info("connection {connectionId} from {peer} opened", connectionId=self.info.id, peer=peer)
-        if self.factory.idleTimeout:
-            self._idleCall = self.clock.callLater(self.factory.idleTimeout, self._checkIdle)
+        log.info(
+            "connection {connectionId} from {peer} opened",
+            connectionId=self.info.id,
+            peer=self.info.peer,
+        )
+        if self.limits.idleTimeout:
+            self._idleCall = self.clock.callLater(self.limits.idleTimeout, self._checkIdle)
 
-    def refuse(self) -> None:
+    def refuse(self, error: ErrorCode) -> None:
         """
-        Turn this connection away because the service is full.  The default
+        Turn this connection away because a limit is reached.  The default
         closes it; subclasses may first tell the client why.
         """
         self.transport.loseConnection()
@@ -234,9 +309,16 @@ class TrackedProtocol(protocol.Protocol):
     def busy(self) -> bool:
         """
         Whether the connection has work under way that an idle timeout must
-        not cut short.
+        not cut short and a close must wait for.
         """
         return False
+
+    def drain(self, reason: str) -> None:
+        """
+        The service is stopping: close after the work in hand.  Subclasses
+        that can still take requests already sent extend this.
+        """
+        self.closeWhenDone(reason)
 
     def closeWhenDone(self, reason: str) -> None:
         """
@@ -271,13 +353,23 @@ class TrackedProtocol(protocol.Protocol):
         info = self.info
         if info is None:
             return
-        timeout = self.factory.idleTimeout
+        timeout = self.limits.idleTimeout
         idleFor = self.clock.seconds() - info.lastActivity
         if idleFor >= timeout and not self.busy:
             self.closeConnection(f"idle for {idleFor:.0f} seconds")
             return
         wait = timeout - idleFor if idleFor < timeout else timeout
         self._idleCall = self.clock.callLater(wait, self._checkIdle)
+
+    def _logClose(self, action: str, reason: str) -> None:
+        if self.info is not None:
+            log.info(
+                "{action} connection {connectionId} from {peer}: {reason}",
+                action=action,
+                connectionId=self.info.id,
+                peer=self.info.peer,
+                reason=reason,
+            )
 
     def closeConnection(self, reason: str) -> None:
         """
@@ -287,14 +379,19 @@ class TrackedProtocol(protocol.Protocol):
         if self._closeReason is not None or self.info is None:
             return
         self._closeReason = reason
-        log.info(
-            "closing connection {connectionId} from {peer}: {reason}",
-            connectionId=self.info.id,
-            peer=self.info.peer,
-            reason=reason,
-        )
+        self._logClose("closing", reason)
         self.transport.loseConnection()
         self._startAbortTimer()
+
+    def forceClose(self, reason: str) -> None:
+        """
+        Drop the connection now, unsent replies and all, logging why.
+        """
+        if not self.connected:
+            return
+        self._closeReason = reason
+        self._logClose("aborting", reason)
+        self.transport.abortConnection()
 
     def _startAbortTimer(self) -> None:
         if self._abortCall is None:
@@ -302,22 +399,23 @@ class TrackedProtocol(protocol.Protocol):
 
     def _abort(self) -> None:
         self._abortCall = None
-        if self.info is not None:
-            log.info(
-                "aborting connection {connectionId} from {peer}: it did not take its last "
-                "replies within {grace} seconds",
-                connectionId=self.info.id,
-                peer=self.info.peer,
-                grace=CLOSE_GRACE_PERIOD,
-            )
-        self.transport.abortConnection()
+        self.forceClose(
+            f"the peer did not take its last replies within {CLOSE_GRACE_PERIOD:.0f} seconds"
+        )
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self.connected = False
+    def cancelTimers(self) -> None:
+        """
+        Cancel every timer of this connection; subclasses with timers of
+        their own extend this.
+        """
         for call in (self._idleCall, self._abortCall):
             if call is not None and call.active():
                 call.cancel()
         self._idleCall = self._abortCall = None
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.connected = False
+        self.cancelTimers()
         info = self.info
         if info is None:
             return
@@ -346,12 +444,11 @@ class TrackedProtocol(protocol.Protocol):
 class TrackingFactory(protocol.Factory):
     """
     A factory whose connections are tracked in a L{ConnectionRegistry} and
-    closed when idle.
+    held to L{Limits}.
 
     @ivar connections: The registry; pass one registry to several factories
         to share one connection limit between their listeners.
-    @ivar idleTimeout: Seconds without activity before a connection is
-        closed; 0 never closes for idleness.
+    @ivar limits: The limits on each connection.
     @ivar clock: The source of time and timers.
     """
 
@@ -361,19 +458,19 @@ class TrackingFactory(protocol.Factory):
     def __init__(
         self,
         *,
+        limits: Limits | None = None,
         connections: ConnectionRegistry | None = None,
-        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: IReactorTime | None = None,
     ) -> None:
-        if idleTimeout < 0:
-            raise ValueError(f"idleTimeout must be 0 or more, not {idleTimeout!r}")
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.limits = limits if limits is not None else Limits()
         self.connections = connections if connections is not None else ConnectionRegistry()
-        self.idleTimeout = idleTimeout
 
     def buildProtocol(self, addr: Any) -> TrackedProtocol:
         p = self.protocol()
         p.factory = self
+        p.clock = self.clock
+        p.limits = self.limits
         return p

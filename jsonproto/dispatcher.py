@@ -12,12 +12,13 @@ from __future__ import annotations
 import inspect
 from typing import Any, Awaitable, Callable, TypeVar, Union
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jsonproto.errors import (
     INTERNAL_ERROR,
+    ErrorCode,
     INVALID_ID,
     INVALID_TYPE,
     NOT_AN_OBJECT,
@@ -44,6 +45,23 @@ log = Logger()
 
 def _withId(reply: Reply, message: Message) -> Reply:
     if "id" in message:
+        reply["id"] = message["id"]
+    return reply
+
+
+def _validId(messageId: Any) -> bool:
+    return messageId is None or (
+        isinstance(messageId, (str, int, float)) and not isinstance(messageId, bool)
+    )
+
+
+def errorReply(error: ErrorCode, message: Any) -> Reply:
+    """
+    The reply telling the sender of C{message} about C{error}, with the
+    message's id when it has a valid one.
+    """
+    reply = error.reply()
+    if isinstance(message, dict) and "id" in message and _validId(message["id"]):
         reply["id"] = message["id"]
     return reply
 
@@ -107,10 +125,12 @@ class Dispatcher:
         """
         Answer one decoded message.
 
-        Never raises and never fails: every problem becomes an error reply.
-        A handler's L{RequestError} is sent as it is; any other exception is
-        logged with its traceback and the client is told only
-        C{"Internal error"}.
+        Never raises, and fails only when cancelled: every problem becomes
+        an error reply.  A handler's L{RequestError} is sent as it is; any
+        other exception is logged with its traceback and the client is told
+        only C{"Internal error"}.  Cancelling the returned L{Deferred}
+        cancels the handler's and fails with L{CancelledError}, for the
+        canceller to answer.
 
         @param message: Whatever the codec decoded.
         @param context: Passed to the handler as its second argument.
@@ -119,10 +139,7 @@ class Dispatcher:
         """
         if not isinstance(message, dict):
             return NOT_AN_OBJECT.reply()
-        messageId = message.get("id")
-        if not (messageId is None or isinstance(messageId, (str, int, float))) or isinstance(
-            messageId, bool
-        ):
+        if not _validId(message.get("id")):
             return INVALID_ID.reply()
         messageType = message.get("type")
         if not isinstance(messageType, str):
@@ -142,7 +159,10 @@ class Dispatcher:
         except Exception:
             return self._failed(Failure(), message)
 
-    def _failed(self, failure: Failure, message: Message) -> Reply:
+    def _failed(self, failure: Failure, message: Message) -> Reply | Failure:
+        if failure.check(CancelledError):
+            # Whoever cancelled (a request timeout) says what to reply.
+            return failure
         if failure.check(RequestError):
             return _withId(failure.value.reply(), message)
         log.failure(

@@ -13,7 +13,16 @@ from jsonproto.connection import TrackedProtocol, TrackingFactory
 class EchoProtocol(TrackedProtocol):
     """
     Writes back whatever arrives, as it arrives.
+
+    A peer that sends without reading cannot make the server buffer its
+    echo without bound: the transport is registered as its own producer, so
+    it stops reading while its write buffer is full.
     """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if self.info is not None:
+            self.transport.registerProducer(self.transport, True)
 
     def dataReceived(self, data: bytes) -> None:
         info = self.info

@@ -53,10 +53,24 @@ NUMBER_OUT_OF_RANGE = ErrorCode("number_out_of_range", "Number out of range")
 NESTING_TOO_DEEP = ErrorCode("nesting_too_deep", "Nesting too deep")
 INVALID_FIELD = ErrorCode("invalid_field", "Invalid field")
 
-# Limits and failures on the server's side.
+# Limits a client ran into.
 MESSAGE_TOO_LONG = ErrorCode("message_too_long", "Message too long")
+TOO_MANY_ERRORS = ErrorCode("too_many_errors", "Too many errors")
+TOO_MANY_CONNECTIONS = ErrorCode("too_many_connections", "Too many connections from your address")
+
+# The server's side: not the client's fault, and not counted against it.
 SERVER_BUSY = ErrorCode("server_busy", "Server busy")
+SHUTTING_DOWN = ErrorCode("shutting_down", "Shutting down")
+REQUEST_TIMED_OUT = ErrorCode("request_timed_out", "Request timed out")
 INTERNAL_ERROR = ErrorCode("internal_error", "Internal error")
+
+SERVER_SIDE_CODES = frozenset(
+    e.code for e in (SERVER_BUSY, SHUTTING_DOWN, REQUEST_TIMED_OUT, INTERNAL_ERROR)
+)
+"""
+Error codes that say nothing about the client's messages; a run of them
+does not use up the client's error budget.
+"""
 
 
 class RequestError(Exception):

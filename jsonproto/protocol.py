@@ -12,8 +12,15 @@ C{Int32StringReceiver} (C{lineReceived}/C{stringReceived},
 C{sendLine}/C{sendString}, C{MAX_LENGTH}) so they sit where Twisted users
 expect them, but replace the receivers' C{dataReceived} with
 L{jsonproto.framing}'s decoders, which are linear in the bytes received, skip
-an over-long line instead of dropping the read it came in, and stop
-delivering messages once the connection is closing.
+an over-long line instead of dropping the read it came in, and can stop in
+the middle of a read.
+
+Stopping mid-read is what keeps memory bounded.  A protocol is a push
+producer for its transport: when the transport's write buffer fills (the
+peer is not reading its replies) it pauses the protocol, which stops
+handling the frames it holds and stops reading from the socket, until the
+buffer drains.  The same pause holds a connection whose handlers have too
+many requests in flight.
 """
 
 from __future__ import annotations
@@ -22,36 +29,63 @@ from collections import deque
 from typing import Any, ClassVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from twisted.protocols import basic
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from jsonproto import codec, framing
 from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import (
-    DEFAULT_IDLE_TIMEOUT,
-    ConnectionRegistry,
-    TrackedProtocol,
-    TrackingFactory,
-)
-from jsonproto.dispatcher import Dispatcher, Reply
+from jsonproto.connection import ConnectionRegistry, TrackedProtocol, TrackingFactory
+from jsonproto.dispatcher import Dispatcher, Reply, errorReply
 from jsonproto.errors import (
     INTERNAL_ERROR,
     MESSAGE_TOO_LONG,
     NUMBER_OUT_OF_RANGE,
-    SERVER_BUSY,
+    REQUEST_TIMED_OUT,
+    SERVER_SIDE_CODES,
+    SHUTTING_DOWN,
+    TOO_MANY_ERRORS,
+    ErrorCode,
     RequestError,
 )
+from jsonproto.limits import Limits
 
 log = Logger()
 
-DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+DEFAULT_MAX_MESSAGE_SIZE = Limits.maxMessageSize
+
+BATCH_BYTES = 64 * 1024
+"""
+Replies to one read are written together, in one write, up to this many
+bytes; past it they go out at once, so that a full transport can pause the
+protocol before the rest of the read is handled.
+"""
 
 _NOT_READY: Any = object()
 
+# Why reading is paused; a connection reads only when none holds.
+_OUTPUT_BLOCKED = 1
+_TOO_MANY_PENDING = 2
 
+# Stages of a drain.
+_ANSWERING = 1  # answering what had arrived when the drain began
+_REFUSING = 2  # answering "Shutting down" to anything later
+
+DRAIN_TURN = 0.01
+"""
+Seconds between looks at a draining connection: time for the reactor to
+read what is already waiting in the socket, short enough not to delay
+shutdown.
+"""
+
+
+@implementer(IPushProducer)
 class JSONMessageProtocol(TrackedProtocol):
     """
-    The framing-independent part: decode, dispatch, reply in order.
+    The framing-independent part: decode, dispatch, reply in order, and
+    hold the peer to the factory's L{Limits}.
 
     Subclasses supply C{decoderType} (bytes to frames), C{frameMessage}
     (one encoded message to bytes on the wire) and C{closesOnTooLong}
@@ -63,11 +97,22 @@ class JSONMessageProtocol(TrackedProtocol):
     closesOnTooLong: ClassVar[bool]
 
     _decoder: framing.Decoder
-    # Frames written while handling one read go out in one write.
-    _batch: list[bytes] | None = None
     # Replies that must wait for an earlier, asynchronous one; each is a
     # one-item list holding the reply, or _NOT_READY.
     _waiting: deque[list[Any]]
+    # Frames written while handling one read, and their size.
+    _batch: list[bytes] | None = None
+    _batchBytes = 0
+    _paused = 0
+    _processing = False
+    _errorsInRow = 0
+    _drainStage = 0
+    _readDuringDrain = False
+    # When the unfinished message at the end of the buffer began.
+    _partialSince: float | None = None
+    _messageCall: IDelayedCall | None = None
+    _sendCall: IDelayedCall | None = None
+    _drainCall: IDelayedCall | None = None
 
     @staticmethod
     def frameMessage(payload: bytes) -> bytes:
@@ -79,17 +124,21 @@ class JSONMessageProtocol(TrackedProtocol):
     def connectionMade(self) -> None:
         self._waiting = deque()
         # The receivers' name for the limit; ours comes from the factory.
-        self.MAX_LENGTH = self.factory.maxMessageSize
-        self._decoder = self.decoderType(self.factory.maxMessageSize)
+        self.MAX_LENGTH = self.limits.maxMessageSize
+        self._decoder = self.decoderType(self.limits.maxMessageSize)
         super().connectionMade()
+        if self.info is not None:
+            self.transport.registerProducer(self, True)
 
-    def refuse(self) -> None:
-        self.transport.write(self.frameMessage(codec.encode(SERVER_BUSY.reply())))
+    def refuse(self, error: ErrorCode) -> None:
+        self.transport.write(self.frameMessage(codec.encode(error.reply())))
         self.transport.loseConnection()
 
     @property
     def busy(self) -> bool:
         return bool(self._waiting)
+
+    # Reading
 
     def dataReceived(self, data: bytes) -> None:
         info = self.info
@@ -97,13 +146,40 @@ class JSONMessageProtocol(TrackedProtocol):
             # Refused, or closing: nothing more is read, nor buffered.
             return
         info.bytesIn += len(data)
+        if self._drainStage:
+            self._readDuringDrain = True
         decoder = self._decoder
         decoder.feed(data)
-        transport = self.transport
+        before = info.messagesIn
+        self._processFrames()
+        completed = info.messagesIn != before
+        if completed:
+            self.touch()
+        if self.limits.messageTimeout and decoder.midMessage:
+            if completed or self._partialSince is None:
+                self._partialSince = self.clock.seconds()
+                if self._messageCall is None:
+                    self._messageCall = self.clock.callLater(
+                        self.limits.messageTimeout, self._checkMessageTimeout
+                    )
+        else:
+            self._partialSince = None
+
+    def _processFrames(self) -> None:
+        """
+        Handle the frames the decoder holds until it runs out, the
+        connection pauses, or it closes.  Not re-entered: a handler that
+        fires synchronously and unpauses the connection leaves the loop
+        already running to carry on.
+        """
+        if self._processing:
+            return
+        self._processing = True
         self._batch = []
+        decoder = self._decoder
+        transport = self.transport
         try:
-            messages = info.messagesIn
-            while not transport.disconnecting:
+            while not self._paused and not transport.disconnecting:
                 frame = decoder.nextFrame()
                 if frame is None:
                     break
@@ -111,9 +187,8 @@ class JSONMessageProtocol(TrackedProtocol):
                     self._tooLong()
                 else:
                     self.frameReceived(frame)
-            if info.messagesIn != messages:
-                self.touch()
         finally:
+            self._processing = False
             self._flushBatch()
             self._batch = None
 
@@ -128,21 +203,52 @@ class JSONMessageProtocol(TrackedProtocol):
         try:
             message = codec.decode(frame)
         except RequestError as e:
-            result: Reply | Deferred[Reply] = e.reply()
-        else:
-            result = self.factory.dispatcher.dispatch(message, info)
+            self._reply(e.reply())
+            return
+        if self._drainStage == _REFUSING:
+            self._reply(errorReply(SHUTTING_DOWN, message))
+            return
+        result = self.factory.dispatcher.dispatch(message, info)
+        if isinstance(result, Deferred):
+            if self.limits.requestTimeout:
+                result.addTimeout(
+                    self.limits.requestTimeout,
+                    self.clock,
+                    onTimeoutCancel=lambda _, __: errorReply(REQUEST_TIMED_OUT, message),
+                )
+            result.addErrback(self._handlerFailed, message)
         self._reply(result)
+
+    def _handlerFailed(self, failure: Failure, message: Any) -> Reply:
+        # Only a cancellation the handler did not catch gets this far.
+        log.failure("handler for {messageType!r} was cancelled", failure, messageType=message.get("type"))
+        return errorReply(INTERNAL_ERROR, message)
+
+    def _tooLong(self) -> None:
+        assert self.info is not None
+        self.info.messagesIn += 1
+        self._reply(MESSAGE_TOO_LONG.reply())
+        if self.closesOnTooLong:
+            self.closeConnection(
+                f"message longer than {self.limits.maxMessageSize} bytes; "
+                "the stream cannot be resynchronised"
+            )
+
+    # Replying in order
 
     def _reply(self, result: Reply | Deferred[Reply]) -> None:
         """
         Write a reply now, or queue it behind replies still being computed.
         """
+        waiting = self._waiting
         if isinstance(result, Deferred):
             slot = [_NOT_READY]
-            self._waiting.append(slot)
+            waiting.append(slot)
+            if len(waiting) >= self.limits.maxPending:
+                self._pause(_TOO_MANY_PENDING)
             result.addCallback(self._replyReady, slot)
-        elif self._waiting:
-            self._waiting.append([result])
+        elif waiting:
+            waiting.append([result])
         else:
             self._writeReply(result)
 
@@ -151,18 +257,10 @@ class JSONMessageProtocol(TrackedProtocol):
         waiting = self._waiting
         while waiting and waiting[0][0] is not _NOT_READY:
             self._writeReply(waiting.popleft()[0])
+        if self._paused & _TOO_MANY_PENDING and len(waiting) < self.limits.maxPending:
+            self._resume(_TOO_MANY_PENDING)
         if not waiting:
             self.workDone()
-
-    def _tooLong(self) -> None:
-        assert self.info is not None
-        self.info.messagesIn += 1
-        self._reply(MESSAGE_TOO_LONG.reply())
-        if self.closesOnTooLong:
-            self.closeConnection(
-                f"message longer than {self.factory.maxMessageSize} bytes; "
-                "the stream cannot be resynchronised"
-            )
 
     def _writeReply(self, reply: Reply) -> None:
         info = self.info
@@ -171,6 +269,13 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         info.messagesOut += 1
         self._writeFrame(self._encode(reply))
+        if reply.get("status") == "ERROR" and reply.get("code") not in SERVER_SIDE_CODES:
+            self._errorsInRow += 1
+            if self.limits.maxErrors and self._errorsInRow > self.limits.maxErrors:
+                self._writeFrame(self._encode(TOO_MANY_ERRORS.reply(f"more than {self.limits.maxErrors} bad messages in a row")))
+                self.closeConnection(f"more than {self.limits.maxErrors} bad messages in a row")
+        else:
+            self._errorsInRow = 0
 
     def _encode(self, reply: Reply) -> bytes:
         try:
@@ -178,8 +283,9 @@ class JSONMessageProtocol(TrackedProtocol):
         except RequestError as e:
             if e.error is not NUMBER_OUT_OF_RANGE:
                 log.error(
-                    "connection {connectionId}: cannot encode a reply: {error}",
+                    "connection {connectionId} from {peer}: cannot encode a reply: {error}",
                     connectionId=self.info.id if self.info else None,
+                    peer=self.info.peer if self.info else None,
                     error=e,
                 )
                 e = RequestError(INTERNAL_ERROR)
@@ -190,10 +296,22 @@ class JSONMessageProtocol(TrackedProtocol):
 
     def _writeFrame(self, payload: bytes) -> None:
         frame = self.frameMessage(payload)
-        if self._batch is not None:
-            self._batch.append(frame)
-        else:
+        batch = self._batch
+        if batch is None:
             self._write(frame)
+            return
+        batch.append(frame)
+        self._batchBytes += len(frame)
+        if self._batchBytes >= BATCH_BYTES:
+            self._flushBatch()
+
+    def _flushBatch(self) -> None:
+        batch = self._batch
+        if batch:
+            data = b"".join(batch)
+            batch.clear()
+            self._batchBytes = 0
+            self._write(data)
 
     def _write(self, data: bytes) -> None:
         if self.info is not None:
@@ -206,16 +324,95 @@ class JSONMessageProtocol(TrackedProtocol):
         """
         self._writeFrame(self._encode(message))
 
-    def _flushBatch(self) -> None:
-        batch = self._batch
-        if batch:
-            self._write(b"".join(batch))
-            batch.clear()
+    # Backpressure: IPushProducer, driven by the transport's write buffer
 
-    def closeConnection(self, reason: str) -> None:
-        # Replies batched from this read go out before the close.
-        self._flushBatch()
-        super().closeConnection(reason)
+    def pauseProducing(self) -> None:
+        """
+        The transport's write buffer is full: the peer is not reading.
+        Stop reading and handling requests until it drains, and give up on
+        the peer if it does not within the send timeout.
+        """
+        self._pause(_OUTPUT_BLOCKED)
+        if self.limits.sendTimeout and self._sendCall is None:
+            self._sendCall = self.clock.callLater(self.limits.sendTimeout, self._sendTimedOut)
+
+    def resumeProducing(self) -> None:
+        """
+        The transport's write buffer has drained.
+        """
+        if self._sendCall is not None:
+            self._sendCall.cancel()
+            self._sendCall = None
+        self._resume(_OUTPUT_BLOCKED)
+
+    def stopProducing(self) -> None:
+        """
+        The transport is closing; connectionLost does the rest.
+        """
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused:
+            if self.info is not None:
+                self.info.pauses += 1
+            self.transport.pauseProducing()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self.connected and not self.transport.disconnecting:
+            self.transport.resumeProducing()
+            self._processFrames()
+
+    def _sendTimedOut(self) -> None:
+        self._sendCall = None
+        self.forceClose(f"the peer took none of its replies for {self.limits.sendTimeout:g} seconds")
+
+    # Slow senders
+
+    def _checkMessageTimeout(self) -> None:
+        self._messageCall = None
+        since = self._partialSince
+        if since is None:
+            return
+        timeout = self.limits.messageTimeout
+        elapsed = self.clock.seconds() - since
+        if elapsed >= timeout and not self._paused:
+            self.closeConnection(f"a message took more than {timeout:g} seconds to arrive")
+            return
+        wait = timeout - elapsed if elapsed < timeout else timeout
+        self._messageCall = self.clock.callLater(wait, self._checkMessageTimeout)
+
+    # Closing
+
+    def drain(self, reason: str) -> None:
+        """
+        The service is stopping.  Requests the peer had already sent (read
+        within the first L{DRAIN_TURN}) are answered normally; later ones
+        get "Shutting down".  Once a turn passes with nothing read, the
+        connection closes after the replies it owes.
+        """
+        self._closeWhenDone = reason
+        self._drainStage = _ANSWERING
+        self._readDuringDrain = False
+        self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
+
+    def _drainTurn(self) -> None:
+        self._drainStage = _REFUSING
+        if self._readDuringDrain:
+            self._readDuringDrain = False
+            self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
+            return
+        self._drainCall = None
+        self.closeWhenDone(self._closeWhenDone or "the server is shutting down")
+
+    def cancelTimers(self) -> None:
+        super().cancelTimers()
+        for call in (self._messageCall, self._sendCall, self._drainCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._messageCall = self._sendCall = self._drainCall = None
 
 
 class JSONLineProtocol(JSONMessageProtocol, basic.LineOnlyReceiver):
@@ -276,7 +473,6 @@ class JSONServerFactory(TrackingFactory):
         serverFromString(reactor, "tcp:3001").listen(factory)
 
     @ivar dispatcher: Answers every message.
-    @ivar maxMessageSize: The longest message accepted, in bytes.
     """
 
     protocol: type[JSONMessageProtocol]
@@ -286,16 +482,12 @@ class JSONServerFactory(TrackingFactory):
         dispatcher: Dispatcher | None = None,
         *,
         framing: str = "line",
-        maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
+        limits: Limits | None = None,
         connections: ConnectionRegistry | None = None,
-        idleTimeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Any = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
-        if maxMessageSize < 1:
-            raise ValueError(f"maxMessageSize must be at least 1, not {maxMessageSize!r}")
-        super().__init__(connections=connections, idleTimeout=idleTimeout, clock=clock)
+        super().__init__(limits=limits, connections=connections, clock=clock)
         self.dispatcher = dispatcher if dispatcher is not None else defaultDispatcher()
         self.protocol = FRAMINGS[framing]
-        self.maxMessageSize = maxMessageSize

@@ -1,6 +1,6 @@
 """
 The daemon as a Twisted service: its listeners, and the connections they
-share, stopped in the right order.
+share, stopped in the right order and in bounded time.
 """
 
 from __future__ import annotations
@@ -12,9 +12,14 @@ from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.logger import Logger
 
 from jsonproto.connection import ConnectionRegistry
+
+log = Logger()
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
 class JSONProtoService(MultiService):
@@ -22,22 +27,57 @@ class JSONProtoService(MultiService):
     The listeners (child services) of one daemon and their shared
     L{ConnectionRegistry}.
 
-    Stopping it stops listening first, so no connection arrives during the
-    drain, then closes every connection after the replies it is owed.
-    twistd waits for that before the process exits.
+    Stopping it stops listening first, so that no connection arrives during
+    the drain, then drains every connection: what clients have already
+    sent is answered, then each connection closes.  Whatever is still open
+    after C{shutdownTimeout} seconds is aborted.  twistd waits for all of
+    it before the process exits.
 
     @ivar connections: The active connections of every listener.
+    @ivar shutdownTimeout: The longest a drain may take.
     """
 
-    def __init__(self, connections: ConnectionRegistry) -> None:
+    def __init__(
+        self,
+        connections: ConnectionRegistry,
+        shutdownTimeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        clock: IReactorTime | None = None,
+    ) -> None:
         super().__init__()
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
         self.connections = connections
+        self.shutdownTimeout = shutdownTimeout
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
 
     def stopService(self) -> Deferred[Any]:
         stopped: Deferred[Any] = super().stopService()
-        return stopped.addCallback(
-            lambda _: self.connections.closeAll("the server is shutting down")
+        return stopped.addCallback(lambda _: self._drain())
+
+    def _drain(self) -> Deferred[None]:
+        count = len(self.connections)
+        if count:
+            log.info(
+                "draining {count} connections (at most {timeout:g} seconds)",
+                count=count,
+                timeout=self.shutdownTimeout,
+            )
+        drained = self.connections.closeAll("the server is shutting down")
+        if drained.called:
+            return drained
+        deadline = self.clock.callLater(
+            self.shutdownTimeout,
+            self.connections.abortAll,
+            f"still open {self.shutdownTimeout:g} seconds after shutdown began",
         )
+
+        def finished(result: None) -> None:
+            if deadline.active():
+                deadline.cancel()
+            log.info("all connections closed")
+            return result
+
+        return drained.addCallback(finished)
 
 
 class CannotListen(Exception):

@@ -15,10 +15,11 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
+from jsonproto.connection import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
 from jsonproto.echo import EchoFactory
-from jsonproto.protocol import DEFAULT_MAX_MESSAGE_SIZE, FRAMINGS, JSONServerFactory
-from jsonproto.service import JSONProtoService, ListenerService
+from jsonproto.limits import Limits
+from jsonproto.protocol import FRAMINGS, JSONServerFactory
+from jsonproto.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
 
 DEFAULT_PORT = "tcp:3001:interface=127.0.0.1"
 
@@ -54,14 +55,59 @@ def _checkEndpoint(option: str, description: str) -> str:
     return description
 
 
-def _number(option: str, text: str, kind: Callable[[str], Any], what: str) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise usage.UsageError(f"--{option} must be {what}, not {text!r}") from None
-    if not (0 <= value < math.inf):
-        raise usage.UsageError(f"--{option} must be {what}, not {text!r}")
-    return value
+class _NumberOption:
+    """
+    One numeric option: parsed, checked, and documented with its default.
+    """
+
+    def __init__(self, name: str, kind: type, minimum: float, default: float, help: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.minimum = minimum
+        self.default = default
+        self.help = help
+
+    def parse(self, text: str) -> float:
+        what = "a whole number" if self.kind is int else "a number"
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (self.minimum <= value < math.inf):
+            raise usage.UsageError(f"--{self.name} must be {what}, {self.minimum:g} or more, not {text!r}")
+        return value
+
+    def method(self) -> Callable[[usage.Options, str], None]:
+        def opt(options: usage.Options, text: str) -> None:
+            options[self.name] = self.parse(text)
+
+        default = int(self.default) if float(self.default).is_integer() else self.default
+        opt.__doc__ = f"{self.help} [default: {default}]"
+        return opt
+
+
+_NUMBERS = [
+    _NumberOption("idle-timeout", float, 0, Limits.idleTimeout,
+                  "Close a connection that completes no message for this many seconds; 0 never."),
+    _NumberOption("max-connections", int, 0, DEFAULT_MAX_CONNECTIONS,
+                  'Refuse connections past this many open at once, with "Server busy"; 0 for no limit.'),
+    _NumberOption("max-connections-per-ip", int, 0, 0,
+                  "Refuse connections past this many open at once from one IP address; 0 for no limit."),
+    _NumberOption("max-message-size", int, 1, Limits.maxMessageSize,
+                  'The longest message accepted, in bytes; longer ones get "Message too long".'),
+    _NumberOption("max-pending", int, 1, Limits.maxPending,
+                  "Requests in flight at once per connection; past it, reading pauses."),
+    _NumberOption("request-timeout", float, 0, Limits.requestTimeout,
+                  'Answer "Request timed out" to a request not answered in this many seconds; 0 never.'),
+    _NumberOption("send-timeout", float, 0, Limits.sendTimeout,
+                  "Abort a connection whose peer takes none of its replies for this many seconds; 0 never."),
+    _NumberOption("message-timeout", float, 0, Limits.messageTimeout,
+                  "Close a connection that takes more than this many seconds to send one message; 0 never."),
+    _NumberOption("max-errors", int, 0, Limits.maxErrors,
+                  "Close a connection after this many bad messages in a row; 0 never."),
+    _NumberOption("shutdown-timeout", float, 0, DEFAULT_SHUTDOWN_TIMEOUT,
+                  "On SIGTERM, abort connections still open after this many seconds."),
+]
 
 
 class Options(usage.Options):
@@ -76,71 +122,37 @@ class Options(usage.Options):
         "Replies to GREETING and SUM, plus whatever --handlers modules register."
     )
 
+    for _option in _NUMBERS:
+        locals()["opt_" + _option.name.replace("-", "_")] = _option.method()
+    del _option
+
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
         self["echo"] = []
         self["handlers"] = []
         self["framing"] = "line"
-        self["idle-timeout"] = DEFAULT_IDLE_TIMEOUT
-        self["max-connections"] = DEFAULT_MAX_CONNECTIONS
-        self["max-message-size"] = DEFAULT_MAX_MESSAGE_SIZE
+        for option in _NUMBERS:
+            self[option.name] = option.default
 
     def opt_port(self, description: str) -> None:
-        """
-        Serve JSON messages on this endpoint, any Twisted server endpoint
-        string (tcp:, tcp6:, unix:, ssl:, systemd:, haproxy:). Repeatable.
-        [default: tcp:3001:interface=127.0.0.1]
-        """
+        """Serve JSON messages on this endpoint, any Twisted server endpoint string (tcp:, tcp6:, unix:, ssl:, systemd:, haproxy:). Repeatable. [default: tcp:3001:interface=127.0.0.1]"""
         self["ports"].append(_checkEndpoint("port", description))
 
     def opt_echo(self, description: str) -> None:
-        """
-        Serve byte-for-byte echo (RFC 862) on this endpoint. Repeatable.
-        [default: none]
-        """
+        """Serve byte-for-byte echo (RFC 862) on this endpoint. Repeatable. [default: none]"""
         self["echo"].append(_checkEndpoint("echo", description))
 
     def opt_framing(self, name: str) -> None:
-        """
-        Message framing on the --port listeners: line (newline-delimited
-        JSON) or int32 (4-byte big-endian length prefix). [default: line]
-        """
+        """Message framing on the --port listeners: line (newline-delimited JSON) or int32 (4-byte big-endian length prefix). [default: line]"""
         if name not in FRAMINGS:
             raise usage.UsageError(
                 f"--framing must be one of {', '.join(FRAMINGS)}, not {name!r}"
             )
         self["framing"] = name
 
-    def opt_idle_timeout(self, seconds: str) -> None:
-        """
-        Close a connection that completes no message for this many seconds;
-        0 never does. [default: 300]
-        """
-        self["idle-timeout"] = _number("idle-timeout", seconds, float, "a number of seconds, 0 or more")
-
-    def opt_max_connections(self, count: str) -> None:
-        """
-        Refuse connections past this many open at once, with "Server busy";
-        0 for no limit. [default: 10000]
-        """
-        self["max-connections"] = _number("max-connections", count, int, "a whole number, 0 or more")
-
-    def opt_max_message_size(self, size: str) -> None:
-        """
-        The longest message accepted, in bytes; longer ones get
-        "Message too long". [default: 1048576]
-        """
-        value = _number("max-message-size", size, int, "a whole number of bytes, 1 or more")
-        if value < 1:
-            raise usage.UsageError(f"--max-message-size must be 1 or more, not {size!r}")
-        self["max-message-size"] = value
-
     def opt_handlers(self, moduleName: str) -> None:
-        """
-        Import this Python module and call its register(dispatcher) to add
-        message types. Repeatable.
-        """
+        """Import this Python module and call its register(dispatcher) to add message types. Repeatable."""
         try:
             module = importlib.import_module(moduleName)
         except Exception as e:
@@ -166,6 +178,15 @@ class Options(usage.Options):
                     f"{type(e).__name__}: {e}"
                 ) from None
         self["dispatcher"] = dispatcher
+        self["limits"] = Limits(
+            idleTimeout=self["idle-timeout"],
+            maxMessageSize=self["max-message-size"],
+            maxPending=self["max-pending"],
+            requestTimeout=self["request-timeout"],
+            sendTimeout=self["send-timeout"],
+            messageTimeout=self["message-timeout"],
+            maxErrors=self["max-errors"],
+        )
 
 
 def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
@@ -180,19 +201,16 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    connections = ConnectionRegistry(config["max-connections"])
+    connections = ConnectionRegistry(config["max-connections"], config["max-connections-per-ip"])
     jsonFactory = JSONServerFactory(
         config["dispatcher"],
         framing=config["framing"],
-        maxMessageSize=config["max-message-size"],
+        limits=config["limits"],
         connections=connections,
-        idleTimeout=config["idle-timeout"],
         clock=reactor,
     )
-    echoFactory = EchoFactory(
-        connections=connections, idleTimeout=config["idle-timeout"], clock=reactor
-    )
-    top = JSONProtoService(connections)
+    echoFactory = EchoFactory(limits=config["limits"], connections=connections, clock=reactor)
+    top = JSONProtoService(connections, config["shutdown-timeout"], reactor)
     for description in config["ports"]:
         ListenerService(reactor, description, jsonFactory).setServiceParent(top)
     for description in config["echo"]:

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from jsonproto.connection import TrackedProtocol, TrackingFactory
@@ -91,7 +91,7 @@ def connect(
     """
     peer = IPv4Address("TCP", host, port)
     proto = factory.buildProtocol(peer)
-    transport = ClosingTransport(peerAddress=peer)
+    transport = ClosingTransport(peerAddress=peer, lenient=True)
     transport.protocol = proto
     proto.makeConnection(transport)
     return proto, transport
@@ -109,9 +109,9 @@ class LogCatcher:
 
     def matching(self, text: str) -> list[LogEvent]:
         """
-        The events whose format contains C{text}.
+        The events whose text, as it would be logged, contains C{text}.
         """
-        return [e for e in self.events if text in (e.get("log_format") or "")]
+        return [e for e in self.events if text in formatEvent(e)]
 
 
 def noPendingCalls(test: TestCase, clock: Clock) -> None:
@@ -119,3 +119,46 @@ def noPendingCalls(test: TestCase, clock: Clock) -> None:
     Fail if C{clock} still has timers: a closed connection must leave none.
     """
     test.assertEqual(clock.getDelayedCalls(), [])
+
+
+class BufferingTransport(ClosingTransport):
+    """
+    A transport that, like a real one, holds what is written until the peer
+    reads it, and pauses its registered producer while it holds more than
+    C{bufferSize} bytes.
+    """
+
+    bufferSize = 64 * 1024
+    peak = 0
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        held = len(self.value())
+        self.peak = max(self.peak, held)
+        if held > self.bufferSize and self.producer is not None and not getattr(self, "_producerPaused", False):
+            self._producerPaused = True
+            self.producer.pauseProducing()
+
+    def peerReads(self) -> bytes:
+        """
+        The peer takes everything written so far; a paused producer is
+        resumed.
+        """
+        data = self.value()
+        self.clear()
+        if getattr(self, "_producerPaused", False):
+            self._producerPaused = False
+            self.producer.resumeProducing()
+        return data
+
+
+def connectBuffering(factory: TrackingFactory, port: int = 40000) -> tuple[Any, BufferingTransport]:
+    """
+    A protocol from C{factory} on a L{BufferingTransport}.
+    """
+    peer = IPv4Address("TCP", "127.0.0.1", port)
+    proto = factory.buildProtocol(peer)
+    transport = BufferingTransport(peerAddress=peer, lenient=True)
+    transport.protocol = proto
+    proto.makeConnection(transport)
+    return proto, transport

@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry, formatAddress
 from jsonproto.echo import EchoFactory
-from jsonproto.protocol import JSONServerFactory
+from jsonproto.limits import Limits
+from jsonproto.protocol import DRAIN_TURN, JSONServerFactory
 from tests.support import LogCatcher, connect, int32, line, noPendingCalls, readInt32, readLines
 
 
@@ -148,7 +149,7 @@ class IdleTimeoutTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.dispatcher = defaultDispatcher()
-        self.factory = JSONServerFactory(self.dispatcher, idleTimeout=60, clock=self.clock)
+        self.factory = JSONServerFactory(self.dispatcher, limits=Limits(idleTimeout=60), clock=self.clock)
 
     def test_closesIdle(self) -> None:
         """
@@ -195,7 +196,8 @@ class IdleTimeoutTests(SynchronousTestCase):
         """
         slow: Deferred[dict[str, Any]] = Deferred()
         self.dispatcher.register("SLOW", lambda m, c: slow)
-        proto, transport = connect(self.factory)
+        factory = JSONServerFactory(self.dispatcher, limits=Limits(idleTimeout=60, requestTimeout=0), clock=self.clock)
+        proto, transport = connect(factory)
         proto.dataReceived(line({"type": "SLOW"}))
         self.clock.advance(300)
         self.assertFalse(transport.disconnecting)
@@ -219,7 +221,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         """
         An idle timeout of 0 never closes, and sets no timer.
         """
-        factory = JSONServerFactory(idleTimeout=0, clock=self.clock)
+        factory = JSONServerFactory(limits=Limits(idleTimeout=0), clock=self.clock)
         proto, transport = connect(factory)
         noPendingCalls(self, self.clock)
         self.clock.advance(10**9)
@@ -229,7 +231,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         """
         The length-prefixed framing has the same idle timeout.
         """
-        factory = JSONServerFactory(framing="int32", idleTimeout=60, clock=self.clock)
+        factory = JSONServerFactory(framing="int32", limits=Limits(idleTimeout=60), clock=self.clock)
         proto, transport = connect(factory)
         self.clock.advance(30)
         proto.dataReceived(int32({"type": "SUM", "a": 1, "b": 1}))
@@ -250,7 +252,7 @@ class IdleTimeoutTests(SynchronousTestCase):
 class EchoTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = EchoFactory(idleTimeout=60, clock=self.clock)
+        self.factory = EchoFactory(limits=Limits(idleTimeout=60), clock=self.clock)
 
     def test_echo(self) -> None:
         """
@@ -300,6 +302,8 @@ class CloseAllTests(SynchronousTestCase):
         busy, busyTransport = connect(factory)
         busy.dataReceived(line({"type": "SLOW", "id": 1}))
         drained = connections.closeAll("the server is shutting down")
+        # A turn to read what is already waiting in the socket.
+        clock.advance(DRAIN_TURN)
         self.assertTrue(idleTransport.disconnecting)
         self.assertFalse(busyTransport.disconnecting)
         idleTransport.finishClose()

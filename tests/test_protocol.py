@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import ConnectionInfo
 from jsonproto.framing import encodeInt32
+from jsonproto.limits import Limits
 from jsonproto.protocol import JSONInt32Protocol, JSONLineProtocol, JSONServerFactory
 from tests.support import connect, int32, line, readInt32, readLines
 
@@ -44,7 +45,7 @@ class _FramingTests:
         self.clock = Clock()
         self.dispatcher = defaultDispatcher()
         self.factory = JSONServerFactory(
-            self.dispatcher, framing=self.framing, maxMessageSize=1000, clock=self.clock
+            self.dispatcher, framing=self.framing, limits=Limits(maxMessageSize=1000), clock=self.clock
         )
         self.proto, self.transport = connect(self.factory)
 
@@ -366,5 +367,8 @@ class FactoryArgumentTests(SynchronousTestCase):
         Nonsense settings fail at construction, not at the first message.
         """
         self.assertRaises(ValueError, JSONServerFactory, framing="xml")
-        self.assertRaises(ValueError, JSONServerFactory, maxMessageSize=0)
-        self.assertRaises(ValueError, JSONServerFactory, idleTimeout=-1)
+        self.assertRaises(ValueError, Limits, maxMessageSize=0)
+        self.assertRaises(ValueError, Limits, maxPending=0)
+        self.assertRaises(TypeError, Limits, sendTimeout="soon")
+        self.assertRaises(ValueError, Limits, requestTimeout=float("inf"))
+        self.assertRaises(ValueError, Limits, idleTimeout=-1)

@@ -1,0 +1,429 @@
+"""
+What a broken or hostile peer cannot do to the server: make it buffer
+without bound, hold requests forever, flood it with errors, trickle bytes,
+or open too many connections; and what a client sees when the server stops.
+All in memory, with time driven by a Clock, on both framings.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from twisted.internet import reactor
+from twisted.internet.address import UNIXAddress
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from jsonproto.builtin import defaultDispatcher
+from jsonproto.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry
+from jsonproto.echo import EchoFactory
+from jsonproto.limits import Limits
+from jsonproto.protocol import BATCH_BYTES, DRAIN_TURN, JSONServerFactory
+from jsonproto.service import JSONProtoService
+from jsonproto.threads import WorkerPool
+from tests.support import (
+    LogCatcher,
+    connect,
+    connectBuffering,
+    int32,
+    line,
+    noPendingCalls,
+    readInt32,
+    readLines,
+)
+
+
+class _Hardening:
+    """
+    Limits both framings keep; subclasses say how to frame.
+    """
+
+    framing: str
+    frame: Callable[[Any], bytes]
+    read: Callable[[bytes], list[Any]]
+    assertEqual: Any
+    assertTrue: Any
+    assertFalse: Any
+    assertLess: Any
+    assertLessEqual: Any
+    assertIn: Any
+    assertNoResult: Any
+    successResultOf: Any
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.dispatcher = defaultDispatcher()
+        self.slow: list[Deferred[dict[str, Any]]] = []
+        self.dispatcher.register("SLOW", lambda m, c: self.slow.append(Deferred()) or self.slow[-1])
+
+    def factory(self, **limits: Any) -> JSONServerFactory:
+        return JSONServerFactory(self.dispatcher, framing=self.framing, limits=Limits(**limits), clock=self.clock)
+
+    def sums(self, count: int, start: int = 0) -> bytes:
+        return b"".join(self.frame({"type": "SUM", "a": i, "b": 0, "id": i}) for i in range(start, start + count))
+
+    # Backpressure
+
+    def test_registeredAsProducer(self) -> None:
+        """
+        The protocol is a streaming producer for its transport, so a full
+        write buffer can pause it.
+        """
+        proto, transport = connect(self.factory())
+        self.assertTrue(transport.producer is proto and transport.streaming)
+
+    def test_pausesMidRead(self) -> None:
+        """
+        When the peer stops reading, the server stops handling requests,
+        even in the middle of one read, and stops reading; what it holds
+        for the peer stays near the transport's buffer size.  As the peer
+        reads, every request gets its reply, in order, none twice.
+        """
+        proto, transport = connectBuffering(self.factory())
+        count = 20_000
+        proto.dataReceived(self.sums(count))
+        self.assertEqual(transport.producerState, "paused")
+        self.assertLess(proto.info.messagesIn, count)
+        bound = transport.bufferSize + BATCH_BYTES + 100
+        self.assertLessEqual(transport.peak, bound)
+        replies: list[Any] = []
+        for _ in range(count):
+            data = transport.peerReads()
+            if not data:
+                break
+            replies.extend(self.read(data))
+        self.assertEqual([r["id"] for r in replies], list(range(count)))
+        self.assertEqual(transport.producerState, "producing")
+        self.assertLessEqual(transport.peak, bound)
+        self.assertTrue(proto.info.pauses > 0)
+
+    def test_sendTimeout(self) -> None:
+        """
+        A peer that takes none of its replies for the send timeout is
+        aborted; one that reads in time is not.
+        """
+        proto, transport = connectBuffering(self.factory(sendTimeout=60))
+        proto.dataReceived(self.sums(20_000))
+        self.clock.advance(59)
+        transport.peerReads()
+        self.clock.advance(59)
+        self.assertFalse(transport.aborted)
+        while transport.producerState != "paused":
+            proto.dataReceived(self.sums(5_000))
+        logged = LogCatcher(self)
+        self.clock.advance(60)
+        self.assertTrue(transport.aborted)
+        self.assertIn("took none of its replies for 60 seconds", logged.matching("aborting")[0]["reason"])
+        noPendingCalls(self, self.clock)
+
+    # Requests in flight
+
+    def test_maxPending(self) -> None:
+        """
+        At most max-pending requests are in flight per connection: past it,
+        the server stops reading and handling until one completes, and the
+        replies keep their order.
+        """
+        proto, transport = connect(self.factory(maxPending=3, requestTimeout=0))
+        proto.dataReceived(b"".join(self.frame({"type": "SLOW", "id": i}) for i in range(6)) + self.sums(1, 6))
+        self.assertEqual((len(self.slow), transport.producerState), (3, "paused"))
+        self.slow[1].callback({})
+        self.assertEqual((len(self.slow), transport.producerState), (3, "paused"))
+        self.slow[0].callback({})
+        self.assertEqual((len(self.slow), transport.producerState), (5, "paused"))
+        self.slow[2].callback({})
+        self.assertEqual((len(self.slow), transport.producerState), (6, "paused"))
+        for d in self.slow[3:]:
+            d.callback({})
+        self.assertEqual([r["id"] for r in self.read(transport.value())], [0, 1, 2, 3, 4, 5, 6])
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_requestTimeout(self) -> None:
+        """
+        A handler slower than the request timeout is cancelled and its
+        request answered "Request timed out", in order; the requests after
+        it are answered and the connection goes on.
+        """
+        proto, transport = connect(self.factory(requestTimeout=30, idleTimeout=0))
+        proto.dataReceived(self.frame({"type": "SLOW", "id": "s"}) + self.sums(1, 7))
+        self.clock.advance(29)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(1)
+        self.assertEqual(
+            self.read(transport.value()),
+            [{"status": "ERROR", "message": "Request timed out", "code": "request_timed_out", "id": "s"}, {"status": "OK", "result": 7, "id": 7}],
+        )
+        self.assertTrue(self.slow[0].called)
+        self.assertFalse(transport.disconnecting)
+        noPendingCalls(self, self.clock)
+
+    def test_requestTimeoutCoroutine(self) -> None:
+        """
+        A coroutine handler is cancelled at the await it is stuck in.
+        """
+        cancelled = []
+
+        @self.dispatcher.handler("STUCK")
+        async def stuck(message: Any, context: Any) -> dict[str, Any]:
+            try:
+                await Deferred()
+            except CancelledError:
+                cancelled.append(True)
+                raise
+            return {}
+
+        proto, transport = connect(self.factory(requestTimeout=5))
+        proto.dataReceived(self.frame({"type": "STUCK"}))
+        self.clock.advance(5)
+        self.assertEqual(self.read(transport.value())[0]["code"], "request_timed_out")
+        self.assertEqual(cancelled, [True])
+
+    # Error budget
+
+    def test_errorBudget(self) -> None:
+        """
+        More than max-errors bad messages in a row: the client is told why,
+        then the connection closes.  A good message resets the count.
+        """
+        proto, transport = connect(self.factory(maxErrors=3))
+        bad = self.frame({"type": "NOPE"})
+        proto.dataReceived(bad * 3 + self.sums(1) + bad * 3)
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(bad + self.sums(1))
+        replies = self.read(transport.value())
+        self.assertEqual(
+            replies[-2:],
+            [
+                {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
+                {"status": "ERROR", "message": "Too many errors", "code": "too_many_errors", "detail": "more than 3 bad messages in a row"},
+            ],
+        )
+        self.assertEqual(len(replies), 9)
+        self.assertTrue(transport.disconnecting)
+
+    def test_serverErrorsNotCounted(self) -> None:
+        """
+        The server's own failures are not the client's bad messages.
+        """
+        self.dispatcher.register("CRASH", lambda m, c: 1 / 0)
+        proto, transport = connect(self.factory(maxErrors=1))
+        proto.dataReceived(self.frame({"type": "CRASH"}) * 5)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 5)  # type: ignore[attr-defined]
+
+    # Slow senders
+
+    def test_slowloris(self) -> None:
+        """
+        A message that takes longer than the message timeout to arrive
+        closes the connection, however steadily its bytes trickle in.
+        """
+        proto, transport = connect(self.factory(messageTimeout=30, idleTimeout=0))
+        message = self.frame({"type": "GREETING", "name": "x" * 50})
+        for i in range(6):
+            self.clock.advance(5 if i else 0)
+            proto.dataReceived(message[i : i + 1])
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(5)
+        self.assertTrue(transport.disconnecting)
+        transport.finishClose()
+        noPendingCalls(self, self.clock)
+
+    def test_messagesInTimeAreFine(self) -> None:
+        """
+        Messages split across reads but each completed in time never trip
+        the message timeout, however long the connection lives.
+        """
+        proto, transport = connect(self.factory(messageTimeout=30, idleTimeout=0))
+        stream = self.sums(200)
+        for i in range(0, len(stream), 7):
+            proto.dataReceived(stream[i : i + 7])
+            self.clock.advance(1)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.read(transport.value())), 200)
+
+    # Shutting down
+
+    def test_drain(self) -> None:
+        """
+        As the server stops: requests read in the first turn are answered
+        normally; later ones get "Shutting down" (with their id); the
+        connection closes once the slow reply it owes is written.
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
+        proto, transport = connect(factory)
+        proto.dataReceived(self.frame({"type": "SLOW", "id": 1}))
+        drained = connections.closeAll("the server is shutting down")
+        proto.dataReceived(self.sums(1, 2))  # already waiting in the socket
+        self.clock.advance(DRAIN_TURN)
+        proto.dataReceived(self.sums(1, 3))  # sent after the drain began
+        self.clock.advance(DRAIN_TURN)
+        self.clock.advance(DRAIN_TURN)
+        self.assertFalse(transport.disconnecting)
+        self.slow[0].callback({})
+        self.assertEqual(
+            self.read(transport.value()),
+            [
+                {"status": "OK", "id": 1},
+                {"status": "OK", "result": 2, "id": 2},
+                {"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": 3},
+            ],
+        )
+        self.assertTrue(transport.disconnecting)
+        transport.finishClose()
+        self.successResultOf(drained)
+
+    def test_shutdownTimeout(self) -> None:
+        """
+        Connections still open when the shutdown timeout passes are
+        aborted, and the service's stop completes.
+        """
+        connections = ConnectionRegistry()
+        service = JSONProtoService(connections, shutdownTimeout=10, clock=self.clock)
+        service.startService()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock, limits=Limits(requestTimeout=0))
+        proto, transport = connect(factory)
+        proto.dataReceived(self.frame({"type": "SLOW"}))
+        stopped = service.stopService()
+        self.clock.advance(9.9)
+        self.assertNoResult(stopped)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.aborted)
+        self.successResultOf(stopped)
+
+
+class LineHardeningTests(_Hardening, SynchronousTestCase):
+    framing = "line"
+    frame = staticmethod(line)
+    read = staticmethod(readLines)
+
+    def test_endlessLine(self) -> None:
+        """
+        A line that never ends is discarded as it arrives and, not being
+        finished within the message timeout, closes the connection.
+        """
+        proto, transport = connect(self.factory(messageTimeout=30, maxMessageSize=100, idleTimeout=0))
+        for _ in range(29):
+            proto.dataReceived(b"z" * 10_000)
+            self.clock.advance(1)
+        self.assertLessEqual(proto._decoder.bufferedBytes, 100)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+
+
+class Int32HardeningTests(_Hardening, SynchronousTestCase):
+    framing = "int32"
+    frame = staticmethod(int32)
+    read = staticmethod(readInt32)
+
+
+class PerAddressLimitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.connections = ConnectionRegistry(maxConnections=0, maxConnectionsPerHost=2)
+        self.factory = JSONServerFactory(connections=self.connections, clock=self.clock)
+
+    def test_perAddress(self) -> None:
+        """
+        Past the per-address limit, a client is told so and closed; other
+        addresses are unaffected; a closed connection frees its place.
+        """
+        _, first = connect(self.factory, host="10.0.0.1")
+        connect(self.factory, host="10.0.0.1")
+        _, third = connect(self.factory, host="10.0.0.1")
+        self.assertEqual(
+            readLines(third.value()),
+            [{"status": "ERROR", "message": "Too many connections from your address", "code": "too_many_connections"}],
+        )
+        self.assertTrue(third.disconnecting)
+        _, other = connect(self.factory, host="10.0.0.2")
+        self.assertFalse(other.disconnecting)
+        self.assertEqual((self.connections.countFrom("10.0.0.1"), self.connections.refused), (2, 1))
+        first.finishClose()
+        _, again = connect(self.factory, host="10.0.0.1")
+        self.assertFalse(again.disconnecting)
+
+    def test_unixSocketsUncounted(self) -> None:
+        """
+        Unix-socket clients have no address to count.
+        """
+        from twisted.internet.testing import StringTransport
+
+        for _ in range(5):
+            proto = self.factory.buildProtocol(None)
+            transport = StringTransport(peerAddress=UNIXAddress(b"/run/x.sock"))
+            proto.makeConnection(transport)
+            self.assertFalse(transport.disconnecting)
+
+
+class EchoBackpressureTests(SynchronousTestCase):
+    def test_echoStopsReading(self) -> None:
+        """
+        The echo transport is its own producer: it stops reading while its
+        write buffer is full, so a peer that does not read cannot grow it.
+        """
+        proto, transport = connect(EchoFactory(clock=Clock()))
+        self.assertTrue(transport.producer is transport and transport.streaming)
+
+
+class WorkerPoolTests(TestCase):
+    """
+    Handlers in threads, on the real reactor.
+    """
+
+    def setUp(self) -> None:
+        self.workers = WorkerPool(maxThreads=1, maxQueued=1)
+        self.addCleanup(self.workers.stop)
+        self.release = threading.Event()
+        self.addCleanup(self.release.set)
+        self.dispatcher = defaultDispatcher()
+
+        @self.dispatcher.handler("BLOCK")
+        @self.workers.handler
+        def block(message: Any, context: Any) -> dict[str, Any]:
+            self.release.wait(30)
+            return {"thread": threading.current_thread().name}
+
+    @inlineCallbacks
+    def test_inThreadInOrder(self) -> None:
+        """
+        A threaded handler runs off the reactor thread; the replies after
+        it wait for it, in order.
+        """
+        factory = JSONServerFactory(self.dispatcher, clock=reactor)
+        proto, transport = connect(factory)
+        proto.dataReceived(line({"type": "BLOCK", "id": 1}) + line({"type": "SUM", "a": 1, "b": 1, "id": 2}))
+        self.assertEqual(transport.value(), b"")
+        self.release.set()
+        while len(readLines(transport.value())) < 2:
+            # Each turn lets the worker's result reach the reactor thread.
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0, d.callback, None)
+            yield d
+        replies = readLines(transport.value())
+        self.assertEqual([r["id"] for r in replies], [1, 2])
+        self.assertNotEqual(replies[0]["thread"], threading.current_thread().name)
+        transport.finishClose()
+
+    def test_queueFull(self) -> None:
+        """
+        With every thread busy and the queue full, the next request is
+        refused with "Server busy" at once.
+        """
+        factory = JSONServerFactory(self.dispatcher, clock=reactor)
+        proto, transport = connect(factory)
+        for i in range(3):
+            proto.dataReceived(line({"type": "BLOCK", "id": i}))
+        self.assertEqual(self.workers.inFlight, 2)
+        other, otherTransport = connect(factory)
+        other.dataReceived(line({"type": "BLOCK", "id": "x"}))
+        self.assertEqual(
+            readLines(otherTransport.value()),
+            [{"status": "ERROR", "message": "Server busy", "code": "server_busy", "detail": "every worker thread is busy and the queue is full", "id": "x"}],
+        )
+        transport.finishClose()
+        otherTransport.finishClose()
