@@ -5,7 +5,9 @@ share, stopped in the right order and in bounded time.
 
 from __future__ import annotations
 
-from typing import Any
+import signal
+import threading
+from typing import Any, Callable
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -55,6 +57,7 @@ class JSONProtoService(MultiService):
         return stopped.addCallback(lambda _: self._drain())
 
     def _drain(self) -> Deferred[None]:
+        restoreSignals = self._quietRepeatedSignals()
         count = len(self.connections)
         if count:
             log.info(
@@ -64,6 +67,7 @@ class JSONProtoService(MultiService):
             )
         drained = self.connections.closeAll("the server is shutting down")
         if drained.called:
+            restoreSignals()
             return drained
         deadline = self.clock.callLater(
             self.shutdownTimeout,
@@ -74,10 +78,41 @@ class JSONProtoService(MultiService):
         def finished(result: None) -> None:
             if deadline.active():
                 deadline.cancel()
+            restoreSignals()
             log.info("all connections closed")
             return result
 
         return drained.addCallback(finished)
+
+    def _quietRepeatedSignals(self) -> Callable[[], None]:
+        """
+        While draining, a second SIGTERM or SIGINT (an impatient operator,
+        a service manager) is logged instead of making the reactor print a
+        traceback for stopping twice; the drain's own timeout still holds.
+
+        @return: Puts the previous handlers back.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        callFromThread = getattr(self.clock, "callFromThread", None)
+
+        def again(number: int, frame: Any) -> None:
+            if callFromThread is not None:
+                callFromThread(
+                    log.info,
+                    "received {signal} while draining; connections still open are "
+                    "aborted {timeout:g} seconds after shutdown began",
+                    signal=signal.Signals(number).name,
+                    timeout=self.shutdownTimeout,
+                )
+
+        previous = {sig: signal.signal(sig, again) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore
 
 
 class CannotListen(Exception):

@@ -23,24 +23,28 @@ DEADLINE = 30.0
 
 def readUntil(process: subprocess.Popen[bytes], pattern: bytes, seconds: float = DEADLINE) -> re.Match[bytes]:
     """
-    Read the daemon's log until C{pattern} appears; fail after C{seconds}
-    or if the daemon exits first.
+    Read the daemon's log until C{pattern} appears after the previous match;
+    fail after C{seconds} or if the daemon exits first.  Everything read is
+    kept in C{process.log}.
     """
     assert process.stdout is not None
-    seen = b""
+    if not hasattr(process, "log"):
+        process.log = b""  # type: ignore[attr-defined]
+        process.searchFrom = 0  # type: ignore[attr-defined]
     end = time.monotonic() + seconds
-    while (remaining := end - time.monotonic()) > 0:
-        ready, _, _ = select.select([process.stdout], [], [], remaining)
-        if not ready:
-            break
-        chunk = os.read(process.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        seen += chunk
-        match = re.search(pattern, seen)
+    while True:
+        match = re.compile(pattern).search(process.log, process.searchFrom)  # type: ignore[attr-defined]
         if match:
+            process.searchFrom = match.end()  # type: ignore[attr-defined]
             return match
-    raise AssertionError(f"{pattern!r} not in the daemon's log:\n{seen.decode(errors='replace')}")
+        remaining = end - time.monotonic()
+        ready = remaining > 0 and select.select([process.stdout], [], [], remaining)[0]
+        chunk = os.read(process.stdout.fileno(), 65536) if ready else b""
+        if not chunk:
+            raise AssertionError(
+                f"{pattern!r} not in the daemon's log:\n{process.log.decode(errors='replace')}"  # type: ignore[attr-defined]
+            )
+        process.log += chunk  # type: ignore[attr-defined]
 
 
 class TwistdTests(SynchronousTestCase):
@@ -94,3 +98,30 @@ class TwistdTests(SynchronousTestCase):
             self.assertEqual(client.recv(1), b"")
         # twistd ends by re-raising the signal, as systemd expects of a clean stop.
         self.assertEqual(process.wait(timeout=DEADLINE), -signal.SIGTERM)
+
+    def test_secondSignal(self) -> None:
+        """
+        A second SIGTERM or a SIGINT while the daemon drains is logged, not
+        answered with a traceback; the request in flight is still answered
+        and the exit status is the first signal's.
+        """
+        process = twistd(
+            "-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1",
+            "--handlers", "tests.slowhandlers",
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        self.addCleanup(lambda: process.stdout and process.stdout.close())
+        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            client.sendall(b'{"type":"SLOW","seconds":1,"id":1}\n')
+            readUntil(process, rb"connection 1 from .* opened")
+            process.send_signal(signal.SIGTERM)
+            readUntil(process, rb"draining 1 connections")
+            process.send_signal(signal.SIGTERM)
+            readUntil(process, rb"received SIGTERM while draining")
+            process.send_signal(signal.SIGINT)
+            readUntil(process, rb"received SIGINT while draining")
+            self.assertEqual(json.loads(client.makefile("rb").readline()), {"status": "OK", "slept": 1.0, "id": 1})
+        rest, _ = process.communicate(timeout=DEADLINE)
+        self.assertNotIn(b"Traceback", process.log + rest)
+        self.assertEqual(process.returncode, -signal.SIGTERM)
