@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Any, Callable
 
 from cryptography import x509
@@ -140,15 +141,29 @@ def writeCertificate(path: str, hostname: str = "localhost") -> None:
         f.write(certificate.public_bytes(serialization.Encoding.PEM))
 
 
-def twistd(*arguments: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+def twistd(*arguments: str) -> subprocess.Popen[bytes]:
     """
     Start C{twistd} from this environment, with the checkout importable.
+
+    Its output goes to a temporary file, C{process.logPath}, not a pipe: a
+    pipe nobody reads fills up and stops the daemon mid-log.
     """
     env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.Popen(
+    log = tempfile.NamedTemporaryFile(prefix="jsonproto-twistd-", suffix=".log", delete=False)
+    process = subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *arguments],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        **kwargs,
     )
+    log.close()
+    process.logPath = log.name  # type: ignore[attr-defined]
+    return process
+
+
+def daemonLog(process: subprocess.Popen[bytes]) -> bytes:
+    """
+    Everything the daemon has logged so far.
+    """
+    with open(process.logPath, "rb") as f:  # type: ignore[attr-defined]
+        return f.read()

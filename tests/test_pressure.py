@@ -6,6 +6,7 @@ never reads, and a daemon stopped with requests in flight.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
@@ -119,7 +120,7 @@ class StopUnderLoadTests(SynchronousTestCase):
             "--handlers", "tests.slowhandlers", "--shutdown-timeout", "5",
         )
         self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(lambda: process.stdout and process.stdout.close())
+        self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
         clients = []
         for c in range(50):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -16,41 +15,37 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e import twistd
+from tests.e2e import daemonLog, twistd
 
 DEADLINE = 30.0
 
 
 def readUntil(process: subprocess.Popen[bytes], pattern: bytes, seconds: float = DEADLINE) -> re.Match[bytes]:
     """
-    Read the daemon's log until C{pattern} appears after the previous match;
-    fail after C{seconds} or if the daemon exits first.  Everything read is
-    kept in C{process.log}.
+    Wait until the daemon's log holds C{pattern} after the previous match;
+    fail after C{seconds}, or once the daemon has exited without it.
     """
-    assert process.stdout is not None
-    if not hasattr(process, "log"):
-        process.log = b""  # type: ignore[attr-defined]
-        process.searchFrom = 0  # type: ignore[attr-defined]
+    start = getattr(process, "searchFrom", 0)
     end = time.monotonic() + seconds
     while True:
-        match = re.compile(pattern).search(process.log, process.searchFrom)  # type: ignore[attr-defined]
+        exited = process.poll() is not None
+        match = re.compile(pattern).search(daemonLog(process), start)
         if match:
             process.searchFrom = match.end()  # type: ignore[attr-defined]
             return match
-        remaining = end - time.monotonic()
-        ready = remaining > 0 and select.select([process.stdout], [], [], remaining)[0]
-        chunk = os.read(process.stdout.fileno(), 65536) if ready else b""
-        if not chunk:
+        if exited or time.monotonic() > end:
             raise AssertionError(
-                f"{pattern!r} not in the daemon's log:\n{process.log.decode(errors='replace')}"  # type: ignore[attr-defined]
+                f"{pattern!r} not in the daemon's log:\n{daemonLog(process).decode(errors='replace')}"
             )
-        process.log += chunk  # type: ignore[attr-defined]
+        time.sleep(0.02)
 
 
 class TwistdTests(SynchronousTestCase):
     def runTwistd(self, *arguments: str) -> subprocess.CompletedProcess[bytes]:
         process = twistd(*arguments)
-        output, _ = process.communicate(timeout=DEADLINE)
+        process.wait(timeout=DEADLINE)
+        output = daemonLog(process)
+        os.unlink(process.logPath)  # type: ignore[attr-defined]
         return subprocess.CompletedProcess(process.args, process.returncode, output)
 
     def test_usageError(self) -> None:
@@ -87,7 +82,7 @@ class TwistdTests(SynchronousTestCase):
         """
         process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1")
         self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(lambda: process.stdout and process.stdout.close())
+        self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SUM","a":10,"b":20,"id":"x"}\n')
@@ -110,7 +105,7 @@ class TwistdTests(SynchronousTestCase):
             "--handlers", "tests.slowhandlers",
         )
         self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(lambda: process.stdout and process.stdout.close())
+        self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SLOW","seconds":1,"id":1}\n')
@@ -122,6 +117,6 @@ class TwistdTests(SynchronousTestCase):
             process.send_signal(signal.SIGINT)
             readUntil(process, rb"received SIGINT while draining")
             self.assertEqual(json.loads(client.makefile("rb").readline()), {"status": "OK", "slept": 1.0, "id": 1})
-        rest, _ = process.communicate(timeout=DEADLINE)
-        self.assertNotIn(b"Traceback", process.log + rest)
+        process.wait(timeout=DEADLINE)
+        self.assertNotIn(b"Traceback", daemonLog(process))
         self.assertEqual(process.returncode, -signal.SIGTERM)
