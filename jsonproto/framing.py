@@ -216,9 +216,19 @@ class Int32Decoder:
     @property
     def midMessage(self) -> bool:
         """
-        Whether part of a message has arrived and the rest has not.
+        Whether part of a message has arrived and the rest has not
+        (complete frames not yet taken do not count).
         """
-        return len(self._buffer) > self._offset
+        if self._failed:
+            return False
+        buffer, offset, end = self._buffer, self._offset, len(self._buffer)
+        # Step over complete frames (there are some only while paused).
+        while end - offset >= 4:
+            (length,) = _LENGTH.unpack_from(buffer, offset)
+            if end - offset < 4 + length:
+                return True
+            offset += 4 + length
+        return offset < end
 
 
 def encodeLine(payload: bytes) -> bytes:

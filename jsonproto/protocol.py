@@ -374,7 +374,9 @@ class JSONMessageProtocol(TrackedProtocol):
     def _checkMessageTimeout(self) -> None:
         self._messageCall = None
         since = self._partialSince
-        if since is None:
+        if since is None or not self._decoder.midMessage:
+            # Finished since (the rest came while reading was paused).
+            self._partialSince = None
             return
         timeout = self.limits.messageTimeout
         elapsed = self.clock.seconds() - since

@@ -133,6 +133,22 @@ class Int32DecoderTests(SynchronousTestCase):
                 got = decodeInReads(Int32Decoder(100), stream[:i], stream[i:j], stream[j:])
                 self.assertEqual(got, payloads, (i, j))
 
+    def test_midMessage(self) -> None:
+        """
+        Only an unfinished frame counts as mid-message; complete frames
+        not yet taken do not.
+        """
+        decoder = Int32Decoder(100)
+        self.assertFalse(decoder.midMessage)
+        decoder.feed(encodeInt32(b"ab") + encodeInt32(b"cd"))
+        self.assertFalse(decoder.midMessage)
+        decoder.feed(b"\x00\x00")
+        self.assertTrue(decoder.midMessage)
+        decoder.feed(b"\x00\x02x")
+        self.assertTrue(decoder.midMessage)
+        decoder.feed(b"y")
+        self.assertFalse(decoder.midMessage)
+
     def test_limit(self) -> None:
         """
         A frame of exactly the limit is a message.

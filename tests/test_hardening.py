@@ -244,6 +244,20 @@ class _Hardening:
         self.assertFalse(transport.disconnecting)
         self.assertEqual(len(self.read(transport.value())), 200)
 
+    def test_pausedIsNotSlow(self) -> None:
+        """
+        Complete messages waiting while reading is paused are not a slow
+        sender: once handled, the connection is not closed for them.
+        """
+        proto, transport = connect(self.factory(messageTimeout=30, maxPending=1, requestTimeout=0, idleTimeout=0))
+        proto.dataReceived(self.frame({"type": "SLOW"}) + self.sums(3) + self.frame({"type": "SUM"})[:3])
+        self.clock.advance(20)
+        self.slow[0].callback({})
+        proto.dataReceived(self.frame({"type": "SUM", "a": 1, "b": 1})[3:])
+        self.clock.advance(100)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.read(transport.value())), 5)
+
     # Shutting down
 
     def test_drain(self) -> None:
