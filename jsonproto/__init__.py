@@ -9,10 +9,12 @@ See C{docs/} for the wire protocol, writing message types, and operations.
 """
 
 from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import ConnectionInfo, ConnectionRegistry
+from jsonproto.client import Client, JSONClientProtocol, connect
+from jsonproto.connection import ClientIdentity, ConnectionInfo, ConnectionRegistry
 from jsonproto.dispatcher import Dispatcher
 from jsonproto.echo import EchoFactory, EchoProtocol
 from jsonproto.errors import ErrorCode, RequestError
+from jsonproto.limits import Limits
 from jsonproto.protocol import (
     JSONInt32Protocol,
     JSONLineProtocol,
@@ -23,6 +25,8 @@ from jsonproto.protocol import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
+    "ClientIdentity",
     "ConnectionInfo",
     "ConnectionRegistry",
     "Dispatcher",
@@ -32,7 +36,10 @@ __all__ = [
     "JSONInt32Protocol",
     "JSONLineProtocol",
     "JSONMessageProtocol",
+    "JSONClientProtocol",
     "JSONServerFactory",
+    "Limits",
     "RequestError",
+    "connect",
     "defaultDispatcher",
 ]

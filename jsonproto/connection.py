@@ -21,6 +21,8 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IHandshakeListener,
+    INegotiated,
     IReactorTime,
 )
 from twisted.logger import Logger
@@ -69,6 +71,40 @@ def hostOf(address: IAddress | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """
+    Who a TLS client proved to be with its certificate (verified against
+    the listener's C{clientCA=}).
+
+    @ivar commonName: The subject's common name (CN), if it has one.
+    @ivar dnsNames: The certificate's DNS subject alternative names.
+    @ivar ipAddresses: Its IP address subject alternative names.
+    """
+
+    commonName: str | None
+    dnsNames: tuple[str, ...] = ()
+    ipAddresses: tuple[str, ...] = ()
+
+    @classmethod
+    def fromCertificate(cls, certificate: Any) -> ClientIdentity:
+        """
+        Read one from a pyOpenSSL certificate.
+        """
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        cert = certificate.to_cryptography()
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns = tuple(sans.get_values_for_type(x509.DNSName))
+            ips = tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress))
+        except x509.ExtensionNotFound:
+            dns, ips = (), ()
+        return cls(str(names[0].value) if names else None, dns, ips)
+
+
 @dataclass(eq=False, slots=True)
 class ConnectionInfo:
     """
@@ -83,6 +119,9 @@ class ConnectionInfo:
     @ivar lastActivity: When it last completed a message (or, for echo, last
         sent anything).
     @ivar pauses: How often reading from it was paused for backpressure.
+    @ivar tls: Whether the connection is encrypted.
+    @ivar clientIdentity: The verified client certificate's names, on a
+        listener that requires client certificates; otherwise L{None}.
     """
 
     id: int
@@ -95,6 +134,8 @@ class ConnectionInfo:
     bytesIn: int = 0
     bytesOut: int = 0
     pauses: int = 0
+    tls: bool = False
+    clientIdentity: ClientIdentity | None = None
     protocol: TrackedProtocol | None = field(default=None, repr=False)
 
     def send(self, message: Reply) -> None:
@@ -112,6 +153,18 @@ class ConnectionInfo:
         """
         if self.protocol is not None:
             self.protocol.closeConnection(reason)
+
+
+def _describe(reason: Failure) -> str:
+    """
+    Why a connection ended, for the log; TLS failures say so.
+    """
+    if reason.type.__module__.startswith("OpenSSL"):
+        details = reason.value.args[0] if reason.value.args else []
+        if isinstance(details, list) and details and isinstance(details[0], tuple):
+            return "TLS failed: " + "; ".join(str(d[-1]) for d in details)
+        return f"TLS failed: {reason.value}"
+    return reason.getErrorMessage()
 
 
 class ConnectionRefused(Exception):
@@ -243,7 +296,7 @@ class ConnectionRegistry:
                 info.protocol.forceClose(reason)
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class TrackedProtocol(protocol.Protocol):
     """
     A connection that registers itself with its factory's registry, is
@@ -266,6 +319,7 @@ class TrackedProtocol(protocol.Protocol):
     info: ConnectionInfo | None = None
     _idleCall: IDelayedCall | None = None
     _abortCall: IDelayedCall | None = None
+    _handshakeCall: IDelayedCall | None = None
     _closeReason: str | None = None
     _closeWhenDone: str | None = None
 
@@ -289,6 +343,30 @@ class TrackedProtocol(protocol.Protocol):
         )
         if self.limits.idleTimeout:
             self._idleCall = self.clock.callLater(self.limits.idleTimeout, self._checkIdle)
+        if INegotiated.providedBy(self.transport):
+            self.info.tls = True
+            if self.limits.handshakeTimeout:
+                self._handshakeCall = self.clock.callLater(
+                    self.limits.handshakeTimeout, self._handshakeTimedOut
+                )
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done: stop its timer, and note who the client
+        proved to be, if it showed a certificate.
+        """
+        if self._handshakeCall is not None and self._handshakeCall.active():
+            self._handshakeCall.cancel()
+        self._handshakeCall = None
+        certificate = getattr(self.transport, "getPeerCertificate", lambda: None)()
+        if certificate is not None and self.info is not None:
+            self.info.clientIdentity = ClientIdentity.fromCertificate(certificate)
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeCall = None
+        self.forceClose(
+            f"the TLS handshake did not complete within {self.limits.handshakeTimeout:g} seconds"
+        )
 
     def refuse(self, error: ErrorCode) -> None:
         """
@@ -408,10 +486,10 @@ class TrackedProtocol(protocol.Protocol):
         Cancel every timer of this connection; subclasses with timers of
         their own extend this.
         """
-        for call in (self._idleCall, self._abortCall):
+        for call in (self._idleCall, self._abortCall, self._handshakeCall):
             if call is not None and call.active():
                 call.cancel()
-        self._idleCall = self._abortCall = None
+        self._idleCall = self._abortCall = self._handshakeCall = None
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.connected = False
@@ -427,7 +505,7 @@ class TrackedProtocol(protocol.Protocol):
             connectionId=info.id,
             peer=info.peer,
             duration=self.clock.seconds() - info.connectedAt,
-            why=self._closeReason or reason.getErrorMessage(),
+            why=self._closeReason or _describe(reason),
             messagesIn=info.messagesIn,
             bytesIn=info.bytesIn,
             messagesOut=info.messagesOut,

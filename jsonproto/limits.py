@@ -33,6 +33,8 @@ class Limits:
         message and not finished it within this long.
     @ivar maxErrors: Close a connection after this many bad messages in a
         row, telling it why.
+    @ivar handshakeTimeout: Drop a TLS connection whose handshake has not
+        completed within this long.
     """
 
     idleTimeout: float = 300.0
@@ -42,6 +44,7 @@ class Limits:
     sendTimeout: float = 60.0
     messageTimeout: float = 30.0
     maxErrors: int = 100
+    handshakeTimeout: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -52,7 +52,38 @@ class JSONProtoService(MultiService):
         self.shutdownTimeout = shutdownTimeout
         self.clock: IReactorTime = clock  # type: ignore[assignment]
 
+    _restoreHangup: Callable[[], None] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        if threading.current_thread() is threading.main_thread():
+            callFromThread = getattr(self.clock, "callFromThread", None)
+            if callFromThread is not None:
+                previous = signal.signal(
+                    signal.SIGHUP, lambda number, frame: callFromThread(self.reloadCertificates)
+                )
+                self._restoreHangup = lambda: signal.signal(signal.SIGHUP, previous)
+
+    def reloadCertificates(self) -> list[bool]:
+        """
+        Read the TLS files of every listener that can (C{jsonproto-tls:})
+        again, as SIGHUP asks.  Connections already open are untouched.
+
+        @return: For each such listener, whether its new files were taken.
+        """
+        results = []
+        for child in self:
+            reload = getattr(getattr(child, "endpoint", None), "reload", None)
+            if reload is not None:
+                results.append(reload())
+        if not results:
+            log.info("SIGHUP: no listener has TLS files to reload (only jsonproto-tls: has)")
+        return results
+
     def stopService(self) -> Deferred[Any]:
+        if self._restoreHangup is not None:
+            self._restoreHangup()
+            self._restoreHangup = None
         stopped: Deferred[Any] = super().stopService()
         return stopped.addCallback(lambda _: self._drain())
 

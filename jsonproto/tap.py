@@ -105,6 +105,8 @@ _NUMBERS = [
                   "Close a connection that takes more than this many seconds to send one message; 0 never."),
     _NumberOption("max-errors", int, 0, Limits.maxErrors,
                   "Close a connection after this many bad messages in a row; 0 never."),
+    _NumberOption("handshake-timeout", float, 0, Limits.handshakeTimeout,
+                  "Drop a TLS connection whose handshake takes longer than this many seconds; 0 never."),
     _NumberOption("shutdown-timeout", float, 0, DEFAULT_SHUTDOWN_TIMEOUT,
                   "On SIGTERM, abort connections still open after this many seconds."),
 ]
@@ -136,7 +138,7 @@ class Options(usage.Options):
             self[option.name] = option.default
 
     def opt_port(self, description: str) -> None:
-        """Serve JSON messages on this endpoint, any Twisted server endpoint string (tcp:, tcp6:, unix:, ssl:, systemd:, haproxy:). Repeatable. [default: tcp:3001:interface=127.0.0.1]"""
+        """Serve JSON messages on this endpoint, any Twisted server endpoint string (tcp:, tcp6:, unix:, ssl:, systemd:, haproxy:) or jsonproto-tls: (mutual TLS, reload on SIGHUP). Repeatable. [default: tcp:3001:interface=127.0.0.1]"""
         self["ports"].append(_checkEndpoint("port", description))
 
     def opt_echo(self, description: str) -> None:
@@ -186,6 +188,7 @@ class Options(usage.Options):
             sendTimeout=self["send-timeout"],
             messageTimeout=self["message-timeout"],
             maxErrors=self["max-errors"],
+            handshakeTimeout=self["handshake-timeout"],
         )
 
 

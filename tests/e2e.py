@@ -10,14 +10,11 @@ import sys
 import tempfile
 from typing import Any, Callable
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort
 
+from jsonproto import certs
 from jsonproto.tap import Options, makeService
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +38,7 @@ class Collector(protocol.Protocol):
             self.finished.callback(self.received)
 
     def connectionLost(self, reason: Any) -> None:
+        self.reason = reason
         if not self.finished.called:
             self.finished.callback(self.received)
         self.lost.callback(None)
@@ -105,40 +103,24 @@ def _listeningPort(child: Any) -> Deferred[IListeningPort]:
 
 def writeCertificate(path: str, hostname: str = "localhost") -> None:
     """
-    Write a self-signed key and certificate for C{hostname} into one PEM
-    file, as C{ssl:...:privateKey=} takes it.
+    Write a self-signed key and certificate for C{hostname} and 127.0.0.1
+    into one PEM file, as C{ssl:...:privateKey=} takes it.
     """
-    import datetime
-    import ipaddress
+    certs.writeCertificate(path, [hostname, "127.0.0.1"])
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    with open(path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+
+def certificateOnly(pem: str, directory: str) -> str:
+    """
+    Copy the certificate (without the key) of a PEM file into
+    C{directory}, as Twisted's C{trustRoots=} wants it; return the directory.
+    """
+    os.makedirs(directory, exist_ok=True)
+    with open(pem, "rb") as f:
+        data = f.read()
+    start = data.index(b"-----BEGIN CERTIFICATE-----")
+    with open(os.path.join(directory, os.path.basename(pem)), "wb") as f:
+        f.write(data[start:])
+    return directory
 
 
 def twistd(*arguments: str) -> subprocess.Popen[bytes]:
