@@ -29,10 +29,11 @@ def _run(*command: str, cwd: str | None = None) -> str:
 class WheelTests(SynchronousTestCase):
     def test_pluginFromWheel(self) -> None:
         """
-        A wheel built from the checkout carries the plugin: installed in a
-        new virtualenv, `twistd --help` lists jsonproto and
-        `twistd jsonproto --help` shows its options, with jsonproto
-        imported from that virtualenv, not from the checkout.
+        A wheel built from the checkout carries the plugins: installed in a
+        new virtualenv, `twistd --help` lists jsonproto, `twistd jsonproto
+        --help` shows its options, the jsonproto-tls: endpoint is found,
+        and the jsonproto command runs, all from that virtualenv, not from
+        the checkout.
         """
         try:
             import setuptools  # noqa: F401
@@ -63,3 +64,5 @@ class WheelTests(SynchronousTestCase):
             self.assertIn(option, options)
         where = _run(python, "-c", "import jsonproto; print(jsonproto.__file__)", cwd=work)
         self.assertTrue(where.startswith(venv), where)
+        self.assertIn("jsonproto-tls", _run(python, "-c", "from twisted.plugin import getPlugins; from twisted.internet.interfaces import IStreamServerEndpointStringParser as I; print([p.prefix for p in getPlugins(I)])", cwd=work))
+        self.assertIn("send", _run(os.path.join(venv, "bin", "jsonproto"), "--help", cwd=work))

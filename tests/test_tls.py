@@ -28,7 +28,7 @@ from jsonproto.connection import ClientIdentity
 from jsonproto.limits import Limits
 from jsonproto.protocol import JSONServerFactory
 from tests.e2e import Collector, certificateOnly, daemonLog, exchange, lines, startDaemon, twistd
-from tests.support import line, readLines
+from tests.support import LogCatcher, line, readLines
 from tests.test_twistd import DEADLINE, readUntil
 
 GREETING = line({"type": "GREETING", "name": "TLS"})
@@ -149,6 +149,7 @@ class TLSServerTests(TestCase):
         Plaintext on a TLS port and TLS on a plaintext port each end in a
         clean close; the daemon goes on serving both.
         """
+        logged = LogCatcher(self)
         _, [tlsPort, plainPort] = yield startDaemon(
             self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}", "--port", "tcp:0:interface=127.0.0.1",
         )
@@ -159,6 +160,19 @@ class TLSServerTests(TestCase):
         self.assertEqual(readLines(reply), [{"status": "OK", "reply": "Hello, TLS!"}])
         reply = yield exchange(f"tcp:127.0.0.1:{plainPort}", GREETING, lines(1))
         self.assertEqual(readLines(reply), [{"status": "OK", "reply": "Hello, TLS!"}])
+        self.assertTrue(logged.matching("(TLS failed: "))
+        self.assertTrue(logged.matching("a TLS handshake arrived on a plaintext port"))
+
+    @inlineCallbacks
+    def test_echo(self) -> None:
+        """
+        Echo listeners speak TLS too.
+        """
+        _, [_, port] = yield startDaemon(
+            self, "--port", "tcp:0:interface=127.0.0.1", "--echo", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}",
+        )
+        echoed = yield exchange(f"tls:localhost:{port}:trustRoots={self.certs.caDir}", b"secret bytes", lambda d: len(d) >= 12)
+        self.assertEqual(echoed, b"secret bytes")
 
 
 class HandshakeTimerTests(SynchronousTestCase):
