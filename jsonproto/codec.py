@@ -11,6 +11,13 @@ L{jsonproto.errors.RequestError}, so callers have one exception to handle.
 
 Every rule here is cheap on ordinary messages: the walk that checks nesting
 and surrogates runs only when a quick byte count says a message could fail it.
+
+Where orjson is installed it does the work, about five times faster than the
+standard library; the rules stay the same.  orjson would read an integer
+past 64 bits as a float and write NaN as null, so a message that may hold
+such an integer, or a reply orjson cannot write or writes with a null in
+it, goes through the standard library instead, which keeps big integers
+exact and refuses NaN.
 """
 
 from __future__ import annotations
@@ -18,7 +25,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the package depends on it
+    orjson = None
 
 from jsonproto.errors import (
     INTERNAL_ERROR,
@@ -28,13 +41,15 @@ from jsonproto.errors import (
     RequestError,
 )
 
-MAX_DEPTH = 128
+MAX_DEPTH = 1024
 """
-How deeply arrays and objects may nest in one message.  Deep enough for any
-real message, shallow enough that no walk over a message can exhaust the stack.
+How deeply arrays and objects may nest in one message: orjson's own limit,
+which the standard library path keeps too.  The walk that checks it is
+iterative, so no depth can exhaust the stack.
 """
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
 
 
 class _OutOfRange(ValueError):
@@ -99,11 +114,66 @@ def decode(payload: bytes) -> Any:
         L{NUMBER_OUT_OF_RANGE} for a number no double can hold or an integer
         too long to parse, with L{NESTING_TOO_DEEP} past L{MAX_DEPTH}.
     """
+    if orjson is None:
+        return _decodeStrictly(payload)
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        reason = str(e)
+        if "infinity" in reason:
+            raise RequestError(NUMBER_OUT_OF_RANGE) from None
+        if "depth" in reason:
+            raise RequestError(NESTING_TOO_DEEP) from None
+        # The standard library says precisely what is wrong (not UTF-8, NaN,
+        # a lone surrogate); errors are rare enough to afford it.
+        return _decodeStrictly(payload)
+    if _mayHoldBigInteger(payload, value):
+        return _decodeStrictly(payload)
+    return value
+
+
+_DIGITS = b"0123456789"
+
+
+def _mayHoldBigInteger(payload: bytes, value: Any) -> bool:
+    """
+    Whether orjson may have turned an integer past 64 bits into a float:
+    a run of 20 digits in a short message, a float of 2**63 or more in a
+    long one (whichever is cheaper to look for).
+    """
+    if len(payload) <= 4096:
+        return (
+            len(payload) - len(payload.translate(None, _DIGITS)) >= 20
+            and _LONG_NUMBER.search(payload) is not None
+        )
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if abs(item) >= 9.2e18:
+                return True
+        elif type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
+
+
+def _decodeStrictly(payload: bytes) -> Any:
+    """
+    The standard library's parser, held to the same rules.
+    """
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError(INVALID_JSON, "not UTF-8") from None
+    deep = payload.count(b"[") + payload.count(b"{") > MAX_DEPTH // 2
+    limit = sys.getrecursionlimit()
     try:
+        if deep:
+            # The C scanner counts against the recursion limit: make room
+            # for MAX_DEPTH levels on top of the caller's stack.
+            sys.setrecursionlimit(max(limit, MAX_DEPTH * 2))
         value = _decoder.decode(text)
     except json.JSONDecodeError:
         raise RequestError(INVALID_JSON) from None
@@ -116,10 +186,10 @@ def decode(payload: bytes) -> Any:
         raise RequestError(NUMBER_OUT_OF_RANGE) from None
     except RecursionError:
         raise RequestError(NESTING_TOO_DEEP) from None
-    if (
-        payload.count(b"[") + payload.count(b"{") > MAX_DEPTH
-        or (b"\\u" in payload and _SURROGATE_ESCAPE.search(payload) is not None)
-    ):
+    finally:
+        if deep:
+            sys.setrecursionlimit(limit)
+    if deep or (b"\\u" in payload and _SURROGATE_ESCAPE.search(payload) is not None):
         _checkStructure(value)
     return value
 
@@ -134,6 +204,14 @@ def encode(value: Any) -> bytes:
         else JSON cannot represent (a set, a lone surrogate); the caller
         decides what to tell the client.
     """
+    if orjson is not None:
+        try:
+            encoded: bytes = orjson.dumps(value)
+        except TypeError:
+            pass
+        else:
+            if b"null" not in encoded:
+                return encoded
     try:
         return _encoder.encode(value).encode("utf-8")
     except ValueError as e:

@@ -149,6 +149,13 @@ class Dispatcher:
             return _withId(UNKNOWN_TYPE.reply(), message)
         try:
             result = handler(message, context)
+            if type(result) is dict:
+                # The common case, without the checks below.
+                reply: Reply = {"status": "OK"}
+                reply.update(result)
+                if "id" in message:
+                    reply["id"] = message["id"]
+                return reply
             if inspect.isawaitable(result) and not isinstance(result, Deferred):
                 result = ensureDeferred(result)
             if isinstance(result, Deferred):

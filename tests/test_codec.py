@@ -84,10 +84,21 @@ class DecodeTests(SynchronousTestCase):
         Nesting is allowed to MAX_DEPTH and refused past it, however deep.
         """
         depth = codec.MAX_DEPTH
-        self.assertEqual(codec.decode(b"[" * depth + b"]" * depth), eval("[" * depth + "]" * depth))
+        value = codec.decode(b"[" * depth + b"]" * depth)
+        for _ in range(depth - 1):
+            [value] = value
+        self.assertEqual(value, [])
         self.assertRejected(b"[" * (depth + 1) + b"]" * (depth + 1), NESTING_TOO_DEEP)
         self.assertRejected(b'{"a":' * (depth + 1) + b"1" + b"}" * (depth + 1), NESTING_TOO_DEEP)
         self.assertRejected(b"[" * 100_000 + b"]" * 100_000, NESTING_TOO_DEEP)
+
+    def test_bigIntegersExact(self) -> None:
+        """
+        Integers past 64 bits stay exact integers (a fast parser would make
+        them floats).
+        """
+        self.assertEqual(codec.decode(b'{"a":123456789012345678901234567890}'), {"a": 123456789012345678901234567890})
+        self.assertEqual(codec.decode(b"-18446744073709551617"), -18446744073709551617)
 
     def test_brackets_in_strings(self) -> None:
         """
@@ -124,6 +135,21 @@ class EncodeTests(SynchronousTestCase):
             e = self.assertRaises(RequestError, codec.encode, {"result": value})
             self.assertIs(e.error, NUMBER_OUT_OF_RANGE)
 
+    def test_nullAndNaN(self) -> None:
+        """
+        A null in a reply is written as null; a NaN beside it is refused,
+        never written as null.
+        """
+        self.assertEqual(codec.encode({"a": None, "b": [1.5]}), b'{"a":null,"b":[1.5]}')
+        e = self.assertRaises(RequestError, codec.encode, {"a": None, "b": [float("nan")]})
+        self.assertIs(e.error, NUMBER_OUT_OF_RANGE)
+
+    def test_bigIntegers(self) -> None:
+        """
+        Integers past 64 bits are written exactly.
+        """
+        self.assertEqual(codec.encode({"n": 2**100}), b'{"n":1267650600228229401496703205376}')
+
     def test_notJSON(self) -> None:
         """
         Values JSON cannot represent are internal errors.
@@ -131,3 +157,21 @@ class EncodeTests(SynchronousTestCase):
         for value in [{1, 2}, "\ud800", object()]:
             e = self.assertRaises(RequestError, codec.encode, {"result": value})
             self.assertIs(e.error, INTERNAL_ERROR)
+
+
+class StandardLibraryDecodeTests(DecodeTests):
+    """
+    The same rules where orjson is not installed.
+    """
+
+    def setUp(self) -> None:
+        self.patch(codec, "orjson", None)
+
+
+class StandardLibraryEncodeTests(EncodeTests):
+    """
+    The same rules where orjson is not installed.
+    """
+
+    def setUp(self) -> None:
+        self.patch(codec, "orjson", None)
