@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import resource
 import select
 import signal
 import socket
@@ -61,19 +62,19 @@ class Daemon:
     A twistd jsonproto started for one scenario, on a free port.
     """
 
-    def __init__(self, *options: str) -> None:
+    def __init__(self, *options: str, pattern: bytes = rb"JSONServerFactory starting on (\d+)") -> None:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         # A file, not a pipe: a pipe nobody reads would stop the daemon.
         log = tempfile.NamedTemporaryFile(prefix="jsonproto-bench-", suffix=".log", delete=False)
         self.logPath = log.name
         self.process = subprocess.Popen(
-            [twistd, "--pidfile=", "-n", "jsonproto", "--port", "tcp:0:interface=127.0.0.1", *options],
+            [twistd, "--pidfile=", "-n", "jsonproto", *(options if "--port" in options else ("--port", "tcp:0:interface=127.0.0.1", *options))],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
         log.close()
-        self.port = int(self.waitFor(rb"JSONServerFactory starting on (\d+)").group(1))
+        self.port = int(self.waitFor(pattern).group(1))
 
     def waitFor(self, pattern: bytes, seconds: float = 30) -> re.Match[bytes]:
         end = time.monotonic() + seconds
@@ -100,6 +101,35 @@ class Daemon:
                 self.process.kill()
                 self.process.wait()
         os.unlink(self.logPath)
+
+
+def _pin(pid: int, cpu: int) -> None:
+    # Server and load generator on different cores, where there are two.
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def throughput(name: str, daemonOptions: list[str], clientOptions: list[str], tls: str | None = None) -> dict[str, Any]:
+    """
+    One jsonproto bench run against a fresh daemon, server on CPU 0 and the
+    client on CPU 1.
+    """
+    port = ["--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={tls}"] if tls else []
+    daemon = Daemon("--max-connections", "0", *port, *daemonOptions, pattern=rb"starting on (\d+)" if not tls else rb"\(TLS\) starting on (\d+)")
+    try:
+        _pin(daemon.pid, 0)
+        endpoint = f"tls:localhost:{daemon.port}" if tls else f"127.0.0.1:{daemon.port}"
+        command = [os.path.join(os.path.dirname(sys.executable), "jsonproto"), "bench", endpoint, "--json", "--server-pid", str(daemon.pid), *clientOptions]
+        if tls:
+            command += ["--ca", tls]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _pin(0, 1))
+        if result.returncode != 0:
+            raise RuntimeError(f"{name}: jsonproto bench failed: {result.stderr.strip()}")
+        summary = json.loads(result.stdout)
+        summary["name"] = name
+        return summary
+    finally:
+        daemon.stop()
 
 
 def slowReaders(clients: int, perClientBytes: int, seconds: float) -> list[tuple[str, str]]:
@@ -196,18 +226,40 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller scenarios, for a smoke test")
     parser.add_argument("--output", default=os.path.join(HERE, "results.md"))
     args = parser.parse_args()
-    scenarios: list[Callable[[], list[tuple[str, str]]]] = [
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    seconds = ["--duration", "1" if args.quick else "4", "--warmup", "0.5" if args.quick else "1"]
+    with tempfile.TemporaryDirectory() as work:
+        big = os.path.join(work, "big.json")
+        with open(big, "w") as f:
+            json.dump({"type": "GREETING", "name": "x" * 204800}, f)
+        key = os.path.join(work, "key.pem")
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "jsonproto"), "cert", "localhost", "127.0.0.1", "-o", key], check=True, capture_output=True)
+        runs = [
+            throughput("ping-pong, 50 connections", [], ["--conns", "50", "--pipeline", "1", *seconds]),
+            throughput("pipelined, 50 x 64", [], ["--conns", "50", "--pipeline", "64", *seconds]),
+            throughput("int32 pipelined, 50 x 64", ["--framing", "int32"], ["--conns", "50", "--pipeline", "64", "--framing", "int32", *seconds]),
+            throughput("2,000 connections", [], ["--conns", "200" if args.quick else "2000", "--pipeline", "1", *seconds]),
+            throughput("200 KiB messages, 10 connections", [], ["--conns", "10", "--pipeline", "1", "--message-file", big, *seconds]),
+            throughput("TLS pipelined, 50 x 64", [], ["--conns", "50", "--pipeline", "64", *seconds], tls=key),
+        ]
+    rows: list[tuple[str, str]] = []
+    for run in runs:
+        bound = " (client-bound)" if run.get("client_bound") else ""
+        rows.append((f"{run['name']}: requests/s{bound}", f"{run['rps']:,.0f}"))
+        rows.append((f"{run['name']}: p50 / p99 / p99.9 latency (us)", f"{run['p50_us']:,.0f} / {run['p99_us']:,.0f} / {run['p999_us']:,.0f}"))
+    rows.append(("TLS pipelined / plain pipelined", f"{runs[5]['rps'] / runs[1]['rps']:.2f}x"))
+    for scenario in (
         lambda: slowReaders(10 if args.quick else 100, 1 << 20 if args.quick else 8 << 20, 10 if args.quick else 30),
         lambda: soak(500 if args.quick else 10_000),
-    ]
-    rows: list[tuple[str, str]] = []
-    for scenario in scenarios:
+    ):
         rows.extend(scenario())
     header = [
         "# jsonproto benchmark results",
         "",
         f"CPU: {cpuName()} ({os.cpu_count()} cores); Python {platform.python_version()}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Server on CPU 0, `jsonproto bench` on CPU 1; "
+        "figures from one run move 5-25% on a shared machine: compare ratios from the same run.",
         "",
         "| measure | value |",
         "|---|---|",

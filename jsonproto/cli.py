@@ -159,6 +159,37 @@ def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
     return EXIT_OK
 
 
+def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    from jsonproto.bench import Benchmark, Settings, describe
+
+    endpoint = parseEndpoint(args.endpoint)
+    if endpoint["unixPath"]:
+        raise CommandError("bench measures TCP and TLS endpoints")
+    if args.message_file:
+        try:
+            with open(args.message_file, encoding="utf-8") as f:
+                text = f.read().strip()
+        except OSError as e:
+            raise CommandError(f"cannot read {args.message_file}: {e.strerror}") from None
+    else:
+        text = args.message
+    _parseMessage(text, "the message")
+    message = text.encode("utf-8")
+    settings = Settings(
+        host=endpoint["host"], port=endpoint["port"], tls=endpoint["tls"], ca=args.ca,
+        conns=args.conns, pipeline=args.pipeline, duration=args.duration, warmup=args.warmup,
+        framing=args.framing, message=message, serverPid=args.server_pid,
+    )
+    try:
+        summary = Benchmark(settings).run()
+    except ssl.SSLError as e:
+        raise CommandError(f"TLS failed: {e.reason or e}") from None
+    except OSError as e:
+        raise CommandError(f"the benchmark failed: {e.strerror or e}") from None
+    out.write((json.dumps(summary) if args.json else describe(summary)) + "\n")
+    return EXIT_OK if summary["errors"] == 0 else EXIT_ERROR_REPLY
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="jsonproto", description="Talk to jsonproto servers.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -173,6 +204,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="client key PEM file, if not in --cert")
     s.add_argument("--server-name", help="the name the server's certificate must carry (default: HOST)")
     s.set_defaults(run=send)
+
+    b = commands.add_parser("bench", help="measure a server's throughput and latency")
+    b.add_argument("endpoint", help="tcp:HOST:PORT, tls:HOST:PORT or HOST:PORT")
+    b.add_argument("--conns", type=int, default=50, help="connections (default 50)")
+    b.add_argument("--pipeline", type=int, default=1, help="requests in flight per connection (default 1)")
+    b.add_argument("--duration", type=float, default=5.0, help="seconds measured (default 5)")
+    b.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring (default 1)")
+    b.add_argument("--framing", choices=["line", "int32"], default="line")
+    b.add_argument("--message", default='{"type":"SUM","a":10,"b":20}', help="the request, as JSON")
+    b.add_argument("--message-file", help="read the request from this file (for large ones)")
+    b.add_argument("--ca", help="trust the certificates in this PEM file (TLS)")
+    b.add_argument("--server-pid", type=int, help="the server's process id, to compare CPU use")
+    b.add_argument("--json", action="store_true", help="print one JSON summary")
+    b.set_defaults(run=bench)
 
     c = commands.add_parser("cert", help="write a development key and certificate")
     c.add_argument("names", nargs="+", metavar="NAME", help="host names and IP addresses for the certificate")

@@ -151,3 +151,38 @@ class ConsoleScriptTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0)
         self.assertIn("send", result.stdout)
         self.assertIn("cert", result.stdout)
+
+
+class BenchTests(TestCase):
+    @inlineCallbacks
+    def test_bench(self) -> None:
+        """
+        jsonproto bench drives load and reports replies per second and
+        latency, checking a sample of replies, on either framing.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL)
+        _, [int32Port] = yield startDaemon(self, "--port", LOCAL, "--framing", "int32")
+        for framing, p in [("line", port), ("int32", int32Port)]:
+            status, out, err = yield run(
+                "bench", f"127.0.0.1:{p}", "--framing", framing, "--conns", "4", "--pipeline", "8",
+                "--duration", "0.3", "--warmup", "0.1", "--json",
+            )
+            self.assertEqual((status, err), (0, ""))
+            summary = json.loads(out)
+            self.assertGreater(summary["replies"], 0)
+            self.assertGreater(summary["checked"], 0)
+            self.assertEqual((summary["errors"], summary["framing"]), (0, framing))
+            self.assertLessEqual(summary["p50_us"], summary["p99_us"])
+
+    @inlineCallbacks
+    def test_benchCountsErrors(self) -> None:
+        """
+        Replies that are not OK are counted, and make the status 1.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL, "--max-errors", "0")
+        status, out, _ = yield run(
+            "bench", f"127.0.0.1:{port}", "--message", '{"type":"NOPE"}', "--conns", "2",
+            "--duration", "0.3", "--warmup", "0.1", "--json",
+        )
+        self.assertEqual(status, 1)
+        self.assertGreater(json.loads(out)["errors"], 0)
