@@ -157,14 +157,19 @@ class Int32Decoder:
     becomes one L{TOO_LONG}, after which the decoder yields nothing more (the
     stream cannot be resynchronised, so the connection has to end).
 
+    Each read is cut into all the frames it completes at once, in one loop;
+    only an unfinished frame is kept, and it grows in place, so a large frame
+    arriving in many reads is copied once.
+
     @ivar maxLength: The longest message accepted, in bytes, not counting the
         prefix.
     """
 
     def __init__(self, maxLength: int) -> None:
         self.maxLength = maxLength
-        self._buffer = bytearray()
-        self._offset = 0
+        self._frames: list[Frame] = []
+        self._next = 0
+        self._partial = bytearray()
         self._failed = False
 
     def feed(self, data: bytes) -> None:
@@ -173,45 +178,53 @@ class Int32Decoder:
         """
         if self._failed:
             return
-        if self._offset and self._offset == len(self._buffer):
-            self._buffer.clear()
-            self._offset = 0
-        self._buffer += data
+        frames = self._frames
+        if self._next == len(frames):
+            frames.clear()
+            self._next = 0
+        partial = self._partial
+        if partial:
+            partial += data
+            source: bytes | bytearray = partial
+        else:
+            source = data
+        unpack = _LENGTH.unpack_from
+        maxLength = self.maxLength
+        offset, end = 0, len(source)
+        while end - offset >= 4:
+            (length,) = unpack(source, offset)
+            if length > maxLength:
+                self._failed = True
+                self._partial = bytearray()
+                frames.append(TOO_LONG)
+                return
+            stop = offset + 4 + length
+            if stop > end:
+                break
+            frames.append(bytes(source[offset + 4 : stop]))
+            offset = stop
+        if source is partial:
+            del partial[:offset]
+        elif offset < end:
+            self._partial = bytearray(source[offset:])
 
     def nextFrame(self) -> Frame | None:
         """
         The next complete message, or L{None} until more bytes are fed.
         """
-        if self._failed:
-            return None
-        buffer = self._buffer
-        offset = self._offset
-        available = len(buffer) - offset
-        if available < 4:
-            return None
-        (length,) = _LENGTH.unpack_from(buffer, offset)
-        if length > self.maxLength:
-            self._failed = True
-            self._buffer = bytearray()
-            self._offset = 0
-            return TOO_LONG
-        if available < 4 + length:
-            if offset:
-                # Keep the buffer from growing by what was already consumed.
-                del buffer[:offset]
-                self._offset = 0
-            return None
-        end = offset + 4 + length
-        frame = bytes(buffer[offset + 4 : end])
-        self._offset = end
-        return frame
+        if self._next < len(self._frames):
+            frame = self._frames[self._next]
+            self._next += 1
+            return frame
+        return None
 
     @property
     def bufferedBytes(self) -> int:
         """
         Bytes received but not yet handed out.
         """
-        return len(self._buffer) - self._offset
+        frames = self._frames[self._next :]
+        return len(self._partial) + sum(len(f) + 4 for f in frames if isinstance(f, bytes))
 
     @property
     def midMessage(self) -> bool:
@@ -219,16 +232,7 @@ class Int32Decoder:
         Whether part of a message has arrived and the rest has not
         (complete frames not yet taken do not count).
         """
-        if self._failed:
-            return False
-        buffer, offset, end = self._buffer, self._offset, len(self._buffer)
-        # Step over complete frames (there are some only while paused).
-        while end - offset >= 4:
-            (length,) = _LENGTH.unpack_from(buffer, offset)
-            if end - offset < 4 + length:
-                return True
-            offset += 4 + length
-        return offset < end
+        return bool(self._partial)
 
 
 def encodeLine(payload: bytes) -> bytes:
