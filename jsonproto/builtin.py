@@ -29,6 +29,9 @@ def greeting(message: Message, context: Any) -> Reply:
 
 def _number(message: Message, field: str) -> int | float:
     value = message.get(field)
+    kind = type(value)
+    if kind is int or kind is float:
+        return value
     # bool is an int subclass in Python; JSON true is not a number.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RequestError(INVALID_FIELD, f"{field} must be a number")

@@ -236,7 +236,8 @@ class JSONMessageProtocol(TrackedProtocol):
             self._reply(errorReply(SHUTTING_DOWN, message))
             return
         result = self.factory.dispatcher.dispatch(message, info)
-        if isinstance(result, Deferred):
+        if type(result) is not dict:
+            # A Deferred (isinstance would be slow: Deferred is an ABC).
             if self.limits.requestTimeout:
                 result.addTimeout(
                     self.limits.requestTimeout,
@@ -268,8 +269,11 @@ class JSONMessageProtocol(TrackedProtocol):
         Write a reply now, or queue it behind replies still being computed.
         """
         waiting = self._waiting
-        if type(result) is dict and not waiting:
-            self._writeReply(result)
+        if type(result) is dict:
+            if waiting:
+                waiting.append([result])
+            else:
+                self._writeReply(result)
         elif isinstance(result, Deferred):
             slot = [_NOT_READY]
             waiting.append(slot)
