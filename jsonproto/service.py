@@ -146,6 +146,27 @@ class JSONProtoService(MultiService):
         return restore
 
 
+_BACKLOG_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix", "jsonproto-tls")
+
+
+def withBacklog(description: str, backlog: int) -> str:
+    """
+    Give a listening endpoint string the accept-queue length C{backlog},
+    unless it sets its own.
+
+    Twisted's default is 50: when more clients than that connect at once
+    (a restart, a load balancer reconnecting its pool), the kernel drops
+    their SYNs and they retry after one, two, four seconds.  The kernel caps
+    the value at net.core.somaxconn.
+    """
+    prefix, _, rest = description.partition(":")
+    if prefix == "haproxy":
+        return f"{prefix}:{withBacklog(rest, backlog)}"
+    if prefix not in _BACKLOG_ENDPOINTS or "backlog=" in description:
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 class CannotListen(Exception):
     """
     A listener could not start.  The message is short on purpose: a
@@ -160,15 +181,18 @@ class ListenerService(StreamServerEndpointService):
     a failure to listen ends the start with a one-line reason naming the
     endpoint (C{tcp:3001: Address already in use}).
 
-    @ivar description: The endpoint string it was made from.
+    @ivar description: The endpoint string as the operator gave it.
     """
 
     # As strports.service sets it: fail privilegedStartService, and with it
     # twistd's start, instead of logging and serving nothing.
     _raiseSynchronously = True
 
-    def __init__(self, reactor: Any, description: str, factory: IProtocolFactory) -> None:
-        super().__init__(endpoints.serverFromString(reactor, description), factory)
+    def __init__(
+        self, reactor: Any, description: str, factory: IProtocolFactory, backlog: int | None = None
+    ) -> None:
+        listen = description if backlog is None else withBacklog(description, backlog)
+        super().__init__(endpoints.serverFromString(reactor, listen), factory)
         self.description = description
 
     def privilegedStartService(self) -> None:

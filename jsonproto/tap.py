@@ -22,6 +22,7 @@ from jsonproto.protocol import FRAMINGS, JSONServerFactory
 from jsonproto.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
 
 DEFAULT_PORT = "tcp:3001:interface=127.0.0.1"
+DEFAULT_BACKLOG = 4096
 
 
 class _ParseOnlyReactor:
@@ -93,6 +94,8 @@ _NUMBERS = [
                   'Refuse connections past this many open at once, with "Server busy"; 0 for no limit.'),
     _NumberOption("max-connections-per-ip", int, 0, 0,
                   "Refuse connections past this many open at once from one IP address; 0 for no limit."),
+    _NumberOption("backlog", int, 1, DEFAULT_BACKLOG,
+                  "Accept queue length of listeners whose endpoint string sets none (Twisted's default is 50)."),
     _NumberOption("max-message-size", int, 1, Limits.maxMessageSize,
                   'The longest message accepted, in bytes; longer ones get "Message too long".'),
     _NumberOption("max-pending", int, 1, Limits.maxPending,
@@ -215,7 +218,7 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     echoFactory = EchoFactory(limits=config["limits"], connections=connections, clock=reactor)
     top = JSONProtoService(connections, config["shutdown-timeout"], reactor)
     for description in config["ports"]:
-        ListenerService(reactor, description, jsonFactory).setServiceParent(top)
+        ListenerService(reactor, description, jsonFactory, config["backlog"]).setServiceParent(top)
     for description in config["echo"]:
-        ListenerService(reactor, description, echoFactory).setServiceParent(top)
+        ListenerService(reactor, description, echoFactory, config["backlog"]).setServiceParent(top)
     return top

@@ -12,7 +12,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from jsonproto.service import CannotListen
+from jsonproto.service import CannotListen, withBacklog
 from jsonproto.tap import DEFAULT_PORT, Options, makeService
 from twisted.internet import endpoints, reactor
 
@@ -111,6 +111,29 @@ class OptionsTests(TestCase):
         self.assertUsageError(["--handlers", "no.such.module"], "'no.such.module'", "cannot be imported")
         self.assertUsageError(["--handlers", "json"], "'json'", "no register(dispatcher)")
         self.assertUsageError(["--handlers", "tests.clashinghandlers"], "'SUM' already has a handler")
+
+
+class BacklogTests(TestCase):
+    def test_withBacklog(self) -> None:
+        """
+        Listening endpoints get the accept-queue length unless they set one;
+        PROXY-protocol wrappers pass it to the endpoint inside; endpoints
+        without a backlog are left alone.
+        """
+        self.assertEqual(withBacklog("tcp:3001", 4096), "tcp:3001:backlog=4096")
+        self.assertEqual(withBacklog("tcp:3001:backlog=10", 4096), "tcp:3001:backlog=10")
+        self.assertEqual(withBacklog("haproxy:tcp:3001", 99), "haproxy:tcp:3001:backlog=99")
+        self.assertEqual(withBacklog("ssl:3443:privateKey=k.pem", 5), "ssl:3443:privateKey=k.pem:backlog=5")
+        self.assertEqual(withBacklog("systemd:domain=INET:index=0", 5), "systemd:domain=INET:index=0")
+
+    @inlineCallbacks
+    def test_listenerBacklog(self) -> None:
+        """
+        The daemon's listeners are made with --backlog.
+        """
+        service, [port] = yield startDaemon(self, "--port", LOCAL, "--backlog", "777")
+        [listener] = list(service)
+        self.assertEqual(listener.endpoint._backlog, 777)
 
 
 class DaemonTests(TestCase):
