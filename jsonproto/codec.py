@@ -159,6 +159,24 @@ def _mayHoldBigInteger(payload: bytes, value: Any) -> bool:
     return False
 
 
+def _allFinite(value: Any) -> bool:
+    """
+    Whether no float in C{value} is NaN or infinite.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+    return True
+
+
 def _decodeStrictly(payload: bytes) -> Any:
     """
     The standard library's parser, held to the same rules.
@@ -210,7 +228,10 @@ def encode(value: Any) -> bytes:
         except TypeError:
             pass
         else:
-            if b"null" not in encoded:
+            # orjson writes NaN and Infinity as null: where there is a null,
+            # make sure it was one.  Scanning a long reply costs more than
+            # walking it.
+            if b"null" not in encoded if len(encoded) <= 4096 else _allFinite(value):
                 return encoded
     try:
         return _encoder.encode(value).encode("utf-8")

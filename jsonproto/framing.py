@@ -85,6 +85,10 @@ class LineDecoder:
         """
         Take the bytes of one read.
         """
+        if b"\n" not in data:
+            # Part of a long line: a memchr, not a split.
+            self._keepTail(data)
+            return
         lines = data.split(b"\n")
         tail = lines.pop()
         if lines:
@@ -108,6 +112,13 @@ class LineDecoder:
                 if not line or line.isspace():
                     continue
                 frames.append(line if len(line) <= maxLength else TOO_LONG)
+        self._keepTail(tail)
+
+    def _keepTail(self, tail: bytes) -> None:
+        """
+        Keep the start of an unfinished line, or discard it if the line is
+        already too long.
+        """
         if tail and not self._discarding:
             self._partial.append(tail)
             self._partialLength += len(tail)

@@ -144,6 +144,14 @@ class EncodeTests(SynchronousTestCase):
         e = self.assertRaises(RequestError, codec.encode, {"a": None, "b": [float("nan")]})
         self.assertIs(e.error, NUMBER_OUT_OF_RANGE)
 
+    def test_longReplyNaN(self) -> None:
+        """
+        A long reply with a NaN deep inside is refused too.
+        """
+        e = self.assertRaises(RequestError, codec.encode, {"text": "x" * 10000, "deep": [{"v": [float("inf")]}]})
+        self.assertIs(e.error, NUMBER_OUT_OF_RANGE)
+        self.assertEqual(len(codec.encode({"text": "x" * 10000, "n": None})), 10000 + len('{"text":"","n":null}'))
+
     def test_bigIntegers(self) -> None:
         """
         Integers past 64 bits are written exactly.
