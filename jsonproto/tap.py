@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 from typing import Any, Callable
 
 from twisted.internet import endpoints
@@ -115,6 +116,20 @@ _NUMBERS = [
 ]
 
 
+def _chooseReactor() -> None:
+    """
+    Run on jsonproto's epoll reactor unless a reactor is already installed
+    (by C{twistd -r NAME}, or by a program embedding the plugin).
+    """
+    if "twisted.internet.reactor" in sys.modules:
+        return
+    try:
+        from jsonproto.reactor import install
+    except ImportError:  # no epoll on this platform: Twisted's default
+        return
+    install()
+
+
 class Options(usage.Options):
     """
     C{twistd jsonproto} options.  C{--port}, C{--echo} and C{--handlers}
@@ -171,6 +186,7 @@ class Options(usage.Options):
         self["handlers"].append(module)
 
     def postOptions(self) -> None:
+        _chooseReactor()
         if not self["ports"]:
             self["ports"].append(DEFAULT_PORT)
         dispatcher = defaultDispatcher()

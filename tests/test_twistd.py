@@ -84,6 +84,7 @@ class TwistdTests(SynchronousTestCase):
         self.addCleanup(lambda: process.poll() is None and process.kill())
         self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        self.assertIn(b"reactor class: jsonproto.reactor.EPollReactor", daemonLog(process))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SUM","a":10,"b":20,"id":"x"}\n')
             reply = client.makefile("rb").readline()
@@ -93,6 +94,18 @@ class TwistdTests(SynchronousTestCase):
             self.assertEqual(client.recv(1), b"")
         # twistd ends by re-raising the signal, as systemd expects of a clean stop.
         self.assertEqual(process.wait(timeout=DEADLINE), -signal.SIGTERM)
+
+    def test_reactorChoice(self) -> None:
+        """
+        twistd -r still chooses the reactor.
+        """
+        process = twistd("-r", "poll", "-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1")
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        readUntil(process, rb"JSONServerFactory starting on")
+        self.assertIn(b"reactor class: twisted.internet.pollreactor.PollReactor", daemonLog(process))
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=DEADLINE)
+        os.unlink(process.logPath)  # type: ignore[attr-defined]
 
     def test_secondSignal(self) -> None:
         """

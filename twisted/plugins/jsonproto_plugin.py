@@ -11,3 +11,12 @@ jsonproto = ServiceMaker(
     "JSON message service over TCP and TLS (newline or length-prefixed framing).",
     "jsonproto",
 )
+
+# twistd -r jsonproto-epoll; twistd jsonproto uses it by default.
+from twisted.application.reactors import Reactor
+
+jsonprotoEpoll = Reactor(
+    "jsonproto-epoll",
+    "jsonproto.reactor",
+    "Twisted's epoll reactor without the per-event legacy log context (Linux).",
+)
