@@ -198,6 +198,14 @@ class ConnectionRegistry:
         self.maxConnectionsPerHost = maxConnectionsPerHost
         self.accepted = 0
         self.refused = 0
+        # Counters for metrics, cheap to keep: most change only as
+        # connections come and go, or on an error path.
+        self.refusedBy: dict[str, int] = {}
+        self.closedBy: dict[str, int] = {}
+        self.errorReplies: dict[str, int] = {}
+        # Traffic of the connections that have closed (the open ones keep
+        # their own until they close).
+        self.closedTotals = {"messagesIn": 0, "messagesOut": 0, "bytesIn": 0, "bytesOut": 0, "pauses": 0}
         self._active: dict[int, ConnectionInfo] = {}
         self._perHost: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -213,13 +221,13 @@ class ConnectionRegistry:
         peer = formatAddress(address)
         host = hostOf(address)
         if self.maxConnections and len(self._active) >= self.maxConnections:
-            self.refused += 1
-            raise ConnectionRefused(SERVER_BUSY, f"{self.maxConnections} connections open")
+            raise self._refuse(ConnectionRefused(SERVER_BUSY, f"{self.maxConnections} connections open"))
         if host is not None and self.maxConnectionsPerHost:
             if self._perHost.get(host, 0) >= self.maxConnectionsPerHost:
-                self.refused += 1
-                raise ConnectionRefused(
-                    TOO_MANY_CONNECTIONS, f"{self.maxConnectionsPerHost} connections open from {host}"
+                raise self._refuse(
+                    ConnectionRefused(
+                        TOO_MANY_CONNECTIONS, f"{self.maxConnectionsPerHost} connections open from {host}"
+                    )
                 )
         if host is not None:
             self._perHost[host] = self._perHost.get(host, 0) + 1
@@ -228,6 +236,37 @@ class ConnectionRegistry:
         self.accepted += 1
         return info
 
+    def _refuse(self, refusal: ConnectionRefused) -> ConnectionRefused:
+        self.refused += 1
+        code = refusal.error.code
+        self.refusedBy[code] = self.refusedBy.get(code, 0) + 1
+        return refusal
+
+    def countClose(self, kind: str) -> None:
+        """
+        Count a close the server decided on, by its kind.
+        """
+        self.closedBy[kind] = self.closedBy.get(kind, 0) + 1
+
+    def countError(self, code: str) -> None:
+        """
+        Count an error reply, by its code.
+        """
+        self.errorReplies[code] = self.errorReplies.get(code, 0) + 1
+
+    def totals(self) -> dict[str, int]:
+        """
+        Traffic since start, closed connections and open ones together.
+        """
+        totals = dict(self.closedTotals)
+        for info in self._active.values():
+            totals["messagesIn"] += info.messagesIn
+            totals["messagesOut"] += info.messagesOut
+            totals["bytesIn"] += info.bytesIn
+            totals["bytesOut"] += info.bytesOut
+            totals["pauses"] += info.pauses
+        return totals
+
     def remove(self, info: ConnectionInfo) -> None:
         """
         Forget a connection that has closed.
@@ -235,6 +274,12 @@ class ConnectionRegistry:
         if self._active.pop(info.id, None) is None:
             return
         info.protocol = None
+        totals = self.closedTotals
+        totals["messagesIn"] += info.messagesIn
+        totals["messagesOut"] += info.messagesOut
+        totals["bytesIn"] += info.bytesIn
+        totals["bytesOut"] += info.bytesOut
+        totals["pauses"] += info.pauses
         if info.host is not None:
             left = self._perHost[info.host] - 1
             if left:
@@ -293,7 +338,7 @@ class ConnectionRegistry:
         """
         for info in list(self._active.values()):
             if info.protocol is not None:
-                info.protocol.forceClose(reason)
+                info.protocol.forceClose(reason, "shutdown_timeout")
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -322,6 +367,7 @@ class TrackedProtocol(protocol.Protocol):
     _handshakeCall: IDelayedCall | None = None
     _closeReason: str | None = None
     _closeWhenDone: str | None = None
+    _closeKind = "server"
 
     def connectionMade(self) -> None:
         address = self.transport.getPeer()
@@ -365,7 +411,8 @@ class TrackedProtocol(protocol.Protocol):
     def _handshakeTimedOut(self) -> None:
         self._handshakeCall = None
         self.forceClose(
-            f"the TLS handshake did not complete within {self.limits.handshakeTimeout:g} seconds"
+            f"the TLS handshake did not complete within {self.limits.handshakeTimeout:g} seconds",
+            "handshake_timeout",
         )
 
     def refuse(self, error: ErrorCode) -> None:
@@ -396,15 +443,16 @@ class TrackedProtocol(protocol.Protocol):
         The service is stopping: close after the work in hand.  Subclasses
         that can still take requests already sent extend this.
         """
-        self.closeWhenDone(reason)
+        self.closeWhenDone(reason, "shutdown")
 
-    def closeWhenDone(self, reason: str) -> None:
+    def closeWhenDone(self, reason: str, kind: str = "server") -> None:
         """
         Close once the work under way is done and its replies written.
         """
         self._closeWhenDone = reason
+        self._closeKind = kind
         if not self.busy:
-            self.closeConnection(reason)
+            self.closeConnection(reason, kind)
 
     def workDone(self) -> None:
         """
@@ -412,13 +460,13 @@ class TrackedProtocol(protocol.Protocol):
         a close that was waiting for it happens now.
         """
         if self._closeWhenDone is not None:
-            self.closeConnection(self._closeWhenDone)
+            self.closeConnection(self._closeWhenDone, self._closeKind)
 
     def readConnectionLost(self) -> None:
         """
         The peer will send nothing more: close once nothing is under way.
         """
-        self.closeWhenDone("the peer closed its sending side")
+        self.closeWhenDone("the peer closed its sending side", "peer_finished")
 
     def writeConnectionLost(self) -> None:
         """
@@ -434,7 +482,7 @@ class TrackedProtocol(protocol.Protocol):
         timeout = self.limits.idleTimeout
         idleFor = self.clock.seconds() - info.lastActivity
         if idleFor >= timeout and not self.busy:
-            self.closeConnection(f"idle for {idleFor:.0f} seconds")
+            self.closeConnection(f"idle for {idleFor:.0f} seconds", "idle")
             return
         wait = timeout - idleFor if idleFor < timeout else timeout
         self._idleCall = self.clock.callLater(wait, self._checkIdle)
@@ -449,24 +497,30 @@ class TrackedProtocol(protocol.Protocol):
                 reason=reason,
             )
 
-    def closeConnection(self, reason: str) -> None:
+    def closeConnection(self, reason: str, kind: str = "server") -> None:
         """
         Close the connection, logging why; abort it if the peer has not
         taken what was written within L{CLOSE_GRACE_PERIOD}.
+
+        @param kind: The reason's category, a metrics label: C{idle},
+            C{message_timeout}, C{too_many_errors}, C{shutdown}, ...
         """
         if self._closeReason is not None or self.info is None:
             return
+        self.factory.connections.countClose(kind)
         self._closeReason = reason
         self._logClose("closing", reason)
         self.transport.loseConnection()
         self._startAbortTimer()
 
-    def forceClose(self, reason: str) -> None:
+    def forceClose(self, reason: str, kind: str = "server") -> None:
         """
         Drop the connection now, unsent replies and all, logging why.
         """
         if not self.connected:
             return
+        if self.info is not None:
+            self.factory.connections.countClose(kind)
         self._closeReason = reason
         self._logClose("aborting", reason)
         self.transport.abortConnection()
@@ -478,7 +532,8 @@ class TrackedProtocol(protocol.Protocol):
     def _abort(self) -> None:
         self._abortCall = None
         self.forceClose(
-            f"the peer did not take its last replies within {CLOSE_GRACE_PERIOD:.0f} seconds"
+            f"the peer did not take its last replies within {CLOSE_GRACE_PERIOD:.0f} seconds",
+            "close_grace",
         )
 
     def cancelTimers(self) -> None:

@@ -10,6 +10,8 @@ given.
 from __future__ import annotations
 
 import inspect
+from bisect import bisect_left
+from time import perf_counter
 from typing import Any, Awaitable, Callable, TypeVar, Union
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -74,6 +76,54 @@ def _okReply(result: Any, message: Message) -> Reply:
     return _withId(reply, message)
 
 
+UNKNOWN = "(unknown)"
+INVALID = "(invalid)"
+
+LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
+"""
+Upper bounds, in seconds, of the handler latency histogram's buckets.
+"""
+
+
+class HandlerLatency:
+    """
+    Messages counted by type, and how long their handlers took, in a
+    histogram per type.
+
+    Counting is exact.  Timing every call would cost more than a fast
+    handler itself, so synchronous handlers are timed one call in
+    L{SAMPLE}; handlers that return a Deferred or are coroutines are timed
+    on every call, from their return to their reply.
+    """
+
+    SAMPLE = 64
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        # Per type: bucket counts (the last for +Inf), and the sum.
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self.calls = 0
+
+    def count(self, label: str) -> None:
+        self.counts[label] = self.counts.get(label, 0) + 1
+
+    def observe(self, messageType: str, seconds: float) -> None:
+        buckets = self.buckets.get(messageType)
+        if buckets is None:
+            buckets = self.buckets[messageType] = [0] * (len(LATENCY_BUCKETS) + 1)
+            self.sums[messageType] = 0.0
+        buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sums[messageType] += seconds
+
+    def observeLater(self, result: Any, messageType: str, started: float) -> Any:
+        """
+        A Deferred callback: observe, and pass the result on.
+        """
+        self.observe(messageType, perf_counter() - started)
+        return result
+
+
 class Dispatcher:
     """
     A registry of message types and the handlers that answer them.
@@ -89,6 +139,16 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.latency = HandlerLatency()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """
+        Messages dispatched, by type; types nobody handles count as
+        C{"(unknown)"} and messages with no usable type as C{"(invalid)"},
+        so the labels stay as few as the registered types.
+        """
+        return self.latency.counts
 
     def register(self, messageType: str, handler: Handler) -> None:
         """
@@ -137,20 +197,31 @@ class Dispatcher:
         @return: The reply, or a L{Deferred} that fires with it when the
             handler is asynchronous.
         """
+        latency = self.latency
         if not isinstance(message, dict):
+            latency.count(INVALID)
             return NOT_AN_OBJECT.reply()
         if not _validId(message.get("id")):
+            latency.count(INVALID)
             return INVALID_ID.reply()
         messageType = message.get("type")
         if not isinstance(messageType, str):
+            latency.count(INVALID)
             return _withId(INVALID_TYPE.reply(), message)
         handler = self._handlers.get(messageType)
         if handler is None:
+            latency.count(UNKNOWN)
             return _withId(UNKNOWN_TYPE.reply(), message)
+        counts = latency.counts
+        counts[messageType] = counts.get(messageType, 0) + 1
+        latency.calls += 1
+        started = perf_counter() if latency.calls % latency.SAMPLE == 0 else 0.0
         try:
             result = handler(message, context)
             if type(result) is dict:
                 # The common case, without the checks below.
+                if started:
+                    latency.observe(messageType, perf_counter() - started)
                 reply: Reply = {"status": "OK"}
                 reply.update(result)
                 if "id" in message:
@@ -159,9 +230,15 @@ class Dispatcher:
             if inspect.isawaitable(result) and not isinstance(result, Deferred):
                 result = ensureDeferred(result)
             if isinstance(result, Deferred):
-                return result.addCallback(_okReply, message).addErrback(self._failed, message)
+                return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
+                    _okReply, message
+                ).addErrback(self._failed, message)
+            if started:
+                latency.observe(messageType, perf_counter() - started)
             return _okReply(result, message)
         except RequestError as e:
+            if started:
+                latency.observe(messageType, perf_counter() - started)
             return _withId(e.reply(), message)
         except Exception:
             return self._failed(Failure(), message)

@@ -170,7 +170,7 @@ class JSONMessageProtocol(TrackedProtocol):
         if not info.bytesIn and data[:2] == b"\x16\x03" and not info.tls:
             # A TLS ClientHello: the client thinks this port speaks TLS.
             info.bytesIn = len(data)
-            self.closeConnection("a TLS handshake arrived on a plaintext port")
+            self.closeConnection("a TLS handshake arrived on a plaintext port", "tls_on_plaintext")
             return
         info.bytesIn += len(data)
         if self._drainStage:
@@ -259,7 +259,8 @@ class JSONMessageProtocol(TrackedProtocol):
         if self.closesOnTooLong:
             self.closeConnection(
                 f"message longer than {self.limits.maxMessageSize} bytes; "
-                "the stream cannot be resynchronised"
+                "the stream cannot be resynchronised",
+                "message_too_long",
             )
 
     # Replying in order
@@ -302,11 +303,16 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         info.messagesOut += 1
         self._writeFrame(self._encode(reply))
-        if reply.get("status") == "ERROR" and reply.get("code") not in SERVER_SIDE_CODES:
+        if reply.get("status") == "ERROR":
+            code = reply.get("code")
+            code = code if isinstance(code, str) else "none"
+            self.factory.connections.countError(code)
+            if code in SERVER_SIDE_CODES:
+                return
             self._errorsInRow += 1
             if self.limits.maxErrors and self._errorsInRow > self.limits.maxErrors:
                 self._writeFrame(self._encode(TOO_MANY_ERRORS.reply(f"more than {self.limits.maxErrors} bad messages in a row")))
-                self.closeConnection(f"more than {self.limits.maxErrors} bad messages in a row")
+                self.closeConnection(f"more than {self.limits.maxErrors} bad messages in a row", "too_many_errors")
         else:
             self._errorsInRow = 0
 
@@ -414,7 +420,7 @@ class JSONMessageProtocol(TrackedProtocol):
 
     def _sendTimedOut(self) -> None:
         self._sendCall = None
-        self.forceClose(f"the peer took none of its replies for {self.limits.sendTimeout:g} seconds")
+        self.forceClose(f"the peer took none of its replies for {self.limits.sendTimeout:g} seconds", "send_timeout")
 
     # Slow senders
 
@@ -428,7 +434,7 @@ class JSONMessageProtocol(TrackedProtocol):
         timeout = self.limits.messageTimeout
         elapsed = self.clock.seconds() - since
         if elapsed >= timeout and not self._paused:
-            self.closeConnection(f"a message took more than {timeout:g} seconds to arrive")
+            self.closeConnection(f"a message took more than {timeout:g} seconds to arrive", "message_timeout")
             return
         wait = timeout - elapsed if elapsed < timeout else timeout
         self._messageCall = self.clock.callLater(wait, self._checkMessageTimeout)
@@ -454,7 +460,7 @@ class JSONMessageProtocol(TrackedProtocol):
             self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
             return
         self._drainCall = None
-        self.closeWhenDone(self._closeWhenDone or "the server is shutting down")
+        self.closeWhenDone(self._closeWhenDone or "the server is shutting down", "shutdown")
 
     def cancelTimers(self) -> None:
         super().cancelTimers()

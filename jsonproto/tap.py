@@ -19,6 +19,7 @@ from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
 from jsonproto.echo import EchoFactory
 from jsonproto.limits import Limits
+from jsonproto.metrics import metricsSite, registerStats
 from jsonproto.protocol import FRAMINGS, JSONServerFactory
 from jsonproto.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
 
@@ -146,8 +147,13 @@ class Options(usage.Options):
         locals()["opt_" + _option.name.replace("-", "_")] = _option.method()
     del _option
 
+    optFlags = [
+        ["enable-stats", None, 'Answer the STATS message type (uptime, connections, traffic) on every --port.'],
+    ]
+
     def __init__(self) -> None:
         super().__init__()
+        self["metrics"] = []
         self["ports"] = []
         self["echo"] = []
         self["handlers"] = []
@@ -162,6 +168,10 @@ class Options(usage.Options):
     def opt_echo(self, description: str) -> None:
         """Serve byte-for-byte echo (RFC 862) on this endpoint. Repeatable. [default: none]"""
         self["echo"].append(_checkEndpoint("echo", description))
+
+    def opt_metrics(self, description: str) -> None:
+        """Serve Prometheus metrics over HTTP at /metrics on this endpoint, e.g. tcp:9101:interface=127.0.0.1. Repeatable. [default: none]"""
+        self["metrics"].append(_checkEndpoint("metrics", description))
 
     def opt_framing(self, name: str) -> None:
         """Message framing on the --port listeners: line (newline-delimited JSON) or int32 (4-byte big-endian length prefix). [default: line]"""
@@ -233,8 +243,14 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     )
     echoFactory = EchoFactory(limits=config["limits"], connections=connections, clock=reactor)
     top = JSONProtoService(connections, config["shutdown-timeout"], reactor)
+    if config["enable-stats"] and "STATS" not in config["dispatcher"].messageTypes:
+        registerStats(config["dispatcher"], connections, reactor)
     for description in config["ports"]:
         ListenerService(reactor, description, jsonFactory, config["backlog"]).setServiceParent(top)
     for description in config["echo"]:
         ListenerService(reactor, description, echoFactory, config["backlog"]).setServiceParent(top)
+    if config["metrics"]:
+        site = metricsSite(connections, config["dispatcher"])
+        for description in config["metrics"]:
+            ListenerService(reactor, description, site).setServiceParent(top)
     return top

@@ -133,3 +133,33 @@ class TwistdTests(SynchronousTestCase):
         process.wait(timeout=DEADLINE)
         self.assertNotIn(b"Traceback", daemonLog(process))
         self.assertEqual(process.returncode, -signal.SIGTERM)
+
+
+class JSONLogTests(SynchronousTestCase):
+    def test_jsonLogs(self) -> None:
+        """
+        With twistd --logger jsonproto.logs.jsonLogObserver, every log line
+        is a JSON object; connection events carry the connection's id and
+        peer as fields.
+        """
+        process = twistd(
+            "--logger", "jsonproto.logs.jsonLogObserver", "-n", "--pidfile=", "jsonproto",
+            "--port", "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        match = readUntil(process, rb"starting on (\d+)")
+        port = int(match.group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            client.sendall(b'{"type":"SUM","a":1,"b":2}\n')
+            client.makefile("rb").readline()
+        readUntil(process, rb"closed after")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=DEADLINE)
+        records = [json.loads(r) for r in daemonLog(process).decode().split("\x1e") if r.strip()]
+        os.unlink(process.logPath)  # type: ignore[attr-defined]
+        opened = [r for r in records if r.get("log_format", "").startswith("connection {connectionId} from {peer} opened")]
+        closed = [r for r in records if "closed after" in r.get("log_format", "")]
+        self.assertEqual(len(opened), 1)
+        self.assertEqual(opened[0]["connectionId"], closed[0]["connectionId"])
+        self.assertTrue(opened[0]["peer"].startswith("127.0.0.1:"))
+        self.assertEqual(closed[0]["messagesIn"], 1)

@@ -1,0 +1,113 @@
+"""
+What the daemon has been doing, for operators: Prometheus metrics over
+HTTP (C{--metrics}), and the C{STATS} message type (C{--enable-stats}).
+
+The counters themselves live where the work happens, as plain integers
+(L{ConnectionRegistry} for connections, traffic and errors,
+L{jsonproto.dispatcher.HandlerLatency} for messages by type); nothing here
+runs per message.  A scrape reads them and builds the metric families.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from jsonproto.connection import ConnectionRegistry
+from jsonproto.dispatcher import LATENCY_BUCKETS, Dispatcher
+
+
+class JSONProtoCollector:
+    """
+    A prometheus_client collector reading a service's counters at scrape
+    time.  Labels are bounded: message types are the registered ones plus
+    C{(unknown)} and C{(invalid)}; codes and close kinds are jsonproto's
+    own (and those of the handlers' error codes).
+    """
+
+    def __init__(self, connections: ConnectionRegistry, dispatcher: Dispatcher) -> None:
+        self.connections = connections
+        self.dispatcher = dispatcher
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        c = self.connections
+        totals = c.totals()
+        yield GaugeMetricFamily("jsonproto_connections_active", "Connections open now.", value=len(c))
+        yield CounterMetricFamily("jsonproto_connections", "Connections accepted.", value=c.accepted)
+        refused = CounterMetricFamily("jsonproto_connections_refused", "Connections refused by a limit.", labels=["reason"])
+        for code, count in sorted(c.refusedBy.items()):
+            refused.add_metric([code], count)
+        yield refused
+        closes = CounterMetricFamily(
+            "jsonproto_server_closes",
+            "Connections the server closed, by reason (peer_finished: after the client shut down its side).",
+            labels=["reason"],
+        )
+        for kind, count in sorted(c.closedBy.items()):
+            closes.add_metric([kind], count)
+        yield closes
+        yield CounterMetricFamily("jsonproto_messages_received", "Messages received.", value=totals["messagesIn"])
+        yield CounterMetricFamily("jsonproto_messages_sent", "Replies and pushed messages sent.", value=totals["messagesOut"])
+        yield CounterMetricFamily("jsonproto_bytes_received", "Bytes received.", value=totals["bytesIn"])
+        yield CounterMetricFamily("jsonproto_bytes_sent", "Bytes sent.", value=totals["bytesOut"])
+        yield CounterMetricFamily(
+            "jsonproto_backpressure_pauses", "Times reading from a connection was paused.", value=totals["pauses"]
+        )
+        errors = CounterMetricFamily("jsonproto_error_replies", "Error replies, by code.", labels=["code"])
+        for code, count in sorted(c.errorReplies.items()):
+            errors.add_metric([code], count)
+        yield errors
+        latency = self.dispatcher.latency
+        byType = CounterMetricFamily("jsonproto_messages_dispatched", "Messages dispatched, by type.", labels=["type"])
+        for messageType, count in sorted(latency.counts.items()):
+            byType.add_metric([messageType], count)
+        yield byType
+        histogram = HistogramMetricFamily(
+            "jsonproto_handler_seconds", "How long handlers took, by message type.", labels=["type"]
+        )
+        for messageType, buckets in sorted(latency.buckets.items()):
+            cumulative, points = 0, []
+            for bound, count in zip([*LATENCY_BUCKETS, float("inf")], buckets):
+                cumulative += count
+                points.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            histogram.add_metric([messageType], points, latency.sums[messageType])
+        yield histogram
+
+
+def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher) -> Any:
+    """
+    A twisted.web site serving C{/metrics} in the Prometheus text format.
+    """
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.twisted import MetricsResource
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JSONProtoCollector(connections, dispatcher))  # type: ignore[arg-type]
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry=registry))
+    site = Site(root)
+    site.noisy = False
+    return site
+
+
+def registerStats(dispatcher: Dispatcher, connections: ConnectionRegistry, clock: Any) -> None:
+    """
+    Add the C{STATS} message type: uptime, connections and traffic, so that
+    a plain client (or a load balancer's health check) can see the daemon
+    is alive and answering.
+    """
+    startedAt = clock.seconds()
+
+    @dispatcher.handler("STATS")
+    def stats(message: dict[str, Any], context: Any) -> dict[str, Any]:
+        totals = connections.totals()
+        return {
+            "uptime": round(clock.seconds() - startedAt, 3),
+            "connections": {"active": len(connections), "accepted": connections.accepted, "refused": connections.refused},
+            "messages": {"received": totals["messagesIn"], "sent": totals["messagesOut"]},
+            "bytes": {"received": totals["bytesIn"], "sent": totals["bytesOut"]},
+            "errors": dict(connections.errorReplies),
+        }
