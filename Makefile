@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench docs venv clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,15 @@ test: $(STAMP)
 	$(BIN)/python -m twisted.trial tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info _trial_temp twisted/plugins/dropin.cache
+	rm -rf $(VENV) build dist *.egg-info _trial_temp docs/_build twisted/plugins/dropin.cache
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+$(VENV)/.docs: $(STAMP) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[docs]' --config-settings editable_mode=compat
+	touch $@
+
+# HTML in docs/_build/html; any warning fails the build.
+docs: $(VENV)/.docs
+	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
