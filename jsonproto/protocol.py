@@ -81,6 +81,11 @@ shutdown.
 """
 
 
+def _excerpt(payload: bytes, limit: int = 500) -> str:
+    text = payload[:limit].decode("utf-8", "replace")
+    return text if len(payload) <= limit else f"{text}... ({len(payload)} bytes)"
+
+
 def _directSocket(transport: Any) -> Any:
     """
     The socket under a Twisted TCP server transport, if it is one whose
@@ -227,6 +232,13 @@ class JSONMessageProtocol(TrackedProtocol):
         if info is None:
             return
         info.messagesIn += 1
+        if self.factory.logMessages:
+            log.info(
+                "connection {connectionId} from {peer} sent {text}",
+                connectionId=info.id,
+                peer=info.peer,
+                text=_excerpt(frame),
+            )
         try:
             message = codec.decode(frame)
         except RequestError as e:
@@ -302,7 +314,15 @@ class JSONMessageProtocol(TrackedProtocol):
             # The connection has gone; the reply has nobody to go to.
             return
         info.messagesOut += 1
-        self._writeFrame(self._encode(reply))
+        payload = self._encode(reply)
+        if self.factory.logMessages:
+            log.info(
+                "connection {connectionId} from {peer} was sent {text}",
+                connectionId=info.id,
+                peer=info.peer,
+                text=_excerpt(payload),
+            )
+        self._writeFrame(payload)
         if reply.get("status") == "ERROR":
             code = reply.get("code")
             code = code if isinstance(code, str) else "none"
@@ -528,6 +548,8 @@ class JSONServerFactory(TrackingFactory):
         serverFromString(reactor, "tcp:3001").listen(factory)
 
     @ivar dispatcher: Answers every message.
+    @ivar logMessages: Log every message in and out (for debugging: it
+        costs more than the messages themselves).
     """
 
     protocol: type[JSONMessageProtocol]
@@ -540,9 +562,11 @@ class JSONServerFactory(TrackingFactory):
         limits: Limits | None = None,
         connections: ConnectionRegistry | None = None,
         clock: Any = None,
+        logMessages: bool = False,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
         super().__init__(limits=limits, connections=connections, clock=clock)
         self.dispatcher = dispatcher if dispatcher is not None else defaultDispatcher()
         self.protocol = FRAMINGS[framing]
+        self.logMessages = logMessages

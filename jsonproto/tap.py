@@ -148,7 +148,8 @@ class Options(usage.Options):
     del _option
 
     optFlags = [
-        ["enable-stats", None, 'Answer the STATS message type (uptime, connections, traffic) on every --port.'],
+        ["enable-stats", None, "Answer the STATS message type (uptime, connections, traffic) on every --port."],
+        ["log-messages", None, "Log every message received and sent (for debugging: it costs more than the messages)."],
     ]
 
     def __init__(self) -> None:
@@ -240,6 +241,7 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
         limits=config["limits"],
         connections=connections,
         clock=reactor,
+        logMessages=bool(config["log-messages"]),
     )
     echoFactory = EchoFactory(limits=config["limits"], connections=connections, clock=reactor)
     top = JSONProtoService(connections, config["shutdown-timeout"], reactor)

@@ -236,6 +236,24 @@ class _FramingTests:
         self.assertEqual(self.replies(), [{"status": "OK"}, {"status": "OK", "result": 3}])
         self.assertTrue(self.transport.disconnecting)
 
+    def test_logMessages(self) -> None:
+        """
+        With logMessages, each message in and out is logged with the
+        connection; without it, none is.
+        """
+        from tests.support import LogCatcher
+
+        logged = LogCatcher(self)
+        self.proto.dataReceived(self.frame({"type": "SUM", "a": 1, "b": 1}))
+        self.assertEqual(logged.matching("sent {"), [])
+        self.factory.logMessages = True
+        self.proto.dataReceived(self.frame({"type": "SUM", "a": 2, "b": 2}))
+        [received] = logged.matching(":40000 sent {")
+        [replied] = logged.matching("was sent {")
+        self.assertEqual(received["connectionId"], self.proto.info.id)
+        self.assertIn('"a":2', received["text"])
+        self.assertIn('"result":4', replied["text"])
+
     def test_replyAfterLost(self) -> None:
         """
         A reply that becomes ready after the client has gone is dropped
