@@ -11,11 +11,12 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e import daemonLog, twistd
+from tests.e2e import REPO, daemonLog, twistd
 
 DEADLINE = 30.0
 
@@ -163,3 +164,37 @@ class JSONLogTests(SynchronousTestCase):
         self.assertEqual(opened[0]["connectionId"], closed[0]["connectionId"])
         self.assertTrue(opened[0]["peer"].startswith("127.0.0.1:"))
         self.assertEqual(closed[0]["messagesIn"], 1)
+
+
+class SocketActivationTests(SynchronousTestCase):
+    def test_systemdSocket(self) -> None:
+        """
+        Started as systemd starts a socket-activated service (the listening
+        socket as descriptor 3, LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES
+        set), the daemon
+        serves on that socket with --port systemd:domain=INET:index=0.
+        """
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(50)
+        port = listening.getsockname()[1]
+        fd = listening.fileno()
+        script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=jsonproto; exec "$@"'
+        env = dict(os.environ, PYTHONPATH=REPO)
+        log = self.mktemp()
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                ["sh", "-c", script, "sh", sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                 "-n", "--pidfile=", "jsonproto", "--port", "systemd:domain=INET:index=0"],
+                pass_fds=(fd,), env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        process.logPath = log  # type: ignore[attr-defined]
+        readUntil(process, rb"JSONServerFactory starting on")
+        listening.close()  # only the daemon holds it now
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            client.sendall(b'{"type":"SUM","a":2,"b":3}\n')
+            self.assertEqual(json.loads(client.makefile("rb").readline()), {"status": "OK", "result": 5})
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=DEADLINE)
