@@ -93,3 +93,74 @@ class DocumentationExamplesTests(TestCase):
             else:
                 got = yield deferToThread(_send, command, port)
             self.assertEqual([_shape(l) for l in got], [_shape(l) for l in expected], f"{page}: {command}")
+
+
+COMMAND = re.compile(r"^(?:ExecStart=)?\S*(?:twistd|jsonproto) .*$")
+
+
+def commandLines() -> list[tuple[str, list[str]]]:
+    """
+    Every twistd and jsonproto command in the pages' code blocks, split as
+    a shell would (comments dropped).
+    """
+    found = []
+    for page in PAGES:
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        for block in re.findall(r"```(?:sh|ini)\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                if COMMAND.match(line.strip()):
+                    argv = shlex.split(line.strip().removeprefix("ExecStart="), comments=True)
+                    found.append((os.path.basename(page), argv))
+    return found
+
+
+def _handlersModule(directory: str) -> None:
+    """
+    Write the handlers module the pages show, as myapp.handlers.
+    """
+    with open(os.path.join(REPO, "docs", "handlers.md"), encoding="utf-8") as f:
+        code = re.search(r"```python\n# myapp/handlers.py\n(.*?)```", f.read(), re.S).group(1)  # type: ignore[union-attr]
+    os.makedirs(os.path.join(directory, "myapp"))
+    open(os.path.join(directory, "myapp", "__init__.py"), "w").close()
+    with open(os.path.join(directory, "myapp", "handlers.py"), "w") as f:
+        f.write(code)
+
+
+class DocumentationCommandTests(TestCase):
+    def test_commands(self) -> None:
+        """
+        Every jsonproto cert command in the pages runs, and every twistd
+        jsonproto command line parses (its options, endpoint strings and
+        files), in a directory holding the files the pages make.  Paths
+        under /etc and /opt stand for files made the same way.
+        """
+        from jsonproto.tap import Options
+
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        _handlersModule(work)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(work)
+        import sys
+
+        sys.path.insert(0, work)
+        self.addCleanup(sys.path.remove, work)
+        self.addCleanup(sys.modules.pop, "myapp.handlers", None)
+        self.addCleanup(sys.modules.pop, "myapp", None)
+        commands = commandLines()
+        certs = [argv for _, argv in commands if argv[0].endswith("jsonproto") and argv[1] == "cert"]
+        twistds = [(page, argv) for page, argv in commands if argv[0].endswith("twistd") and "jsonproto" in argv]
+        self.assertGreaterEqual(len(certs), 4)
+        self.assertGreaterEqual(len(twistds), 10)
+        for argv in certs:
+            self.assertEqual(cli.main(argv[1:], err=io.StringIO()), 0, argv)
+        for name in ("key.pem", "cert.pem", "server.pem", "clients-ca.pem"):
+            if not os.path.exists(name):
+                cli.main(["cert", "localhost", "-o", name], err=io.StringIO())
+        for page, argv in twistds:
+            options = argv[argv.index("jsonproto") + 1 :]
+            options = [re.sub(r"/(?:etc|opt)/jsonproto/", "", o) for o in options]
+            if any(o.startswith("systemd:") for o in options):
+                continue  # needs systemd's sockets: test_twistd starts it so
+            Options().parseOptions(options)
