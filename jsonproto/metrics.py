@@ -48,12 +48,17 @@ class JSONProtoCollector:
             closes.add_metric([kind], count)
         yield closes
         yield CounterMetricFamily("jsonproto_messages_received", "Messages received.", value=totals["messagesIn"])
-        yield CounterMetricFamily("jsonproto_messages_sent", "Replies and pushed messages sent.", value=totals["messagesOut"])
+        yield CounterMetricFamily("jsonproto_messages_sent", "Replies sent.", value=totals["messagesOut"])
         yield CounterMetricFamily("jsonproto_bytes_received", "Bytes received.", value=totals["bytesIn"])
         yield CounterMetricFamily("jsonproto_bytes_sent", "Bytes sent.", value=totals["bytesOut"])
         yield CounterMetricFamily(
             "jsonproto_backpressure_pauses", "Times reading from a connection was paused.", value=totals["pauses"]
         )
+        errorCount = sum(c.errorReplies.values())
+        replies = CounterMetricFamily("jsonproto_replies", "Replies sent, by status.", labels=["status"])
+        replies.add_metric(["OK"], totals["messagesOut"] - errorCount)
+        replies.add_metric(["ERROR"], errorCount)
+        yield replies
         errors = CounterMetricFamily("jsonproto_error_replies", "Error replies, by code.", labels=["code"])
         for code, count in sorted(c.errorReplies.items()):
             errors.add_metric([code], count)

@@ -164,3 +164,41 @@ class DocumentationCommandTests(TestCase):
             if any(o.startswith("systemd:") for o in options):
                 continue  # needs systemd's sockets: test_twistd starts it so
             Options().parseOptions(options)
+
+
+class DocumentationSessionTests(TestCase):
+    @inlineCallbacks
+    def test_sessions(self) -> None:
+        """
+        A code block that starts a daemon and then sends to it works as
+        shown: its certificates are made, the daemon starts with its
+        options (on a free port), and each jsonproto send succeeds.
+        """
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(work)
+        sessions = 0
+        for page in PAGES:
+            with open(page, encoding="utf-8") as f:
+                blocks = re.findall(r"```sh\n(.*?)```", f.read(), re.S)
+            for block in blocks:
+                argvs = [shlex.split(l, comments=True) for l in block.splitlines() if COMMAND.match(l.strip())]
+                daemons = [a for a in argvs if a[0].endswith("twistd")]
+                sends = [a for a in argvs if a[0].endswith("jsonproto") and a[1] == "send"]
+                if len(daemons) != 1 or not sends:
+                    continue
+                sessions += 1
+                for argv in argvs:
+                    if argv[0].endswith("jsonproto") and argv[1] == "cert":
+                        self.assertEqual(cli.main(argv[1:], err=io.StringIO()), 0, argv)
+                options = daemons[0][daemons[0].index("jsonproto") + 1 :]
+                options = [re.sub(r"^(ssl|tcp|jsonproto-tls):\d+", r"\1:0:interface=127.0.0.1", o) for o in options]
+                _, [port] = yield startDaemon(self, *options)
+                for argv in sends:
+                    argv = [re.sub(r"^(tcp|tls):([^:]+):\d+$", rf"\1:\2:{port}", a) for a in argv]
+                    out, err = io.StringIO(), io.StringIO()
+                    status = yield deferToThread(cli.main, argv[1:], out=out, err=err)
+                    self.assertEqual((status, err.getvalue()), (0, ""), f"{os.path.basename(page)}: {argv}")
+                    self.assertEqual(json.loads(out.getvalue())["status"], "OK")
+        self.assertGreaterEqual(sessions, 2)

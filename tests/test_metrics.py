@@ -51,6 +51,8 @@ class MetricsTests(TestCase):
             ("jsonproto_messages_sent_total", ()): 7,
             ("jsonproto_bytes_received_total", ()): len(sent),
             ("jsonproto_bytes_sent_total", ()): len(received),
+            ("jsonproto_replies_total", (("status", "OK"),)): 4,
+            ("jsonproto_replies_total", (("status", "ERROR"),)): 3,
             ("jsonproto_error_replies_total", (("code", "unknown_type"),)): 2,
             ("jsonproto_error_replies_total", (("code", "invalid_json"),)): 1,
             ("jsonproto_messages_dispatched_total", (("type", "SUM"),)): 3,
