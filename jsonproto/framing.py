@@ -56,7 +56,38 @@ class Decoder(Protocol):
     def midMessage(self) -> bool: ...
 
 
-class LineDecoder:
+class _FrameQueue:
+    """
+    Complete frames cut from the reads so far, handed out one at a time.
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[Frame] = []
+        self._next = 0
+
+    def _startFeed(self) -> list[Frame]:
+        # Frames all taken: reuse the list rather than let it grow.
+        frames = self._frames
+        if self._next == len(frames):
+            frames.clear()
+            self._next = 0
+        return frames
+
+    def nextFrame(self) -> Frame | None:
+        """
+        The next complete message, or L{None} until more bytes are fed.
+        """
+        if self._next < len(self._frames):
+            frame = self._frames[self._next]
+            self._next += 1
+            return frame
+        return None
+
+    def _queuedBytes(self, overhead: int) -> int:
+        return sum(len(f) + overhead for f in self._frames[self._next :] if isinstance(f, bytes))
+
+
+class LineDecoder(_FrameQueue):
     """
     Newline-delimited messages: C{\\n} ends a message, a C{\\r} before it is
     dropped, empty and all-blank lines are skipped.
@@ -71,10 +102,8 @@ class LineDecoder:
     """
 
     def __init__(self, maxLength: int) -> None:
+        super().__init__()
         self.maxLength = maxLength
-        # Complete frames not yet taken, and the index of the next one.
-        self._frames: list[Frame] = []
-        self._next = 0
         # The unfinished line, as the reads that brought it.
         self._partial: list[bytes] = []
         self._partialLength = 0
@@ -101,10 +130,7 @@ class LineDecoder:
                 lines[0] = b"".join(self._partial)
                 self._partial = []
                 self._partialLength = 0
-            frames = self._frames
-            if self._next == len(frames):
-                frames.clear()
-                self._next = 0
+            frames = self._startFeed()
             maxLength = self.maxLength
             for line in lines:
                 if line[-1:] == b"\r":
@@ -129,24 +155,13 @@ class LineDecoder:
                 self._discarding = True
                 self._frames.append(TOO_LONG)
 
-    def nextFrame(self) -> Frame | None:
-        """
-        The next complete message, or L{None} until more bytes are fed.
-        """
-        if self._next < len(self._frames):
-            frame = self._frames[self._next]
-            self._next += 1
-            return frame
-        return None
-
     @property
     def bufferedBytes(self) -> int:
         """
         Bytes received but not yet handed out: an unfinished message, and
         complete ones not yet taken.
         """
-        frames = self._frames[self._next :]
-        return self._partialLength + sum(len(f) for f in frames if isinstance(f, bytes))
+        return self._partialLength + self._queuedBytes(0)
 
     @property
     def midMessage(self) -> bool:
@@ -159,7 +174,7 @@ class LineDecoder:
 _LENGTH: Final = struct.Struct("!I")
 
 
-class Int32Decoder:
+class Int32Decoder(_FrameQueue):
     """
     Length-prefixed messages: a 4-byte big-endian unsigned length, then that
     many bytes.
@@ -177,9 +192,8 @@ class Int32Decoder:
     """
 
     def __init__(self, maxLength: int) -> None:
+        super().__init__()
         self.maxLength = maxLength
-        self._frames: list[Frame] = []
-        self._next = 0
         self._partial = bytearray()
         self._failed = False
 
@@ -189,10 +203,7 @@ class Int32Decoder:
         """
         if self._failed:
             return
-        frames = self._frames
-        if self._next == len(frames):
-            frames.clear()
-            self._next = 0
+        frames = self._startFeed()
         partial = self._partial
         if partial:
             partial += data
@@ -219,23 +230,12 @@ class Int32Decoder:
         elif offset < end:
             self._partial = bytearray(source[offset:])
 
-    def nextFrame(self) -> Frame | None:
-        """
-        The next complete message, or L{None} until more bytes are fed.
-        """
-        if self._next < len(self._frames):
-            frame = self._frames[self._next]
-            self._next += 1
-            return frame
-        return None
-
     @property
     def bufferedBytes(self) -> int:
         """
         Bytes received but not yet handed out.
         """
-        frames = self._frames[self._next :]
-        return len(self._partial) + sum(len(f) + 4 for f in frames if isinstance(f, bytes))
+        return len(self._partial) + self._queuedBytes(4)
 
     @property
     def midMessage(self) -> bool:
