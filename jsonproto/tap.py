@@ -143,10 +143,6 @@ class Options(usage.Options):
         "Replies to GREETING and SUM, plus whatever --handlers modules register."
     )
 
-    for _option in _NUMBERS:
-        locals()["opt_" + _option.name.replace("-", "_")] = _option.method()
-    del _option
-
     optFlags = [
         ["enable-stats", None, "Answer the STATS message type (uptime, connections, traffic) on every --port."],
         ["log-messages", None, "Log every message received and sent (for debugging: it costs more than the messages)."],
@@ -220,6 +216,11 @@ class Options(usage.Options):
             maxErrors=self["max-errors"],
             handshakeTimeout=self["handshake-timeout"],
         )
+
+
+for _option in _NUMBERS:
+    # usage.Options finds opt_* methods by name, in --help too.
+    setattr(Options, "opt_" + _option.name.replace("-", "_"), _option.method())
 
 
 def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
