@@ -167,6 +167,24 @@ def _describe(reason: Failure) -> str:
     return reason.getErrorMessage()
 
 
+def _behindProxy(transport: Any) -> bool:
+    """
+    Whether a PROXY protocol wrapper sits under this transport (directly,
+    or under TLS).
+    """
+    try:
+        from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
+    except ImportError:  # pragma: no cover - Twisted moved it
+        return False
+    for _ in range(3):
+        if isinstance(transport, HAProxyProtocolWrapper):
+            return True
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return False
+    return False
+
+
 class ConnectionRefused(Exception):
     """
     A connection may not be admitted.
@@ -291,6 +309,32 @@ class ConnectionRegistry:
             for waiter in waiters:
                 waiter.callback(None)
 
+    def rehome(self, info: ConnectionInfo, address: IAddress) -> None:
+        """
+        A connection turns out to come from another address (a PROXY
+        protocol header named the real client): count it there.
+
+        @raise ConnectionRefused: If that address is at its limit.
+        """
+        host = hostOf(address)
+        if host == info.host:
+            info.peer = formatAddress(address)
+            return
+        if host is not None and self.maxConnectionsPerHost and self._perHost.get(host, 0) >= self.maxConnectionsPerHost:
+            raise self._refuse(
+                ConnectionRefused(TOO_MANY_CONNECTIONS, f"{self.maxConnectionsPerHost} connections open from {host}")
+            )
+        if info.host is not None:
+            left = self._perHost[info.host] - 1
+            if left:
+                self._perHost[info.host] = left
+            else:
+                del self._perHost[info.host]
+        if host is not None:
+            self._perHost[host] = self._perHost.get(host, 0) + 1
+        info.host = host
+        info.peer = formatAddress(address)
+
     def countFrom(self, host: str) -> int:
         """
         How many connections are open from this IP address.
@@ -368,6 +412,9 @@ class TrackedProtocol(protocol.Protocol):
     _closeReason: str | None = None
     _closeWhenDone: str | None = None
     _closeKind = "server"
+    # Behind a PROXY-protocol listener: the real client's address is known
+    # only once data arrives (the header comes first).
+    proxied = False
 
     def connectionMade(self) -> None:
         address = self.transport.getPeer()
@@ -389,12 +436,50 @@ class TrackedProtocol(protocol.Protocol):
         )
         if self.limits.idleTimeout:
             self._idleCall = self.clock.callLater(self.limits.idleTimeout, self._checkIdle)
+        self.proxied = _behindProxy(self.transport)
         if INegotiated.providedBy(self.transport):
             self.info.tls = True
             if self.limits.handshakeTimeout:
                 self._handshakeCall = self.clock.callLater(
                     self.limits.handshakeTimeout, self._handshakeTimedOut
                 )
+
+    def learnProxiedPeer(self) -> bool:
+        """
+        Called by subclasses on the first data of a proxied connection, when
+        the PROXY header has been read: take the real client's address, for
+        the log, the handlers and the per-address limit.
+
+        @return: Whether the connection goes on (it may be over its
+            address's limit).
+        """
+        self.proxied = False
+        info = self.info
+        if info is None:
+            return False
+        proxy = info.peer
+        address = self.transport.getPeer()
+        try:
+            self.factory.connections.rehome(info, address)
+        except ConnectionRefused as refusal:
+            log.warn(
+                "refusing connection {connectionId} from {peer} (through {proxy}): {why}",
+                connectionId=info.id,
+                peer=formatAddress(address),
+                proxy=proxy,
+                why=refusal.why,
+            )
+            self._closeReason = refusal.why
+            self.refuse(refusal.error)
+            self._startAbortTimer()
+            return False
+        log.info(
+            "connection {connectionId} through {proxy} is from {peer}",
+            connectionId=info.id,
+            proxy=proxy,
+            peer=info.peer,
+        )
+        return True
 
     def handshakeCompleted(self) -> None:
         """

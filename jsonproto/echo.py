@@ -26,7 +26,7 @@ class EchoProtocol(TrackedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         info = self.info
-        if info is None:
+        if info is None or (self.proxied and not self.learnProxiedPeer()):
             return
         info.bytesIn += len(data)
         info.bytesOut += len(data)

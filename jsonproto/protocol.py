@@ -172,6 +172,8 @@ class JSONMessageProtocol(TrackedProtocol):
         if info is None or self.transport.disconnecting:
             # Refused, or closing: nothing more is read, nor buffered.
             return
+        if self.proxied and not self.learnProxiedPeer():
+            return
         if not info.bytesIn and data[:2] == b"\x16\x03" and not info.tls:
             # A TLS ClientHello: the client thinks this port speaks TLS.
             info.bytesIn = len(data)

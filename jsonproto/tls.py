@@ -11,6 +11,13 @@ C{jsonproto-tls:} takes C{ssl:}'s parameters and adds C{clientCA=}::
     jsonproto-tls:3443:privateKey=key.pem:certKey=cert.pem:extraCertChain=chain.pem
     jsonproto-tls:3443:privateKey=key.pem:clientCA=ca.pem   require client certificates signed by ca.pem
     jsonproto-tls:3443:interface=127.0.0.1:privateKey=key.pem
+    jsonproto-tls:3443:privateKey=key.pem:proxy=yes          behind a load balancer's PROXY protocol
+
+With C{proxy=yes} every connection must start with a PROXY protocol header
+(v1 or v2, as HAProxy's C{send-proxy} sends it) before its TLS handshake,
+and the daemon sees, logs and limits the client address the header gives.
+Twisted's C{haproxy:ssl:...} looks for the header inside TLS, where no load
+balancer puts it.
 
 TLS 1.2 is the minimum.  Every file is read again on L{ReloadableTLS.reload}
 (the daemon calls it on SIGHUP): new connections get the new certificate,
@@ -152,7 +159,8 @@ class TLSServerEndpoint:
 class TLSServerParser:
     """
     Parses C{jsonproto-tls:PORT:privateKey=...[:certKey=...]
-    [:extraCertChain=...][:clientCA=...][:interface=...][:backlog=...]}.
+    [:extraCertChain=...][:clientCA=...][:interface=...][:backlog=...]
+    [:proxy=yes]}.
     """
 
     prefix = "jsonproto-tls"
@@ -167,6 +175,7 @@ class TLSServerParser:
         clientCA: str | None = None,
         interface: str = "",
         backlog: str = "50",
+        proxy: str = "no",
     ) -> TLSServerEndpoint:
         if privateKey is None:
             raise ValueError("jsonproto-tls: needs privateKey=FILE (the key, and the certificate unless certKey= names it)")
@@ -175,4 +184,11 @@ class TLSServerParser:
         )
         endpointType = endpoints.TCP6ServerEndpoint if ":" in interface else endpoints.TCP4ServerEndpoint
         tcp = endpointType(reactor, int(port), backlog=int(backlog), interface=interface)
+        if proxy not in ("yes", "no"):
+            raise ValueError(f"jsonproto-tls: proxy= is yes or no, not {proxy!r}")
+        if proxy == "yes":
+            # The PROXY header comes first, in the clear, then TLS.
+            from twisted.protocols.haproxy import proxyEndpoint
+
+            tcp = proxyEndpoint(tcp)
         return TLSServerEndpoint(tcp, tls)
