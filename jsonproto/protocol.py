@@ -81,6 +81,14 @@ shutdown.
 """
 
 
+def _looksLikeClientHello(data: bytes) -> bool:
+    """
+    Whether a connection's first bytes are a TLS record carrying a
+    ClientHello: content type 22, version 3.x, handshake type 1.
+    """
+    return len(data) >= 6 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04 and data[5] == 0x01
+
+
 def _excerpt(payload: bytes, limit: int = 500) -> str:
     text = payload[:limit].decode("utf-8", "replace")
     return text if len(payload) <= limit else f"{text}... ({len(payload)} bytes)"
@@ -174,7 +182,7 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         if self.proxied and not self.learnProxiedPeer():
             return
-        if not info.bytesIn and data[:2] == b"\x16\x03" and not info.tls:
+        if not info.bytesIn and _looksLikeClientHello(data) and not info.tls:
             # A TLS ClientHello: the client thinks this port speaks TLS.
             info.bytesIn = len(data)
             self.closeConnection("a TLS handshake arrived on a plaintext port", "tls_on_plaintext")

@@ -189,10 +189,21 @@ class ListenerService(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(
-        self, reactor: Any, description: str, factory: IProtocolFactory, backlog: int | None = None
+        self,
+        reactor: Any,
+        description: str,
+        factory: IProtocolFactory,
+        backlog: int | None = None,
+        reusePort: bool = False,
     ) -> None:
         listen = description if backlog is None else withBacklog(description, backlog)
-        super().__init__(endpoints.serverFromString(reactor, listen), factory)
+        if reusePort:
+            from jsonproto.workers import reusePortEndpoint
+
+            endpoint = reusePortEndpoint(reactor, listen)
+        else:
+            endpoint = endpoints.serverFromString(reactor, listen)
+        super().__init__(endpoint, factory)
         self.description = description
 
     def privilegedStartService(self) -> None:

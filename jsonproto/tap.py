@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import sys
 from typing import Any, Callable
 
 from twisted.internet import endpoints
+from twisted.application.service import MultiService
 from twisted.python import usage
 
 from jsonproto.builtin import defaultDispatcher
@@ -22,6 +24,7 @@ from jsonproto.limits import Limits
 from jsonproto.metrics import metricsSite, registerStats
 from jsonproto.protocol import FRAMINGS, JSONServerFactory
 from jsonproto.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
+from jsonproto.workers import WorkerSupervisor, workerArguments
 
 DEFAULT_PORT = "tcp:3001:interface=127.0.0.1"
 DEFAULT_BACKLOG = 4096
@@ -146,11 +149,13 @@ class Options(usage.Options):
     optFlags = [
         ["enable-stats", None, "Answer the STATS message type (uptime, connections, traffic) on every --port."],
         ["log-messages", None, "Log every message received and sent (for debugging: it costs more than the messages)."],
+        ["reuse-port", None, "Bind tcp: and tcp6: ports with SO_REUSEPORT, so several daemons share them (--workers does this)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["metrics"] = []
+        self["workers"] = 1
         self["ports"] = []
         self["echo"] = []
         self["handlers"] = []
@@ -169,6 +174,24 @@ class Options(usage.Options):
     def opt_metrics(self, description: str) -> None:
         """Serve Prometheus metrics over HTTP at /metrics on this endpoint, e.g. tcp:9101:interface=127.0.0.1. Repeatable. [default: none]"""
         self["metrics"].append(_checkEndpoint("metrics", description))
+
+    def opt_workers(self, count: str) -> None:
+        """Run this many worker processes sharing the ports (SO_REUSEPORT), or "auto" for one per CPU; the parent restarts any that die. [default: 1]"""
+        if count == "auto":
+            self["workers"] = os.cpu_count() or 1
+            return
+        try:
+            value = int(count)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise usage.UsageError(f"--workers must be a whole number, 1 or more, or auto, not {count!r}")
+        self["workers"] = value
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        # Kept for --workers, which starts workers with the same options.
+        self.rawArguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_framing(self, name: str) -> None:
         """Message framing on the --port listeners: line (newline-delimited JSON) or int32 (4-byte big-endian length prefix). [default: line]"""
@@ -235,6 +258,12 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
+    if config["workers"] > 1:
+        top = MultiService()
+        WorkerSupervisor(
+            config["workers"], workerArguments(config.rawArguments), config["shutdown-timeout"], reactor
+        ).setServiceParent(top)
+        return top  # type: ignore[return-value]
     connections = ConnectionRegistry(config["max-connections"], config["max-connections-per-ip"])
     jsonFactory = JSONServerFactory(
         config["dispatcher"],
@@ -249,11 +278,11 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     if config["enable-stats"] and "STATS" not in config["dispatcher"].messageTypes:
         registerStats(config["dispatcher"], connections, reactor)
     for description in config["ports"]:
-        ListenerService(reactor, description, jsonFactory, config["backlog"]).setServiceParent(top)
+        ListenerService(reactor, description, jsonFactory, config["backlog"], config["reuse-port"]).setServiceParent(top)
     for description in config["echo"]:
-        ListenerService(reactor, description, echoFactory, config["backlog"]).setServiceParent(top)
+        ListenerService(reactor, description, echoFactory, config["backlog"], config["reuse-port"]).setServiceParent(top)
     if config["metrics"]:
         site = metricsSite(connections, config["dispatcher"])
         for description in config["metrics"]:
-            ListenerService(reactor, description, site).setServiceParent(top)
+            ListenerService(reactor, description, site, reusePort=config["reuse-port"]).setServiceParent(top)
     return top

@@ -14,3 +14,9 @@ def register(dispatcher: Dispatcher) -> None:
     @dispatcher.handler("PEER")
     def peer(message: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"peer": context.peer, "tls": context.tls}
+
+    @dispatcher.handler("PID")
+    def pid(message: dict[str, Any], context: Any) -> dict[str, Any]:
+        import os
+
+        return {"pid": os.getpid()}

@@ -92,6 +92,25 @@ class OptionsTests(TestCase):
         self.assertUsageError(["--max-connections", "1.5"], "--max-connections")
         self.assertUsageError(["--max-message-size", "0"], "--max-message-size")
 
+    def test_workers(self) -> None:
+        """
+        --workers takes a count or auto; a worker runs the same options,
+        less --workers, in the foreground, reusing the ports.
+        """
+        import os
+
+        from jsonproto.workers import workerArguments
+
+        self.assertEqual(self.parse("--workers", "3")["workers"], 3)
+        self.assertEqual(self.parse("--workers", "auto")["workers"], os.cpu_count())
+        self.assertUsageError(["--workers", "0"], "--workers")
+        config = self.parse("--port", "tcp:1", "--workers", "2", "--idle-timeout", "5")
+        self.assertEqual(
+            workerArguments(config.rawArguments),
+            ["-n", "--pidfile=", "jsonproto", "--port", "tcp:1", "--idle-timeout", "5", "--reuse-port"],
+        )
+        self.assertEqual(workerArguments(["--workers=4", "--echo", "tcp:2"])[3:], ["--echo", "tcp:2", "--reuse-port"])
+
     def test_badFraming(self) -> None:
         self.assertUsageError(["--framing", "xml"], "--framing", "line, int32", "'xml'")
 

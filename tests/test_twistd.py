@@ -198,3 +198,62 @@ class SocketActivationTests(SynchronousTestCase):
             self.assertEqual(json.loads(client.makefile("rb").readline()), {"status": "OK", "result": 5})
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=DEADLINE)
+
+
+class WorkersTests(SynchronousTestCase):
+    def test_workers(self) -> None:
+        """
+        --workers 2: two processes answer on the same port; a worker that
+        is killed is replaced and the port keeps answering; SIGTERM to the
+        parent drains both (their slow requests are answered) and ends all.
+        """
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        process = twistd(
+            "-n", "--pidfile=", "jsonproto", "--port", f"tcp:{port}:interface=127.0.0.1",
+            "--workers", "2", "--handlers", "tests.peerhandlers", "--handlers", "tests.slowhandlers",
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        readUntil(process, rb"JSONServerFactory starting on")
+        readUntil(process, rb"JSONServerFactory starting on")
+
+        def pids(count: int) -> set[int]:
+            seen = set()
+            for _ in range(count):
+                with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as c:
+                    c.sendall(b'{"type":"PID"}\n')
+                    seen.add(json.loads(c.makefile("rb").readline())["pid"])
+            return seen
+
+        first = pids(40)
+        self.assertEqual(len(first), 2)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        readUntil(process, rb"worker \d ended")
+        readUntil(process, rb"worker \d started, process \d+")
+        readUntil(process, rb"JSONServerFactory starting on")
+        second = pids(40)
+        self.assertEqual(len(second), 2)
+        self.assertNotIn(victim, second)
+        clients = []
+        served = set()
+        for _ in range(6):
+            c = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+            c.sendall(b'{"type":"PID"}\n{"type":"SLOW","seconds":0.5,"id":1}\n')
+            reader = c.makefile("rb")
+            # The PID reply proves a worker took the connection.
+            served.add(json.loads(reader.readline())["pid"])
+            clients.append((c, reader))
+        process.send_signal(signal.SIGTERM)
+        for c, reader in clients:
+            with c:
+                self.assertEqual(json.loads(reader.readline()), {"status": "OK", "slept": 0.5, "id": 1})
+                self.assertEqual(reader.read(), b"")
+        process.wait(timeout=DEADLINE)
+        self.assertEqual(len(served & second), len(served))
+        for pid in second:
+            with self.assertRaises(ProcessLookupError):
+                os.kill(pid, 0)
+        os.unlink(process.logPath)  # type: ignore[attr-defined]
