@@ -109,20 +109,42 @@ def _pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
-def throughput(name: str, daemonOptions: list[str], clientOptions: list[str], tls: str | None = None) -> dict[str, Any]:
+def _freePort() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def throughput(
+    name: str, daemonOptions: list[str], clientOptions: list[str], tls: str | None = None, pin: bool = True
+) -> dict[str, Any]:
     """
     One jsonproto bench run against a fresh daemon, server on CPU 0 and the
-    client on CPU 1.
+    client on CPU 1 (unless C{pin} is false: then both float over every core).
     """
-    port = ["--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={tls}"] if tls else []
+    if tls:
+        port = ["--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={tls}"]
+    elif "--workers" in daemonOptions:
+        # Workers share one port, which must be fixed in advance.
+        port = ["--port", f"tcp:{_freePort()}:interface=127.0.0.1"]
+    else:
+        port = []
     daemon = Daemon("--max-connections", "0", *port, *daemonOptions, pattern=rb"starting on (\d+)" if not tls else rb"\(TLS\) starting on (\d+)")
     try:
-        _pin(daemon.pid, 0)
+        if pin:
+            _pin(daemon.pid, 0)
         endpoint = f"tls:localhost:{daemon.port}" if tls else f"127.0.0.1:{daemon.port}"
-        command = [os.path.join(os.path.dirname(sys.executable), "jsonproto"), "bench", endpoint, "--json", "--server-pid", str(daemon.pid), *clientOptions]
+        command = [os.path.join(os.path.dirname(sys.executable), "jsonproto"), "bench", endpoint, "--json", *clientOptions]
+        if "--workers" not in daemonOptions:
+            # With workers the daemon's own process only supervises.
+            command += ["--server-pid", str(daemon.pid)]
         if tls:
             command += ["--ca", tls]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _pin(0, 1))
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, preexec_fn=(lambda: _pin(0, 1)) if pin else None
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{name}: jsonproto bench failed: {result.stderr.strip()}")
         summary = json.loads(result.stdout)
@@ -242,6 +264,8 @@ def main() -> None:
             throughput("2,000 connections", [], ["--conns", "200" if args.quick else "2000", "--pipeline", "1", *seconds]),
             throughput("200 KiB messages, 10 connections", [], ["--conns", "10", "--pipeline", "1", "--message-file", big, *seconds]),
             throughput("TLS pipelined, 50 x 64", [], ["--conns", "50", "--pipeline", "64", *seconds], tls=key),
+            throughput("pipelined, --workers 1, unpinned", [], ["--conns", "50", "--pipeline", "64", *seconds], pin=False),
+            throughput("pipelined, --workers 2, unpinned", ["--workers", "2"], ["--conns", "50", "--pipeline", "64", *seconds], pin=False),
         ]
     rows: list[tuple[str, str]] = []
     for run in runs:
@@ -249,6 +273,10 @@ def main() -> None:
         rows.append((f"{run['name']}: requests/s{bound}", f"{run['rps']:,.0f}"))
         rows.append((f"{run['name']}: p50 / p99 / p99.9 latency (us)", f"{run['p50_us']:,.0f} / {run['p99_us']:,.0f} / {run['p999_us']:,.0f}"))
     rows.append(("TLS pipelined / plain pipelined", f"{runs[5]['rps'] / runs[1]['rps']:.2f}x"))
+    rows.append((
+        "--workers 2 / --workers 1 (2 cores, the load generator on them too)",
+        f"{runs[7]['rps'] / runs[6]['rps']:.2f}x",
+    ))
     for scenario in (
         lambda: slowReaders(10 if args.quick else 100, 1 << 20 if args.quick else 8 << 20, 10 if args.quick else 30),
         lambda: soak(500 if args.quick else 10_000),

@@ -1,0 +1,15 @@
+"""
+Names this daemon instance "b", for the load-balancer tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonproto.dispatcher import Dispatcher
+
+
+def register(dispatcher: Dispatcher) -> None:
+    @dispatcher.handler("WHO")
+    def who(message: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"instance": "b", "peer": context.peer}
