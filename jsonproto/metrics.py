@@ -83,16 +83,26 @@ class JSONProtoCollector:
 def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher) -> Any:
     """
     A twisted.web site serving C{/metrics} in the Prometheus text format.
+
+    Rendered in the reactor thread (prometheus_client's own resource goes
+    through WSGI and a thread pool, and cannot serve a Unix socket).
     """
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.twisted import MetricsResource
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JSONProtoCollector(connections, dispatcher))  # type: ignore[arg-type]
+
+    class Metrics(Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
+            return generate_latest(registry)
+
     root = Resource()
-    root.putChild(b"metrics", MetricsResource(registry=registry))
+    root.putChild(b"metrics", Metrics())
     site = Site(root)
     site.noisy = False
     return site

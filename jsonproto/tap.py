@@ -11,11 +11,13 @@ import importlib
 import math
 import os
 import sys
+import tempfile
 from typing import Any, Callable
 
 from twisted.internet import endpoints
 from twisted.application.service import MultiService
 from twisted.python import usage
+from twisted.web.server import Site
 
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
@@ -24,7 +26,7 @@ from jsonproto.limits import Limits
 from jsonproto.metrics import metricsSite, registerStats
 from jsonproto.protocol import FRAMINGS, JSONServerFactory
 from jsonproto.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
-from jsonproto.workers import WorkerSupervisor, workerArguments
+from jsonproto.workers import MergedMetricsResource, WorkerSupervisor, workerArguments
 
 DEFAULT_PORT = "tcp:3001:interface=127.0.0.1"
 DEFAULT_BACKLOG = 4096
@@ -260,8 +262,19 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
         reactor = _reactor
     if config["workers"] > 1:
         top = MultiService()
+        sockets: dict[str, str] = {}
+        if config["metrics"]:
+            directory = tempfile.mkdtemp(prefix="jsonproto-metrics-")
+            sockets = {str(i): os.path.join(directory, f"worker-{i}.sock") for i in range(config["workers"])}
+            site = Site(MergedMetricsResource(sockets, reactor))
+            site.noisy = False
+            for description in config["metrics"]:
+                ListenerService(reactor, description, site).setServiceParent(top)
         WorkerSupervisor(
-            config["workers"], workerArguments(config.rawArguments), config["shutdown-timeout"], reactor
+            config["workers"],
+            lambda index: workerArguments(config.rawArguments, sockets.get(str(index))),
+            config["shutdown-timeout"],
+            reactor,
         ).setServiceParent(top)
         return top  # type: ignore[return-value]
     connections = ConnectionRegistry(config["max-connections"], config["max-connections-per-ip"])

@@ -7,8 +7,9 @@ with C{SO_REUSEPORT}: the kernel spreads new connections over them.  The
 parent only supervises: it restarts a worker that dies, and on SIGTERM it
 passes the signal on and waits for every worker to drain.
 
-Limits (C{--max-connections}, C{--max-connections-per-ip}) and metrics are
-per worker; workers log to the parent's standard output, so run the parent
+Limits (C{--max-connections}, C{--max-connections-per-ip}) are per worker;
+the parent serves C{--metrics} for all, each sample labelled with its
+worker (it scrapes them over Unix sockets); workers log to the parent's standard output, so run the parent
 in the foreground (C{twistd -n}, as under systemd).
 """
 
@@ -80,9 +81,10 @@ class WorkerSupervisor(Service):
     @ivar workers: The running workers, by index.
     """
 
-    def __init__(self, count: int, arguments: list[str], shutdownTimeout: float, reactor: Any) -> None:
+    def __init__(self, count: int, arguments: Any, shutdownTimeout: float, reactor: Any) -> None:
         self.count = count
-        self.arguments = arguments
+        # A list of arguments, or a function of the worker's index giving them.
+        self.arguments = arguments if callable(arguments) else (lambda index: arguments)
         self.shutdownTimeout = shutdownTimeout
         self.reactor = reactor
         self.workers: dict[int, tuple[_Worker, Any]] = {}
@@ -94,7 +96,7 @@ class WorkerSupervisor(Service):
 
     def _start(self, index: int) -> None:
         worker = _Worker(self, index)
-        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *self.arguments]
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *self.arguments(index)]
         env = dict(os.environ, JSONPROTO_WORKER=str(index))
         # Workers log to the parent's standard output and error, as they are.
         transport = self.reactor.spawnProcess(
@@ -143,10 +145,11 @@ class WorkerSupervisor(Service):
             pass
 
 
-def workerArguments(rawArguments: list[str]) -> list[str]:
+def workerArguments(rawArguments: list[str], metricsSocket: str | None = None) -> list[str]:
     """
     The twistd command line of a worker: the daemon's own options, less
-    C{--workers}, in the foreground, reusing ports.
+    C{--workers} and C{--metrics} (the parent serves those, merged), in the
+    foreground, reusing ports; its metrics on C{metricsSocket}, if given.
     """
     arguments: list[str] = []
     skip = False
@@ -154,11 +157,88 @@ def workerArguments(rawArguments: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if argument == "--workers":
+        if argument in ("--workers", "--metrics"):
             skip = True
             continue
-        if argument.startswith("--workers="):
+        if argument.startswith(("--workers=", "--metrics=")):
             continue
         arguments.append(argument)
+    if metricsSocket is not None:
+        arguments += ["--metrics", f"unix:{metricsSocket}"]
     return ["-n", "--pidfile=", "jsonproto", *arguments, "--reuse-port"]
 
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def mergeMetrics(texts: dict[str, str]) -> str:
+    """
+    Several workers' Prometheus texts as one, each sample labelled with its
+    worker; the samples of a metric family stay together, as the format
+    requires.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, tuple[str, str, list[str]]] = {}
+    for worker, text in texts.items():
+        for family in text_string_to_metric_families(text):
+            entry = families.setdefault(family.name, (family.type, family.documentation, []))
+            for sample in family.samples:
+                labels = {"worker": worker, **sample.labels}
+                rendered = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+                entry[2].append(f"{sample.name}{{{rendered}}} {sample.value!r}")
+    lines = []
+    for name, (kind, documentation, samples) in families.items():
+        lines.append(f"# HELP {name} {documentation}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(samples)
+    return "\n".join(lines) + "\n"
+
+
+class MergedMetricsResource:
+    """
+    A twisted.web resource for C{/metrics} on the parent: it scrapes every
+    worker's metrics over its Unix socket and serves them merged.
+    """
+
+    def __new__(cls, sockets: dict[str, str], reactor: Any) -> Any:
+        from twisted.web.resource import Resource
+        from twisted.web.server import NOT_DONE_YET
+
+        class Merged(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> Any:
+                from twisted.internet.defer import gatherResults
+                from twisted.web.client import Agent, readBody
+
+                def fetch(path: str) -> Deferred[bytes]:
+                    agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, path))
+                    return agent.request(b"GET", b"http://worker/metrics").addCallback(readBody)
+
+                workers = sorted(sockets)
+                fetched = [fetch(sockets[w]).addErrback(lambda f: b"") for w in workers]
+
+                def respond(bodies: list[bytes]) -> None:
+                    text = mergeMetrics({w: b.decode() for w, b in zip(workers, bodies) if b})
+                    request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
+                    request.write(text.encode())
+                    request.finish()
+
+                gatherResults(fetched).addCallback(respond)
+                return NOT_DONE_YET
+
+        root = Resource()
+        root.putChild(b"metrics", Merged())
+        return root
+
+
+class _UnixEndpoints:
+    def __init__(self, reactor: Any, path: str) -> None:
+        self.reactor = reactor
+        self.path = path
+
+    def endpointForURI(self, uri: Any) -> Any:
+        return endpoints.UNIXClientEndpoint(self.reactor, self.path)

@@ -110,6 +110,30 @@ class OptionsTests(TestCase):
             ["-n", "--pidfile=", "jsonproto", "--port", "tcp:1", "--idle-timeout", "5", "--reuse-port"],
         )
         self.assertEqual(workerArguments(["--workers=4", "--echo", "tcp:2"])[3:], ["--echo", "tcp:2", "--reuse-port"])
+        self.assertEqual(
+            workerArguments(["--metrics", "tcp:9101", "--port", "tcp:1"], "/run/w0.sock")[3:],
+            ["--port", "tcp:1", "--metrics", "unix:/run/w0.sock", "--reuse-port"],
+        )
+
+    def test_mergeMetrics(self) -> None:
+        """
+        Workers' metrics merge into one text, each sample labelled with its
+        worker and each family's samples together.
+        """
+        from prometheus_client.parser import text_string_to_metric_families
+
+        from jsonproto.workers import mergeMetrics
+
+        one = '# HELP x_total X.\n# TYPE x_total counter\nx_total{code="a"} 1.0\n# HELP y Y.\n# TYPE y gauge\ny 2.0\n'
+        two = '# HELP x_total X.\n# TYPE x_total counter\nx_total{code="a"} 3.0\n'
+        merged = mergeMetrics({"0": one, "1": two})
+        samples = [s for f in text_string_to_metric_families(merged) for s in f.samples]
+        self.assertEqual(
+            sorted((s.labels["worker"], s.labels["code"], s.value) for s in samples if s.name == "x_total"),
+            [("0", "a", 1.0), ("1", "a", 3.0)],
+        )
+        self.assertEqual([(s.labels, s.value) for s in samples if s.name == "y"], [({"worker": "0"}, 2.0)])
+        self.assertEqual(merged.count("# TYPE"), 2)
 
     def test_badFraming(self) -> None:
         self.assertUsageError(["--framing", "xml"], "--framing", "line, int32", "'xml'")

@@ -207,13 +207,17 @@ class WorkersTests(SynchronousTestCase):
         is killed is replaced and the port keeps answering; SIGTERM to the
         parent drains both (their slow requests are answered) and ends all.
         """
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
+        ports = []
+        for _ in range(2):
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+            probe.close()
+        port, metricsPort = ports
         process = twistd(
             "-n", "--pidfile=", "jsonproto", "--port", f"tcp:{port}:interface=127.0.0.1",
             "--workers", "2", "--handlers", "tests.peerhandlers", "--handlers", "tests.slowhandlers",
+            "--metrics", f"tcp:{metricsPort}:interface=127.0.0.1",
         )
         self.addCleanup(lambda: process.poll() is None and process.kill())
         readUntil(process, rb"JSONServerFactory starting on")
@@ -229,6 +233,20 @@ class WorkersTests(SynchronousTestCase):
 
         first = pids(40)
         self.assertEqual(len(first), 2)
+        # The parent serves every worker's metrics, labelled by worker.
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metricsPort}/metrics", timeout=DEADLINE).read().decode()
+        received = {
+            s.labels["worker"]: s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "jsonproto_messages_received_total"
+        }
+        self.assertEqual(set(received), {"0", "1"})
+        self.assertEqual(sum(received.values()), 40)
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
         readUntil(process, rb"worker \d ended")
