@@ -22,7 +22,9 @@ from tests.e2e import startDaemon
 PEER = b'{"type":"PEER"}\n'
 
 
-def proxied(port: int, source: str, sourcePort: int, payload: bytes, tlsCA: str | None = None) -> list[Any]:
+def proxied(
+    port: int, source: str, sourcePort: int, payload: bytes, tlsCA: str | None = None, replies: int | None = None
+) -> list[Any]:
     """
     Connect as a load balancer would: a PROXY v1 header, then the client's
     bytes (in TLS if C{tlsCA}); return the replies.
@@ -34,7 +36,7 @@ def proxied(port: int, source: str, sourcePort: int, payload: bytes, tlsCA: str 
     with sock:
         sock.sendall(payload)
         data = b""
-        while data.count(b"\n") < payload.count(b"\n"):
+        while data.count(b"\n") < (payload.count(b"\n") if replies is None else replies):
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -104,6 +106,7 @@ class ProxyProtocolTests(TestCase):
         what it is from a client: not JSON.  The address stays the real one.
         """
         _, [port] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--handlers", "tests.peerhandlers")
-        replies = yield deferToThread(proxied, port, "203.0.113.9", 1, PEER)
+        # Two replies: one for the PROXY line, one for the request.
+        replies = yield deferToThread(proxied, port, "203.0.113.9", 1, PEER, None, 2)
         self.assertEqual(replies[0]["code"], "invalid_json")
         self.assertTrue(replies[1]["peer"].startswith("127.0.0.1:"))
