@@ -151,7 +151,7 @@ class Options(usage.Options):
     optFlags = [
         ["enable-stats", None, "Answer the STATS message type (uptime, connections, traffic) on every --port."],
         ["log-messages", None, "Log every message received and sent (for debugging: it costs more than the messages)."],
-        ["reuse-port", None, "Bind tcp: and tcp6: ports with SO_REUSEPORT, so several daemons share them (--workers does this)."],
+        ["reuse-port", None, "Bind the ports with SO_REUSEPORT, so several daemons share them (--workers does this)."],
     ]
 
     def __init__(self) -> None:
@@ -231,6 +231,19 @@ class Options(usage.Options):
                     f"{type(e).__name__}: {e}"
                 ) from None
         self["dispatcher"] = dispatcher
+        if self["workers"] > 1 or self["reuse-port"]:
+            from jsonproto.workers import CannotShare, reusePortEndpoint
+
+            for option, descriptions in (("port", self["ports"]), ("echo", self["echo"])):
+                for description in descriptions:
+                    try:
+                        reusePortEndpoint(_ParseOnlyReactor(), description)
+                    except CannotShare:
+                        raise usage.UsageError(
+                            f"--{option} {description!r} cannot be shared by --workers (SO_REUSEPORT "
+                            "works for tcp:, tcp6:, ssl:, jsonproto-tls: and haproxy: around them); "
+                            "use one of those, or run one daemon per such listener"
+                        ) from None
         self["limits"] = Limits(
             idleTimeout=self["idle-timeout"],
             maxMessageSize=self["max-message-size"],
@@ -297,5 +310,5 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     if config["metrics"]:
         site = metricsSite(connections, config["dispatcher"])
         for description in config["metrics"]:
-            ListenerService(reactor, description, site, reusePort=config["reuse-port"]).setServiceParent(top)
+            ListenerService(reactor, description, site).setServiceParent(top)
     return top

@@ -2,8 +2,9 @@
 Several processes serving the same ports, to use every core of a machine.
 
 C{twistd jsonproto --workers N} starts N worker processes, each a complete
-daemon (the same options, less C{--workers}), which bind the same TCP ports
-with C{SO_REUSEPORT}: the kernel spreads new connections over them.  The
+daemon (the same options, less C{--workers}), which bind the same ports with
+C{SO_REUSEPORT} (C{tcp:}, C{tcp6:}, C{ssl:}, C{jsonproto-tls:}, and
+C{haproxy:} around them): the kernel spreads new connections over them.  The
 parent only supervises: it restarts a worker that dies, and on SIGTERM it
 passes the signal on and waits for every worker to drain.
 
@@ -51,15 +52,61 @@ class ReusePortTCPEndpoint:
         return defer.execute(self.reactor.listenTCP, binding, factory, self.backlog, self.interface)
 
 
-def reusePortEndpoint(reactor: Any, description: str) -> Any:
+@implementer(IStreamServerEndpoint)
+class ReusePortSSLEndpoint(ReusePortTCPEndpoint):
     """
-    The endpoint for C{description}, bound with C{SO_REUSEPORT} if it is a
-    plain C{tcp:} or C{tcp6:} one.
+    Twisted's C{ssl:} server endpoint, bound with C{SO_REUSEPORT}.
     """
-    endpoint = endpoints.serverFromString(reactor, description)
+
+    def __init__(self, reactor: Any, port: int, backlog: int, interface: str, contextFactory: Any) -> None:
+        super().__init__(reactor, port, backlog, interface)
+        self.contextFactory = contextFactory
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        from twisted.internet import defer, tcp
+
+        binding = tcp.makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
+        return defer.execute(
+            self.reactor.listenSSL, binding, factory, self.contextFactory, self.backlog, self.interface
+        )
+
+
+class CannotShare(ValueError):
+    """
+    An endpoint that several processes cannot listen on at once.
+    """
+
+
+def shareable(reactor: Any, endpoint: Any) -> Any:
+    """
+    The same endpoint, bound with C{SO_REUSEPORT}: C{tcp:}, C{tcp6:},
+    C{ssl:}, C{jsonproto-tls:} and C{haproxy:} around any of them.
+
+    @raise CannotShare: For any other (a Unix socket, systemd's sockets).
+    """
+    from jsonproto.tls import TLSServerEndpoint
+
     if isinstance(endpoint, (endpoints.TCP4ServerEndpoint, endpoints.TCP6ServerEndpoint)):
         return ReusePortTCPEndpoint(reactor, endpoint._port, endpoint._backlog, endpoint._interface)
-    return endpoint
+    if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        return ReusePortSSLEndpoint(
+            reactor, endpoint._port, endpoint._backlog, endpoint._interface, endpoint._sslContextFactory
+        )
+    if isinstance(endpoint, TLSServerEndpoint):
+        return TLSServerEndpoint(shareable(reactor, endpoint.tcp), endpoint.tls)
+    wrapped = getattr(endpoint, "_wrappedEndpoint", None)
+    if wrapped is not None:  # haproxy: (Twisted's _WrapperServerEndpoint)
+        return type(endpoint)(shareable(reactor, wrapped), endpoint._wrapperFactory)
+    raise CannotShare(f"{type(endpoint).__name__} cannot be shared by several processes")
+
+
+def reusePortEndpoint(reactor: Any, description: str) -> Any:
+    """
+    The endpoint for C{description}, bound with C{SO_REUSEPORT}.
+
+    @raise CannotShare: If it cannot be.
+    """
+    return shareable(reactor, endpoints.serverFromString(reactor, description))
 
 
 class _Worker(protocol.ProcessProtocol):

@@ -115,6 +115,13 @@ class OptionsTests(TestCase):
             ["--port", "tcp:1", "--metrics", "unix:/run/w0.sock", "--reuse-port"],
         )
 
+    def test_workersNeedShareablePorts(self) -> None:
+        """
+        With --workers, every listener must be one SO_REUSEPORT can share.
+        """
+        self.parse("--workers", "2", "--port", "tcp:1", "--echo", "haproxy:tcp:2")
+        self.assertUsageError(["--workers", "2", "--port", "unix:/tmp/x.sock"], "--port", "cannot be shared by --workers")
+
     def test_mergeMetrics(self) -> None:
         """
         Workers' metrics merge into one text, each sample labelled with its

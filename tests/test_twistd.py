@@ -275,3 +275,32 @@ class WorkersTests(SynchronousTestCase):
             with self.assertRaises(ProcessLookupError):
                 os.kill(pid, 0)
         os.unlink(process.logPath)  # type: ignore[attr-defined]
+
+    def test_workersTLS(self) -> None:
+        """
+        Workers share TLS listeners too (ssl: and jsonproto-tls:).
+        """
+        from jsonproto import certs
+        from jsonproto.client import Client
+
+        key = os.path.abspath(self.mktemp())
+        certs.writeCertificate(key, ["localhost", "127.0.0.1"])
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        process = twistd(
+            "-n", "--pidfile=", "jsonproto", "--port", f"jsonproto-tls:{port}:interface=127.0.0.1:privateKey={key}",
+            "--workers", "2", "--handlers", "tests.peerhandlers",
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        readUntil(process, rb"\(TLS\) starting on")
+        readUntil(process, rb"\(TLS\) starting on")
+        seen = set()
+        for _ in range(30):
+            with Client("localhost", port, tls=True, ca=key, timeout=DEADLINE) as c:
+                seen.add(c.request({"type": "PID"})["pid"])
+        self.assertEqual(len(seen), 2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=DEADLINE)
+        os.unlink(process.logPath)  # type: ignore[attr-defined]
