@@ -199,6 +199,14 @@ class ConnectionRefused(Exception):
         self.why = why
 
 
+_TRAFFIC = ("messagesIn", "messagesOut", "bytesIn", "bytesOut", "pauses")
+
+
+def _addTraffic(totals: dict[str, int], info: ConnectionInfo) -> None:
+    for key in _TRAFFIC:
+        totals[key] += getattr(info, key)
+
+
 class ConnectionRegistry:
     """
     The active connections of a service, shared by all its listeners, and
@@ -223,7 +231,7 @@ class ConnectionRegistry:
         self.errorReplies: dict[str, int] = {}
         # Traffic of the connections that have closed (the open ones keep
         # their own until they close).
-        self.closedTotals = {"messagesIn": 0, "messagesOut": 0, "bytesIn": 0, "bytesOut": 0, "pauses": 0}
+        self.closedTotals = dict.fromkeys(_TRAFFIC, 0)
         self._active: dict[int, ConnectionInfo] = {}
         self._perHost: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -240,6 +248,14 @@ class ConnectionRegistry:
         host = hostOf(address)
         if self.maxConnections and len(self._active) >= self.maxConnections:
             raise self._refuse(ConnectionRefused(SERVER_BUSY, f"{self.maxConnections} connections open"))
+        self._checkHost(host)
+        self._countHost(host, 1)
+        info = ConnectionInfo(next(self._ids), peer, host, now, now, protocol=connection)
+        self._active[info.id] = info
+        self.accepted += 1
+        return info
+
+    def _checkHost(self, host: str | None) -> None:
         if host is not None and self.maxConnectionsPerHost:
             if self._perHost.get(host, 0) >= self.maxConnectionsPerHost:
                 raise self._refuse(
@@ -247,12 +263,15 @@ class ConnectionRegistry:
                         TOO_MANY_CONNECTIONS, f"{self.maxConnectionsPerHost} connections open from {host}"
                     )
                 )
-        if host is not None:
-            self._perHost[host] = self._perHost.get(host, 0) + 1
-        info = ConnectionInfo(next(self._ids), peer, host, now, now, protocol=connection)
-        self._active[info.id] = info
-        self.accepted += 1
-        return info
+
+    def _countHost(self, host: str | None, change: int) -> None:
+        if host is None:
+            return
+        count = self._perHost.get(host, 0) + change
+        if count:
+            self._perHost[host] = count
+        else:
+            del self._perHost[host]
 
     def _refuse(self, refusal: ConnectionRefused) -> ConnectionRefused:
         self.refused += 1
@@ -278,11 +297,7 @@ class ConnectionRegistry:
         """
         totals = dict(self.closedTotals)
         for info in self._active.values():
-            totals["messagesIn"] += info.messagesIn
-            totals["messagesOut"] += info.messagesOut
-            totals["bytesIn"] += info.bytesIn
-            totals["bytesOut"] += info.bytesOut
-            totals["pauses"] += info.pauses
+            _addTraffic(totals, info)
         return totals
 
     def remove(self, info: ConnectionInfo) -> None:
@@ -292,18 +307,8 @@ class ConnectionRegistry:
         if self._active.pop(info.id, None) is None:
             return
         info.protocol = None
-        totals = self.closedTotals
-        totals["messagesIn"] += info.messagesIn
-        totals["messagesOut"] += info.messagesOut
-        totals["bytesIn"] += info.bytesIn
-        totals["bytesOut"] += info.bytesOut
-        totals["pauses"] += info.pauses
-        if info.host is not None:
-            left = self._perHost[info.host] - 1
-            if left:
-                self._perHost[info.host] = left
-            else:
-                del self._perHost[info.host]
+        _addTraffic(self.closedTotals, info)
+        self._countHost(info.host, -1)
         if not self._active:
             waiters, self._emptyWaiters = self._emptyWaiters, []
             for waiter in waiters:
@@ -320,18 +325,9 @@ class ConnectionRegistry:
         if host == info.host:
             info.peer = formatAddress(address)
             return
-        if host is not None and self.maxConnectionsPerHost and self._perHost.get(host, 0) >= self.maxConnectionsPerHost:
-            raise self._refuse(
-                ConnectionRefused(TOO_MANY_CONNECTIONS, f"{self.maxConnectionsPerHost} connections open from {host}")
-            )
-        if info.host is not None:
-            left = self._perHost[info.host] - 1
-            if left:
-                self._perHost[info.host] = left
-            else:
-                del self._perHost[info.host]
-        if host is not None:
-            self._perHost[host] = self._perHost.get(host, 0) + 1
+        self._checkHost(host)
+        self._countHost(info.host, -1)
+        self._countHost(host, 1)
         info.host = host
         info.peer = formatAddress(address)
 
