@@ -100,6 +100,9 @@ class HandlerLatency:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        # Requests of each type answered with an error (counted on the error
+        # path only; "(unknown)" and "(invalid)" ones all are).
+        self.errors: dict[str, int] = {}
         # Per type: bucket counts (the last for +Inf), and the sum.
         self.buckets: dict[str, list[int]] = {}
         self.sums: dict[str, float] = {}
@@ -107,6 +110,10 @@ class HandlerLatency:
 
     def count(self, label: str) -> None:
         self.counts[label] = self.counts.get(label, 0) + 1
+
+    def countError(self, messageType: Any) -> None:
+        label = messageType if isinstance(messageType, str) else INVALID
+        self.errors[label] = self.errors.get(label, 0) + 1
 
     def observe(self, messageType: str, seconds: float) -> None:
         buckets = self.buckets.get(messageType)
@@ -239,6 +246,7 @@ class Dispatcher:
         except RequestError as e:
             if started:
                 latency.observe(messageType, perf_counter() - started)
+            latency.countError(messageType)
             return _withId(e.reply(), message)
         except Exception:
             return self._failed(Failure(), message)
@@ -247,6 +255,7 @@ class Dispatcher:
         if failure.check(CancelledError):
             # Whoever cancelled (a request timeout) says what to reply.
             return failure
+        self.latency.countError(message.get("type"))
         if failure.check(RequestError):
             return _withId(failure.value.reply(), message)
         log.failure(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from jsonproto.connection import ConnectionRegistry
-from jsonproto.dispatcher import LATENCY_BUCKETS, Dispatcher
+from jsonproto.dispatcher import INVALID, LATENCY_BUCKETS, UNKNOWN, Dispatcher
 
 
 class JSONProtoCollector:
@@ -68,6 +68,15 @@ class JSONProtoCollector:
         for messageType, count in sorted(latency.counts.items()):
             byType.add_metric([messageType], count)
         yield byType
+        failed = CounterMetricFamily(
+            "jsonproto_request_errors", "Requests answered with an error, by type.", labels=["type"]
+        )
+        for messageType in sorted(latency.counts):
+            if messageType in (UNKNOWN, INVALID):
+                failed.add_metric([messageType], latency.counts[messageType])
+            else:
+                failed.add_metric([messageType], latency.errors.get(messageType, 0))
+        yield failed
         histogram = HistogramMetricFamily(
             "jsonproto_handler_seconds", "How long handlers took, by message type.", labels=["type"]
         )

@@ -202,3 +202,54 @@ class DocumentationSessionTests(TestCase):
                     self.assertEqual((status, err.getvalue()), (0, ""), f"{os.path.basename(page)}: {argv}")
                     self.assertEqual(json.loads(out.getvalue())["status"], "OK")
         self.assertGreaterEqual(sessions, 2)
+
+
+class ClientsPageTests(TestCase):
+    @inlineCallbacks
+    def test_sendExamples(self) -> None:
+        """
+        The jsonproto send examples of the clients page, each run against a
+        daemon like the one it names: newline JSON on "3001", int32 on
+        "3002", mutual TLS for "db.example" (reached at 127.0.0.1, checked
+        under its name).  Every one exits 0.
+        """
+        with open(os.path.join(REPO, "docs", "clients.md"), encoding="utf-8") as f:
+            block = re.search(r"## From the command line.*?```sh\n(.*?)```", f.read(), re.S).group(1)  # type: ignore[union-attr]
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(work)
+        for argv in (["cert", "test CA", "--make-ca", "-o", "ca.pem"], ["cert", "db.example", "--ca", "ca.pem", "-o", "db.pem"], ["cert", "me", "--ca", "ca.pem", "-o", "me.pem"]):
+            cli.main(argv, err=io.StringIO())
+        _, [line] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1")
+        _, [int32] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--framing", "int32")
+        _, [tls] = yield startDaemon(
+            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={work}/db.pem:clientCA={work}/ca.pem"
+        )
+        ports = {"3001": line, "3002": int32, "3443": tls}
+        ran = 0
+        for text in block.splitlines():
+            stdin: io.StringIO = io.StringIO("")
+            if " | " in text:
+                printf, text = text.split(" | ")
+                format, value = shlex.split(printf)[1:]
+                stdin = io.StringIO(codecs.decode(format, "unicode_escape") % value)
+            argv = shlex.split(text, comments=True)
+            if "# at a terminal" in text:
+                stdin = FakeTerminalInput('{"type":"SUM","a":1,"b":2}\n')
+            endpoint = argv[2]
+            kind, host, port = (["tcp"] + endpoint.split(":"))[-3:]
+            argv[2] = f"{kind}:127.0.0.1:{ports[port]}"
+            if host != "localhost":
+                argv += ["--server-name", host]
+            out, err = io.StringIO(), io.StringIO()
+            status = yield deferToThread(cli.main, argv[1:], stdin=stdin, out=out, err=err)
+            self.assertEqual((status, err.getvalue().count("jsonproto:")), (0, 0), f"{text}: {err.getvalue()}")
+            self.assertTrue(out.getvalue())
+            ran += 1
+        self.assertEqual(ran, 5)
+
+
+class FakeTerminalInput(io.StringIO):
+    def isatty(self) -> bool:
+        return True

@@ -35,7 +35,8 @@ class MetricsTests(TestCase):
         """
         service, [port, metricsPort] = yield startDaemon(self, "--port", LOCAL, "--metrics", LOCAL)
         sent = (
-            line({"type": "SUM", "a": 1, "b": 2}) * 3
+            line({"type": "SUM", "a": 1, "b": 2}) * 2
+            + line({"type": "SUM", "a": "1", "b": 2})
             + line({"type": "NOPE"}) * 2
             + b"not json\n"
             + line({"type": "GREETING", "name": "M"})
@@ -51,8 +52,12 @@ class MetricsTests(TestCase):
             ("jsonproto_messages_sent_total", ()): 7,
             ("jsonproto_bytes_received_total", ()): len(sent),
             ("jsonproto_bytes_sent_total", ()): len(received),
-            ("jsonproto_replies_total", (("status", "OK"),)): 4,
-            ("jsonproto_replies_total", (("status", "ERROR"),)): 3,
+            ("jsonproto_replies_total", (("status", "OK"),)): 3,
+            ("jsonproto_replies_total", (("status", "ERROR"),)): 4,
+            ("jsonproto_request_errors_total", (("type", "SUM"),)): 1,
+            ("jsonproto_request_errors_total", (("type", "GREETING"),)): 0,
+            ("jsonproto_request_errors_total", (("type", "(unknown)"),)): 2,
+            ("jsonproto_error_replies_total", (("code", "invalid_field"),)): 1,
             ("jsonproto_error_replies_total", (("code", "unknown_type"),)): 2,
             ("jsonproto_error_replies_total", (("code", "invalid_json"),)): 1,
             ("jsonproto_messages_dispatched_total", (("type", "SUM"),)): 3,
