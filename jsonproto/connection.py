@@ -61,6 +61,17 @@ def formatAddress(address: IAddress | None) -> str:
     return str(address)
 
 
+def recheckAfter(elapsed: float, timeout: float) -> float:
+    """
+    When a timer that found C{elapsed} of C{timeout} gone (and did not
+    act) should look again: when the rest runs out, or a whole timeout on
+    if it had run out but something (work under way, a pause) held it.
+
+    Timers here are moved only when they fire, never on every message.
+    """
+    return timeout - elapsed if elapsed < timeout else timeout
+
+
 def hostOf(address: IAddress | None) -> str | None:
     """
     The client's IP address, which per-address limits count by; L{None}
@@ -565,8 +576,7 @@ class TrackedProtocol(protocol.Protocol):
         if idleFor >= timeout and not self.busy:
             self.closeConnection(f"idle for {idleFor:.0f} seconds", "idle")
             return
-        wait = timeout - idleFor if idleFor < timeout else timeout
-        self._idleCall = self.clock.callLater(wait, self._checkIdle)
+        self._idleCall = self.clock.callLater(recheckAfter(idleFor, timeout), self._checkIdle)
 
     def _logClose(self, action: str, reason: str) -> None:
         if self.info is not None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, ClassVar
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
@@ -37,7 +38,7 @@ from zope.interface import implementer
 
 from jsonproto import codec, framing
 from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import ConnectionRegistry, TrackedProtocol, TrackingFactory
+from jsonproto.connection import ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
 from jsonproto.dispatcher import Dispatcher, Reply, errorReply
 from jsonproto.errors import (
     INTERNAL_ERROR,
@@ -53,8 +54,6 @@ from jsonproto.errors import (
 from jsonproto.limits import Limits
 
 log = Logger()
-
-DEFAULT_MAX_MESSAGE_SIZE = Limits.maxMessageSize
 
 BATCH_BYTES = 64 * 1024
 """
@@ -101,8 +100,6 @@ def _directSocket(transport: Any) -> Any:
     C{_tempDataBuffer}); otherwise L{None}, and writes go through the
     transport (TLS, PROXY protocol, Unix sockets, test transports).
     """
-    from twisted.internet import tcp
-
     if type(transport) is tcp.Server and hasattr(transport, "_tempDataBuffer") and hasattr(transport, "dataBuffer"):
         return transport.socket
     return None
@@ -196,10 +193,11 @@ class JSONMessageProtocol(TrackedProtocol):
         self._processFrames()
         completed = info.messagesIn != before
         if completed:
-            self.touch()
+            # Activity, for the idle timer (one clock read serves both).
+            info.lastActivity = self.clock.seconds()
         if self.limits.messageTimeout and decoder.midMessage:
             if completed or self._partialSince is None:
-                self._partialSince = self.clock.seconds()
+                self._partialSince = info.lastActivity if completed else self.clock.seconds()
                 if self._messageCall is None:
                     self._messageCall = self.clock.callLater(
                         self.limits.messageTimeout, self._checkMessageTimeout
@@ -466,8 +464,7 @@ class JSONMessageProtocol(TrackedProtocol):
         if elapsed >= timeout and not self._paused:
             self.closeConnection(f"a message took more than {timeout:g} seconds to arrive", "message_timeout")
             return
-        wait = timeout - elapsed if elapsed < timeout else timeout
-        self._messageCall = self.clock.callLater(wait, self._checkMessageTimeout)
+        self._messageCall = self.clock.callLater(recheckAfter(elapsed, timeout), self._checkMessageTimeout)
 
     # Closing
 

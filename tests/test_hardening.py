@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry
+from jsonproto.connection import ConnectionRegistry
 from jsonproto.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.protocol import BATCH_BYTES, DRAIN_TURN, JSONServerFactory

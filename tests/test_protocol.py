@@ -5,7 +5,6 @@ gets back, byte for byte, in both framings.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred

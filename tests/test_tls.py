@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import ssl
 
 from twisted.internet import endpoints, reactor
@@ -27,7 +26,7 @@ from jsonproto.client import Client
 from jsonproto.connection import ClientIdentity
 from jsonproto.limits import Limits
 from jsonproto.protocol import JSONServerFactory
-from tests.e2e import Collector, certificateOnly, daemonLog, exchange, lines, startDaemon, twistd
+from tests.e2e import Collector, certificateOnly, exchange, lines, startDaemon, twistd
 from tests.support import LogCatcher, line, readLines
 from tests.test_twistd import DEADLINE, readUntil
 
