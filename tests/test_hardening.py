@@ -410,14 +410,15 @@ class WorkerPoolTests(TestCase):
         """
         factory = JSONServerFactory(self.dispatcher, clock=reactor)
         proto, transport = connect(factory)
+        running: list[Deferred[Any]] = []
+        run = self.workers.run
+        self.patch(self.workers, "run", lambda *a: running.append(run(*a)) or running[-1])
         proto.dataReceived(line({"type": "BLOCK", "id": 1}) + line({"type": "SUM", "a": 1, "b": 1, "id": 2}))
         self.assertEqual(transport.value(), b"")
         self.release.set()
-        while len(readLines(transport.value())) < 2:
-            # Each turn lets the worker's result reach the reactor thread.
-            d: Deferred[None] = Deferred()
-            reactor.callLater(0, d.callback, None)
-            yield d
+        # Fires once the thread's result reaches the reactor thread, after
+        # the protocol's own callbacks have written the replies.
+        yield running[0]
         replies = readLines(transport.value())
         self.assertEqual([r["id"] for r in replies], [1, 2])
         self.assertNotEqual(replies[0]["thread"], threading.current_thread().name)

@@ -239,10 +239,13 @@ class ReloadTests(SynchronousTestCase):
         path = self.mktemp()
         certs.writeCertificate(path, ["localhost"])
         tls = ReloadableTLS(privateKey=path)
+        before = tls._options
         with open(path, "w") as f:
             f.write("half-written")
+        logged = LogCatcher(self)
         self.assertFalse(tls.reload())
-        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        self.assertIs(tls._options, before)
+        self.assertEqual(len(logged.matching("TLS files not reloaded, keeping the current ones")), 1)
 
 
 class IdentityTests(SynchronousTestCase):
