@@ -46,6 +46,11 @@ def sum_(message: Message, context: Any) -> Reply:
     booleans); integers stay integers; a sum past the largest double is an
     error rather than C{Infinity}, which JSON cannot carry.
     """
+    a = message.get("a")
+    b = message.get("b")
+    if type(a) is int and type(b) is int:
+        # The common case: exact, and no bool (a subclass) gets here.
+        return {"result": a + b}
     result = _number(message, "a") + _number(message, "b")
     if isinstance(result, float) and not math.isfinite(result):
         raise RequestError(NUMBER_OUT_OF_RANGE)

@@ -127,7 +127,7 @@ def decode(payload: bytes) -> Any:
         # The standard library says precisely what is wrong (not UTF-8, NaN,
         # a lone surrogate); errors are rare enough to afford it.
         return _decodeStrictly(payload)
-    if _mayHoldBigInteger(payload, value):
+    if mayHoldBigInteger(payload, value):
         return _decodeStrictly(payload)
     return value
 
@@ -135,7 +135,7 @@ def decode(payload: bytes) -> Any:
 _DIGITS = b"0123456789"
 
 
-def _mayHoldBigInteger(payload: bytes, value: Any) -> bool:
+def mayHoldBigInteger(payload: bytes, value: Any) -> bool:
     """
     Whether orjson may have turned an integer past 64 bits into a float:
     a run of 20 digits in a short message, a float of 2**63 or more in a
@@ -159,7 +159,7 @@ def _mayHoldBigInteger(payload: bytes, value: Any) -> bool:
     return False
 
 
-def _allFinite(value: Any) -> bool:
+def allFinite(value: Any) -> bool:
     """
     Whether no float in C{value} is NaN or infinite.
     """
@@ -231,7 +231,7 @@ def encode(value: Any) -> bytes:
             # orjson writes NaN and Infinity as null: where there is a null,
             # make sure it was one.  Scanning a long reply costs more than
             # walking it.
-            if b"null" not in encoded if len(encoded) <= 4096 else _allFinite(value):
+            if b"null" not in encoded if len(encoded) <= 4096 else allFinite(value):
                 return encoded
     try:
         return _encoder.encode(value).encode("utf-8")

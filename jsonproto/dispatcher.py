@@ -225,15 +225,32 @@ class Dispatcher:
         started = perf_counter() if latency.calls % latency.SAMPLE == 0 else 0.0
         try:
             result = handler(message, context)
-            if type(result) is dict:
-                # The common case, without the checks below.
-                if started:
-                    latency.observe(messageType, perf_counter() - started)
-                reply: Reply = {"status": "OK"}
-                reply.update(result)
-                if "id" in message:
-                    reply["id"] = message["id"]
-                return reply
+        except Exception as e:
+            return self.raised(e, message, messageType, started)
+        if type(result) is dict:
+            # The common case, without the checks in returned().
+            if started:
+                latency.observe(messageType, perf_counter() - started)
+            reply: Reply = {"status": "OK"}
+            reply.update(result)
+            if "id" in message:
+                reply["id"] = message["id"]
+            return reply
+        return self.returned(result, message, messageType, started)
+
+    def returned(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Reply]:
+        """
+        Finish a call whose handler returned something other than a plain
+        C{dict}: a L{Deferred}, an awaitable, a dict subclass, or a mistake.
+
+        Public for L{jsonproto.fastpath}, which calls handlers itself and
+        hands over only these rarer results.
+
+        @param started: When the handler was called, or C{0.0} when this call
+            is not one of the sampled ones.
+        """
+        latency = self.latency
+        try:
             if inspect.isawaitable(result) and not isinstance(result, Deferred):
                 result = ensureDeferred(result)
             if isinstance(result, Deferred):
@@ -243,13 +260,29 @@ class Dispatcher:
             if started:
                 latency.observe(messageType, perf_counter() - started)
             return _okReply(result, message)
-        except RequestError as e:
+        except Exception as e:
+            return self.raised(e, message, messageType, started)
+
+    def raised(self, error: Exception, message: Message, messageType: str, started: float) -> Reply:
+        """
+        Finish a call whose handler raised C{error}: a L{RequestError} is the
+        client's to see, anything else is logged and becomes C{"Internal
+        error"}.
+        """
+        if isinstance(error, RequestError):
             if started:
-                latency.observe(messageType, perf_counter() - started)
-            latency.countError(messageType)
-            return _withId(e.reply(), message)
-        except Exception:
-            return self._failed(Failure(), message)
+                self.latency.observe(messageType, perf_counter() - started)
+            self.latency.countError(messageType)
+            return _withId(error.reply(), message)
+        failure = Failure(error, type(error), error.__traceback__)
+        if failure.check(CancelledError):
+            # Raised by the handler itself, not a cancellation of ours: a bug.
+            self.latency.countError(messageType)
+            log.failure("handler for message type {messageType!r} failed", failure, messageType=messageType)
+            return _withId(INTERNAL_ERROR.reply(), message)
+        reply = self._failed(failure, message)
+        assert isinstance(reply, dict)
+        return reply
 
     def _failed(self, failure: Failure, message: Message) -> Reply | Failure:
         if failure.check(CancelledError):

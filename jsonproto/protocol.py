@@ -36,7 +36,7 @@ from twisted.protocols import basic
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from jsonproto import codec, framing
+from jsonproto import codec, fastpath, framing
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
 from jsonproto.dispatcher import Dispatcher, Reply, errorReply
@@ -119,6 +119,10 @@ class JSONMessageProtocol(TrackedProtocol):
     factory: JSONServerFactory
     decoderType: ClassVar[type[framing.Decoder]]
     closesOnTooLong: ClassVar[bool]
+    # Whether frameMessage puts a 4-byte length before the message (else a
+    # newline after it): what the fast path frames with.
+    lengthPrefixed: ClassVar[bool]
+    batchLimit: ClassVar[int] = BATCH_BYTES
 
     _decoder: framing.Decoder
     # Replies that must wait for an earlier, asynchronous one; each is a
@@ -218,8 +222,11 @@ class JSONMessageProtocol(TrackedProtocol):
         self._batch = []
         decoder = self._decoder
         transport = self.transport
+        answerFrames = None if self.factory.logMessages else fastpath.answerFrames
         try:
             while not self._paused and not transport.disconnecting:
+                if answerFrames is not None and not self._drainStage and answerFrames(self, decoder):
+                    continue
                 frame = decoder.nextFrame()
                 if frame is None:
                     break
@@ -256,15 +263,24 @@ class JSONMessageProtocol(TrackedProtocol):
             self._reply(errorReply(SHUTTING_DOWN, message))
             return
         result = self.factory.dispatcher.dispatch(message, info)
-        if type(result) is not dict:
+        if type(result) is dict:
+            self._reply(result)
+        else:
             # A Deferred (isinstance would be slow: Deferred is an ABC).
-            if self.limits.requestTimeout:
-                result.addTimeout(
-                    self.limits.requestTimeout,
-                    self.clock,
-                    onTimeoutCancel=lambda _, __: errorReply(REQUEST_TIMED_OUT, message),
-                )
-            result.addErrback(self._handlerFailed, message)
+            self.replyLater(result, message)
+
+    def replyLater(self, result: Deferred[Reply], message: Any) -> None:
+        """
+        Queue the reply a handler is still computing, under the request
+        timeout.
+        """
+        if self.limits.requestTimeout:
+            result.addTimeout(
+                self.limits.requestTimeout,
+                self.clock,
+                onTimeoutCancel=lambda _, __: errorReply(REQUEST_TIMED_OUT, message),
+            )
+        result.addErrback(self._handlerFailed, message)
         self._reply(result)
 
     def _handlerFailed(self, failure: Failure, message: Any) -> Reply:
@@ -322,7 +338,7 @@ class JSONMessageProtocol(TrackedProtocol):
             # The connection has gone; the reply has nobody to go to.
             return
         info.messagesOut += 1
-        payload = self._encode(reply)
+        payload = self.encodeReply(reply)
         if self.factory.logMessages:
             log.info(
                 "connection {connectionId} from {peer} was sent {text}",
@@ -332,19 +348,26 @@ class JSONMessageProtocol(TrackedProtocol):
             )
         self._writeFrame(payload)
         if reply.get("status") == "ERROR":
-            code = reply.get("code")
-            code = code if isinstance(code, str) else "none"
-            self.factory.connections.countError(code)
-            if code in SERVER_SIDE_CODES:
-                return
-            self._errorsInRow += 1
-            if self.limits.maxErrors and self._errorsInRow > self.limits.maxErrors:
-                self._writeFrame(self._encode(TOO_MANY_ERRORS.reply(f"more than {self.limits.maxErrors} bad messages in a row")))
-                self.closeConnection(f"more than {self.limits.maxErrors} bad messages in a row", "too_many_errors")
+            self.errorReplied(reply)
         else:
             self._errorsInRow = 0
 
-    def _encode(self, reply: Reply) -> bytes:
+    def errorReplied(self, reply: Reply) -> None:
+        """
+        An error reply was written: count it, and close the connection of a
+        client that sends nothing but mistakes.
+        """
+        code = reply.get("code")
+        code = code if isinstance(code, str) else "none"
+        self.factory.connections.countError(code)
+        if code in SERVER_SIDE_CODES:
+            return
+        self._errorsInRow += 1
+        if self.limits.maxErrors and self._errorsInRow > self.limits.maxErrors:
+            self._writeFrame(self.encodeReply(TOO_MANY_ERRORS.reply(f"more than {self.limits.maxErrors} bad messages in a row")))
+            self.closeConnection(f"more than {self.limits.maxErrors} bad messages in a row", "too_many_errors")
+
+    def encodeReply(self, reply: Reply) -> bytes:
         try:
             return codec.encode(reply)
         except RequestError as e:
@@ -369,7 +392,7 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         batch.append(frame)
         self._batchBytes += len(frame)
-        if self._batchBytes >= BATCH_BYTES:
+        if self._batchBytes >= self.batchLimit:
             self._flushBatch()
 
     def _flushBatch(self) -> None:
@@ -403,7 +426,7 @@ class JSONMessageProtocol(TrackedProtocol):
         """
         Write one message now, outside the order of replies.
         """
-        self._writeFrame(self._encode(message))
+        self._writeFrame(self.encodeReply(message))
 
     # Backpressure: IPushProducer, driven by the transport's write buffer
 
@@ -508,6 +531,7 @@ class JSONLineProtocol(JSONMessageProtocol, basic.LineOnlyReceiver):
     delimiter = b"\n"
     decoderType = framing.LineDecoder
     frameMessage = staticmethod(framing.encodeLine)
+    lengthPrefixed = False
     closesOnTooLong = False
 
     def lineReceived(self, line: bytes) -> None:
@@ -527,6 +551,7 @@ class JSONInt32Protocol(JSONMessageProtocol, basic.Int32StringReceiver):
 
     decoderType = framing.Int32Decoder
     frameMessage = staticmethod(framing.encodeInt32)
+    lengthPrefixed = True
     closesOnTooLong = True
 
     def stringReceived(self, string: bytes) -> None:

@@ -1,0 +1,186 @@
+"""
+The common case of a JSON message protocol's read, in one loop.
+
+Answering a message the general way (L{JSONMessageProtocol.frameReceived})
+takes about twenty Python calls: the decoder, the codec, the dispatcher, the
+reply queue, the encoder, the framer, the batch.  Each is there for a case
+that matters (an error, a Deferred, a reply that must wait, logging) but
+most messages are none of those: a well-formed object of a registered type
+whose handler returns a dict.  L{answerFrames} answers a run of such
+messages in one loop, with the same effect, message for message, as the
+general path: the same counters, the same replies in the same order, the
+same batching.  The first message it cannot answer that way is left for the
+general path, which it never duplicates: anything a handler returns or
+raises other than a dict is handed to the dispatcher and protocol methods
+the general path uses.
+
+When the C{jsonproto._speedups} extension is built, its C{answerFrames}, a
+line-for-line C translation of the function here, is used instead.  This
+module's version is the specification: the tests run both.
+
+The loop reads and writes the protocol's and decoder's private state
+(C{_frames}, C{_batch}, C{_waiting}, ...): it is a part of
+L{jsonproto.protocol} kept in a module of its own so that the C version has
+one small thing to mirror.
+"""
+
+from __future__ import annotations
+
+import os
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Callable
+
+from jsonproto import codec
+
+if TYPE_CHECKING:
+    from jsonproto.framing import _FrameQueue
+    from jsonproto.protocol import JSONMessageProtocol
+
+try:
+    from orjson import JSONDecodeError, dumps, loads
+except ImportError:  # pragma: no cover - the package depends on it
+    loads = None
+
+NULL_SCAN_LIMIT = 4096
+"""
+Replies up to this long are checked for a C{null} orjson may have written
+for NaN by a byte search; longer ones by the codec's walk.
+"""
+
+
+def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
+    """
+    Answer the frames waiting in C{queue}, from the first, for as long as
+    each is a well-formed object of a registered type (with a valid id, if
+    any) and nothing needs a second look: stop before a frame that is not,
+    when a handler has paused or closed the connection, and after any step
+    that hands over to the general path's methods (a handler that did not
+    return a dict, an error reply, a full batch).
+
+    The caller has checked that the connection is open, is not draining,
+    and does not log messages, and is handling a read (C{_batch} is a list).
+
+    @return: Whether any frame was answered.  C{False} means the next frame,
+        if there is one, is for the general path.
+    """
+    frames = queue._frames
+    index = start = queue._next
+    count = len(frames)
+    info = protocol.info
+    dispatcher = protocol.factory.dispatcher
+    handlers = dispatcher._handlers
+    latency = dispatcher.latency
+    counts = latency.counts
+    sample = latency.SAMPLE
+    batch = protocol._batch
+    waiting = protocol._waiting
+    lengthPrefixed = protocol.lengthPrefixed
+    transport = protocol.transport
+    assert info is not None and batch is not None
+    try:
+        while index < count:
+            if protocol._paused or transport.disconnecting:
+                # A handler closed the connection, or filled its buffer.
+                break
+            frame = frames[index]
+            if type(frame) is not bytes:
+                break
+            try:
+                message = loads(frame)
+            except JSONDecodeError:
+                break
+            if type(message) is not dict:
+                break
+            messageType = message.get("type")
+            if type(messageType) is not str:
+                break
+            handler = handlers.get(messageType)
+            if handler is None:
+                break
+            if "id" in message:
+                messageId = message["id"]
+                kind = type(messageId)
+                if not (kind is str or kind is int or kind is float or messageId is None):
+                    break
+            if codec.mayHoldBigInteger(frame, message):
+                # An integer orjson may have read as a float.
+                break
+
+            # From here on the frame is this loop's to answer.
+            index += 1
+            info.messagesIn += 1
+            counts[messageType] = counts.get(messageType, 0) + 1
+            latency.calls += 1
+            started = perf_counter() if latency.calls % sample == 0 else 0.0
+            try:
+                result = handler(message, info)
+            except Exception as e:
+                protocol._reply(dispatcher.raised(e, message, messageType, started))
+                return True
+            if type(result) is not dict:
+                reply = dispatcher.returned(result, message, messageType, started)
+                if type(reply) is dict:
+                    protocol._reply(reply)
+                else:
+                    protocol.replyLater(reply, message)
+                return True
+            if started:
+                latency.observe(messageType, perf_counter() - started)
+            reply = {"status": "OK"}
+            reply.update(result)
+            if "id" in message:
+                reply["id"] = message["id"]
+            if waiting:
+                # Behind a reply still being computed.
+                protocol._reply(reply)
+                return True
+
+            info.messagesOut += 1
+            payload = _encode(reply, protocol.encodeReply)
+            if lengthPrefixed:
+                frame = len(payload).to_bytes(4, "big") + payload
+            else:
+                frame = payload + b"\n"
+            batch.append(frame)
+            protocol._batchBytes += len(frame)
+            if reply["status"] == "ERROR":
+                protocol.errorReplied(reply)
+                return True
+            protocol._errorsInRow = 0
+            if protocol._batchBytes >= protocol.batchLimit:
+                protocol._flushBatch()
+                return True
+        return index > start
+    finally:
+        queue._next = index
+
+
+def _encode(reply: dict[str, Any], fallback: Callable[[dict[str, Any]], bytes]) -> bytes:
+    try:
+        payload: bytes = dumps(reply)
+    except TypeError:
+        return fallback(reply)
+    if b"null" in payload if len(payload) <= NULL_SCAN_LIMIT else not codec.allFinite(reply):
+        # A None, or a NaN orjson wrote as null: the codec tells them apart.
+        return fallback(reply)
+    return payload
+
+
+pureAnswerFrames = answerFrames
+"""
+The Python version, kept under this name when the C one replaces it.
+"""
+
+if loads is None:  # pragma: no cover - without orjson every message takes the general path
+    answerFrames = None  # type: ignore[assignment]
+elif not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
+    try:
+        from jsonproto._speedups import answerFrames  # type: ignore[no-redef]  # noqa: F811
+    except ImportError:  # pragma: no cover - built without a C compiler
+        pass
+
+implementation = "none" if answerFrames is None else "python" if answerFrames is pureAnswerFrames else "C"
+"""
+Which fast path this process uses: C{"C"}, C{"python"} (no compiler at
+install time, or C{JSONPROTO_NO_SPEEDUPS} set), or C{"none"} (no orjson).
+"""

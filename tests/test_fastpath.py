@@ -1,0 +1,342 @@
+"""
+The fast path answers exactly as the general path does.
+
+L{jsonproto.fastpath.answerFrames} (and its C translation in
+C{jsonproto._speedups}) takes over the common messages of a read.  These
+tests hold it to one rule: whatever a client sends, in whatever reads, the
+client gets the same bytes back, the connection ends up in the same state,
+and every counter an operator reads says the same, whichever path answered.
+Each conversation is run three times, on the general path alone, with the
+Python fast path and with the C one, and the three are compared.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any, Callable
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from jsonproto import fastpath
+from jsonproto.builtin import defaultDispatcher
+from jsonproto.errors import INVALID_FIELD, RequestError
+from jsonproto.framing import encodeInt32, encodeLine
+from jsonproto.limits import Limits
+from jsonproto.protocol import JSONServerFactory
+from tests.support import connect
+
+try:
+    from jsonproto import _speedups
+except ImportError:  # pragma: no cover - checked by test_extensionBuilt
+    _speedups = None  # type: ignore[assignment]
+
+IMPLEMENTATIONS: dict[str, Callable[..., bool] | None] = {
+    "general": None,
+    "python": fastpath.pureAnswerFrames,
+}
+if _speedups is not None:
+    IMPLEMENTATIONS["C"] = _speedups.answerFrames
+
+MAX_MESSAGE_SIZE = 300
+
+
+def _handlers(dispatcher: Any, later: list[Deferred[Any]]) -> None:
+    """
+    Register a handler for every way a handler can answer.
+    """
+
+    def deferLater(message: Any, context: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        later.append(d)
+        return d
+
+    async def coroutine(message: Any, context: Any) -> dict[str, Any]:
+        return {"coroutine": True}
+
+    def boom(message: Any, context: Any) -> dict[str, Any]:
+        raise ValueError("a bug")
+
+    def refuse(message: Any, context: Any) -> dict[str, Any]:
+        raise RequestError(INVALID_FIELD, "refused")
+
+    def push(message: Any, context: Any) -> dict[str, Any]:
+        context.send({"pushed": message.get("n")})
+        return {}
+
+    def close(message: Any, context: Any) -> dict[str, Any]:
+        context.close("the client asked")
+        return {"bye": True}
+
+    def counters(message: Any, context: Any) -> dict[str, Any]:
+        # What a handler sees of its connection is up to date.
+        return {"in": context.messagesIn, "out": context.messagesOut}
+
+    table: dict[str, Callable[..., Any]] = {
+        "LATER": deferLater,
+        "COROUTINE": coroutine,
+        "BOOM": boom,
+        "REFUSE": refuse,
+        "NAN": lambda m, c: {"x": float("nan")},
+        "NULL": lambda m, c: {"x": None},
+        "SET": lambda m, c: {"x": {1}},
+        "OWN_ERROR": lambda m, c: {"status": "ERROR", "message": "handler says no", "code": "custom"},
+        "OWN_STATUS": lambda m, c: {"status": "MAYBE"},
+        "SUBCLASS": lambda m, c: collections.OrderedDict(sub=True),
+        "NOT_A_DICT": lambda m, c: [1, 2],
+        "BIG": lambda m, c: {"blob": "x" * 40000},
+        "BIG_INT": lambda m, c: {"x": 2**70},
+        "ECHO": lambda m, c: {"echo": m},
+        "PUSH": push,
+        "CLOSE": close,
+        "COUNTERS": counters,
+    }
+    for name, handler in table.items():
+        dispatcher.register(name, handler)
+
+
+SAMPLE_MESSAGES: list[bytes] = [
+    b'{"type":"SUM","a":10,"b":20}',
+    b'{"type":"SUM","a":1.5,"b":2}',
+    b'{"type":"SUM","a":true,"b":2}',
+    b'{"type":"SUM","a":1e308,"b":1e308}',
+    b'{"type":"GREETING","name":"Alice"}',
+    b'{"type":"GREETING","name":"\\u00e9\\u4e2d"}',
+    b'{"type":"GREETING"}',
+    b'{"type":"SUM","a":1,"b":2,"id":7}',
+    b'{"type":"SUM","a":1,"b":2,"id":"abc"}',
+    b'{"type":"SUM","a":1,"b":2,"id":1.5}',
+    b'{"type":"SUM","a":1,"b":2,"id":null}',
+    b'{"type":"SUM","a":1,"b":2,"id":true}',
+    b'{"type":"SUM","a":1,"b":2,"id":[1]}',
+    b'{"type":"SUM","a":123456789012345678901234567890,"b":1}',
+    b'{"type":"ECHO","n":12345678901234567890123}',
+    b'{"type":"ECHO","s":"12345678901234567890123"}',
+    b'{"type":"NOPE"}',
+    b'{"type":42}',
+    b'{"name":"no type"}',
+    b"[1,2,3]",
+    b'"just a string"',
+    b"not json",
+    b'{"type":"SUM","a":NaN,"b":1}',
+    b'{"type":"ECHO","s":"\\ud800"}',
+    b'{"type":"ECHO","deep":' + b"[" * 1100 + b"]" * 1100 + b"}",
+    b"\xff\xfe",
+    b'{"type":"ECHO","pad":"' + b"p" * MAX_MESSAGE_SIZE + b'"}',
+    b'{"type":"LATER","id":1}',
+    b'{"type":"COROUTINE"}',
+    b'{"type":"BOOM","id":2}',
+    b'{"type":"REFUSE","id":3}',
+    b'{"type":"NAN","id":4}',
+    b'{"type":"NULL"}',
+    b'{"type":"SET","id":5}',
+    b'{"type":"OWN_ERROR"}',
+    b'{"type":"OWN_STATUS"}',
+    b'{"type":"SUBCLASS","id":6}',
+    b'{"type":"NOT_A_DICT"}',
+    b'{"type":"BIG"}',
+    b'{"type":"BIG_INT"}',
+    b'{"type":"PUSH","n":1}',
+    b'{"type":"COUNTERS"}',
+    b'{"type":"CLOSE"}',
+]
+
+FRAMERS = {"line": encodeLine, "int32": encodeInt32}
+
+
+def converse(implementation: str, framing: str, reads: list[bytes], limits: Limits) -> dict[str, Any]:
+    """
+    Send C{reads} to a new connection, firing the Deferreds handlers return
+    after each read, and say everything the client and an operator could
+    observe.
+    """
+    later: list[Deferred[Any]] = []
+    dispatcher = defaultDispatcher()
+    _handlers(dispatcher, later)
+    clock = Clock()
+    factory = JSONServerFactory(dispatcher, framing=framing, limits=limits, clock=clock)
+    proto, transport = connect(factory)
+    original = fastpath.answerFrames
+    fastpath.answerFrames = IMPLEMENTATIONS[implementation]  # type: ignore[assignment]
+    try:
+        for data in reads:
+            proto.dataReceived(data)
+            n = 0
+            while later:
+                later.pop(0).callback({"n": n})
+                n += 1
+    finally:
+        fastpath.answerFrames = original  # type: ignore[assignment]
+    info = proto.info
+    latency = dispatcher.latency
+    return {
+        "sent": transport.value(),
+        "closing": transport.disconnecting,
+        "paused": proto._paused,
+        "counters": (info.messagesIn, info.messagesOut, info.bytesIn, info.bytesOut),
+        "byType": dict(latency.counts),
+        "errorsByType": dict(latency.errors),
+        "calls": latency.calls,
+        "observed": {k: sum(v) for k, v in latency.buckets.items()},
+        "errorsByCode": dict(factory.connections.errorReplies),
+        "closedBy": dict(factory.connections.closedBy),
+        "errorsInRow": proto._errorsInRow,
+    }
+
+
+class FastPathTests(SynchronousTestCase):
+    def assertSameEverywhere(self, framing: str, reads: list[bytes], limits: Limits | None = None) -> dict[str, Any]:
+        """
+        Every implementation leaves the client and the operator with the
+        same view of C{reads}; return that view.
+        """
+        limits = limits or Limits(maxMessageSize=MAX_MESSAGE_SIZE)
+        results = {name: converse(name, framing, reads, limits) for name in IMPLEMENTATIONS}
+        # Handlers that fail log their tracebacks, as they should.
+        self.flushLoggedErrors()
+        general = results.pop("general")
+        for name, result in results.items():
+            for key in general:
+                self.assertEqual(result[key], general[key], f"{name} differs in {key}")
+        return general
+
+    def test_everyKindOfMessageInOneRead(self) -> None:
+        """
+        Every sample message, one read each framing: good ones, bad ones,
+        every way a handler can answer.
+        """
+        for framing, frame in FRAMERS.items():
+            messages = [m for m in SAMPLE_MESSAGES if m != b'{"type":"CLOSE"}']
+            view = self.assertSameEverywhere(framing, [b"".join(frame(m) for m in messages)])
+            # Not a comparison of nothing: the line framing answered every
+            # message, and sent the one push (int32 closes at the over-long
+            # message).
+            if framing == "line":
+                self.assertEqual(view["counters"][1], len(messages))
+                self.assertEqual(view["sent"].count(b"\n"), len(messages) + 1)
+
+    def test_oneMessagePerRead(self) -> None:
+        """
+        The same messages each in a read of its own.
+        """
+        for framing, frame in FRAMERS.items():
+            self.assertSameEverywhere(framing, [frame(m) for m in SAMPLE_MESSAGES])
+
+    def test_closingHandlerStopsTheRead(self) -> None:
+        """
+        A handler that closes its connection gets its reply, and nothing
+        behind it in the read is answered.
+        """
+        sum_ = b'{"type":"SUM","a":1,"b":2}'
+        for framing, frame in FRAMERS.items():
+            view = self.assertSameEverywhere(framing, [frame(sum_) + frame(b'{"type":"CLOSE"}') + frame(sum_) * 3])
+            self.assertTrue(view["closing"])
+            self.assertEqual(view["counters"][:2], (2, 2))
+
+    def test_tooManyErrors(self) -> None:
+        """
+        Bad messages in a row close the connection at the same one.
+        """
+        bad = b'{"type":"OWN_ERROR"}'
+        for framing, frame in FRAMERS.items():
+            view = self.assertSameEverywhere(
+                framing,
+                [frame(b'{"type":"SUM","a":1,"b":2}') + frame(bad) * 10],
+                Limits(maxMessageSize=MAX_MESSAGE_SIZE, maxErrors=4),
+            )
+            self.assertTrue(view["closing"])
+
+    def test_fullBatchIsFlushed(self) -> None:
+        """
+        Replies past a batch's worth are written before the rest of the read
+        is answered, so the transport can push back.
+        """
+        for framing, frame in FRAMERS.items():
+            view = self.assertSameEverywhere(framing, [frame(b'{"type":"BIG"}') * 5 + frame(b'{"type":"SUM","a":1,"b":2}') * 100])
+            self.assertEqual(view["counters"][1], 105)
+
+    def test_manyPendingPauses(self) -> None:
+        """
+        Past C{maxPending} asynchronous requests, reading pauses at the same
+        message whichever path answered the ones before.
+        """
+        for framing, frame in FRAMERS.items():
+            view = self.assertSameEverywhere(
+                framing,
+                [frame(b'{"type":"SUM","a":1,"b":2}') * 3 + frame(b'{"type":"LATER"}') * 4 + frame(b'{"type":"SUM","a":1,"b":2}') * 3],
+                Limits(maxMessageSize=MAX_MESSAGE_SIZE, maxPending=2),
+            )
+            self.assertEqual(view["counters"][1], 10)
+
+    def test_sampledTiming(self) -> None:
+        """
+        One call in SAMPLE is timed, counted the same on every path.
+        """
+        frame = encodeLine(b'{"type":"SUM","a":1,"b":2}')
+        view = self.assertSameEverywhere("line", [frame * 200])
+        self.assertEqual(view["calls"], 200)
+        self.assertEqual(view["observed"], {"SUM": 200 // 64})
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        framing=st.sampled_from(sorted(FRAMERS)),
+        messages=st.lists(st.sampled_from(SAMPLE_MESSAGES), max_size=30),
+        cuts=st.lists(st.integers(min_value=0, max_value=20000), max_size=6),
+        maxErrors=st.integers(min_value=0, max_value=5),
+    )
+    def test_anyConversation(self, framing: str, messages: list[bytes], cuts: list[int], maxErrors: int) -> None:
+        """
+        Any sequence of sample messages, cut into reads anywhere.
+        """
+        stream = b"".join(FRAMERS[framing](m) for m in messages)
+        points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+        reads = [stream[a:b] for a, b in zip(points, points[1:]) if b > a]
+        self.assertSameEverywhere(framing, reads, Limits(maxMessageSize=MAX_MESSAGE_SIZE, maxErrors=maxErrors))
+
+
+class ImplementationTests(SynchronousTestCase):
+    def test_extensionBuilt(self) -> None:
+        """
+        Installed from source where a C compiler is at hand, the package has
+        its C fast path, and uses it.
+        """
+        if os.environ.get("JSONPROTO_NO_SPEEDUPS"):
+            self.assertEqual(fastpath.implementation, "python")
+            return
+        if shutil.which("cc") is None and shutil.which("gcc") is None:
+            self.assertIn(fastpath.implementation, ("C", "python"))
+            return
+        self.assertIsNot(_speedups, None)
+        self.assertEqual(fastpath.implementation, "C")
+
+    def test_switchedOff(self) -> None:
+        """
+        C{JSONPROTO_NO_SPEEDUPS} makes a process use the Python fast path,
+        for comparing the two or ruling the extension out.
+        """
+        env = dict(os.environ, JSONPROTO_NO_SPEEDUPS="1")
+        out = subprocess.run(
+            [sys.executable, "-c", "import jsonproto.fastpath as f; print(f.implementation)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        self.assertEqual(out.strip(), "python")
+
+    def test_replyTypesUnchanged(self) -> None:
+        """
+        What the fast path writes is the codec's compact JSON.
+        """
+        view = converse("python", "line", [encodeLine(b'{"type":"SUM","a":10,"b":20,"id":"x"}')], Limits())
+        self.assertEqual(json.loads(view["sent"]), {"status": "OK", "result": 30, "id": "x"})
+        self.assertEqual(view["sent"], b'{"status":"OK","result":30,"id":"x"}\n')
