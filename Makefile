@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# The C fast path is compiled in place at install: rebuild when its source changes.
+$(STAMP): setup.cfg setup.py pyproject.toml jsonproto/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	# compat mode: a plain editable install hides twisted/plugins from twistd.

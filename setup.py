@@ -1,0 +1,21 @@
+"""
+The one thing setup.cfg cannot say: the optional C extension.
+
+jsonproto._speedups answers the common messages of a read without the
+interpreter's overhead (see jsonproto/fastpath.py, which it mirrors).  It is
+optional: where no C compiler is at hand the build goes on without it and
+the pure-Python fast path is used.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "jsonproto._speedups",
+            ["jsonproto/_speedups.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall"],
+        )
+    ]
+)
