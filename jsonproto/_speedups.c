@@ -1,5 +1,5 @@
 /*
- * jsonproto._speedups: jsonproto.fastpath.answerFrames in C.
+ * jsonproto._speedups: jsonproto.fastpath.answerFrames and bind in C.
  *
  * This is a translation of the Python function in jsonproto/fastpath.py,
  * step for step, and that function is its specification: read it first.
@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
@@ -31,22 +32,6 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_flushBatch, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
 #define NULL_SCAN_LIMIT 4096
-
-/* obj.name += 1 */
-static int
-increment(PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    PyObject *bigger = PyNumber_Add(value, one);
-    Py_DECREF(value);
-    if (bigger == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(obj, name, bigger);
-    Py_DECREF(bigger);
-    return rc;
-}
 
 /* Call obj.name(args...), dropping the result; -1 on error. */
 static int
@@ -149,97 +134,202 @@ frameMessage(PyObject *payload, int lengthPrefixed)
     return frame;
 }
 
-/* What the loop's state holds, gathered once per call. */
+/*
+ * One connection's fast path: what answerFrames needs of the protocol,
+ * gathered once, when the connection is made.  Called with no arguments
+ * for each read.  None of these objects is replaced while a connection
+ * lasts; the protocol's per-read state (_batch, _paused, ...) is read
+ * afresh.
+ */
 typedef struct {
-    PyObject *frames, *info, *dispatcher, *handlers, *latency, *counts,
-        *batch, *waiting, *transport;
+    PyObject_HEAD
+    PyObject *protocol, *queue, *frames, *info, *dispatcher, *handlers,
+        *latency, *counts, *waiting, *transport;
+    /* Where ConnectionInfo's and HandlerLatency's counters sit in their
+     * objects (they have __slots__), or -1 to go through getattr. */
+    Py_ssize_t messagesInAt, messagesOutAt, callsAt;
     long sample;
-    int lengthPrefixed;
     long batchLimit;
-} State;
+    int lengthPrefixed;
+} FastPath;
 
-static void
-clearState(State *st)
+static PyTypeObject FastPathType;
+
+/* The offset of an object slot named `name` in `obj`'s type, or -1. */
+static Py_ssize_t
+slotOffset(PyObject *obj, PyObject *name)
 {
-    Py_CLEAR(st->frames);
-    Py_CLEAR(st->info);
-    Py_CLEAR(st->dispatcher);
-    Py_CLEAR(st->handlers);
-    Py_CLEAR(st->latency);
-    Py_CLEAR(st->counts);
-    Py_CLEAR(st->batch);
-    Py_CLEAR(st->waiting);
-    Py_CLEAR(st->transport);
+    PyObject *descr = _PyType_Lookup(Py_TYPE(obj), name);
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
+        return -1;
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX || (member->flags & READONLY))
+        return -1;
+    return member->offset;
+}
+
+/* obj.name += 1, in the slot itself where there is one. */
+static int
+incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
+{
+    PyObject *value, *bigger;
+    if (offset < 0) {
+        if (!(value = PyObject_GetAttr(obj, name)))
+            return -1;
+    }
+    else {
+        value = *(PyObject **)((char *)obj + offset);
+        if (value == NULL) {
+            PyErr_SetObject(PyExc_AttributeError, name);
+            return -1;
+        }
+        Py_INCREF(value);
+    }
+    bigger = PyNumber_Add(value, one);
+    Py_DECREF(value);
+    if (bigger == NULL)
+        return -1;
+    if (after != NULL) {
+        *after = PyLong_AsLong(bigger);
+        if (*after == -1 && PyErr_Occurred()) {
+            Py_DECREF(bigger);
+            return -1;
+        }
+    }
+    if (offset < 0) {
+        int rc = PyObject_SetAttr(obj, name, bigger);
+        Py_DECREF(bigger);
+        return rc;
+    }
+    PyObject **slot = (PyObject **)((char *)obj + offset);
+    PyObject *old = *slot;
+    *slot = bigger;
+    Py_XDECREF(old);
+    return 0;
 }
 
 static int
-loadState(State *st, PyObject *protocol, PyObject *queue)
+FastPath_traverse(FastPath *self, visitproc visit, void *arg)
 {
-    PyObject *factory = NULL, *value = NULL;
-    memset(st, 0, sizeof(*st));
-    if (!(st->frames = PyObject_GetAttr(queue, n_frames)))
-        goto fail;
-    if (!PyList_CheckExact(st->frames)) {
-        PyErr_SetString(PyExc_TypeError, "the decoder's _frames must be a list");
-        goto fail;
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->queue);
+    Py_VISIT(self->frames);
+    Py_VISIT(self->info);
+    Py_VISIT(self->dispatcher);
+    Py_VISIT(self->handlers);
+    Py_VISIT(self->latency);
+    Py_VISIT(self->counts);
+    Py_VISIT(self->waiting);
+    Py_VISIT(self->transport);
+    return 0;
+}
+
+static int
+FastPath_clear(FastPath *self)
+{
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->frames);
+    Py_CLEAR(self->info);
+    Py_CLEAR(self->dispatcher);
+    Py_CLEAR(self->handlers);
+    Py_CLEAR(self->latency);
+    Py_CLEAR(self->counts);
+    Py_CLEAR(self->waiting);
+    Py_CLEAR(self->transport);
+    return 0;
+}
+
+static void
+FastPath_dealloc(FastPath *self)
+{
+    PyObject_GC_UnTrack(self);
+    FastPath_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+getAttrOfType(PyObject *obj, PyObject *name, PyTypeObject *type, const char *what)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value != NULL && !PyObject_TypeCheck(value, type)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a %s", what, type->tp_name);
+        Py_CLEAR(value);
     }
-    if (!(st->info = PyObject_GetAttr(protocol, n_info)))
-        goto fail;
-    if (!(factory = PyObject_GetAttr(protocol, n_factory)))
-        goto fail;
-    if (!(st->dispatcher = PyObject_GetAttr(factory, n_dispatcher)))
-        goto fail;
-    if (!(st->handlers = PyObject_GetAttr(st->dispatcher, n_handlers)))
-        goto fail;
-    if (!PyDict_Check(st->handlers)) {
-        PyErr_SetString(PyExc_TypeError, "the dispatcher's _handlers must be a dict");
-        goto fail;
+    return value;
+}
+
+static long
+getLong(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    long result = PyLong_AsLong(value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* bind(protocol, queue) -> FastPath */
+static PyObject *
+bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bind(protocol, queue)");
+        return NULL;
     }
-    if (!(st->latency = PyObject_GetAttr(st->dispatcher, n_latency)))
+    FastPath *self = PyObject_GC_New(FastPath, &FastPathType);
+    if (self == NULL)
+        return NULL;
+    self->protocol = Py_NewRef(args[0]);
+    self->queue = Py_NewRef(args[1]);
+    self->frames = self->info = self->dispatcher = self->handlers = NULL;
+    self->latency = self->counts = self->waiting = self->transport = NULL;
+    PyObject_GC_Track((PyObject *)self);
+    PyObject *factory = NULL;
+    if (!(self->frames = getAttrOfType(self->queue, n_frames, &PyList_Type, "the decoder's _frames")))
         goto fail;
-    if (!(st->counts = PyObject_GetAttr(st->latency, n_counts)))
+    if (!(self->info = PyObject_GetAttr(self->protocol, n_info)))
         goto fail;
-    if (!PyDict_Check(st->counts)) {
-        PyErr_SetString(PyExc_TypeError, "the latency counts must be a dict");
+    if (!(factory = PyObject_GetAttr(self->protocol, n_factory)))
         goto fail;
-    }
-    if (!(value = PyObject_GetAttr(st->latency, n_SAMPLE)))
+    if (!(self->dispatcher = PyObject_GetAttr(factory, n_dispatcher)))
         goto fail;
-    st->sample = PyLong_AsLong(value);
-    Py_CLEAR(value);
-    if (st->sample <= 0) {
+    if (!(self->handlers = getAttrOfType(self->dispatcher, n_handlers, &PyDict_Type, "the dispatcher's _handlers")))
+        goto fail;
+    if (!(self->latency = PyObject_GetAttr(self->dispatcher, n_latency)))
+        goto fail;
+    if (!(self->counts = getAttrOfType(self->latency, n_counts, &PyDict_Type, "the latency counts")))
+        goto fail;
+    if (!(self->waiting = PyObject_GetAttr(self->protocol, n_waiting)))
+        goto fail;
+    if (!(self->transport = PyObject_GetAttr(self->protocol, n_transport)))
+        goto fail;
+    self->sample = getLong(self->latency, n_SAMPLE);
+    if (self->sample <= 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "SAMPLE must be positive");
         goto fail;
     }
-    if (!(st->batch = PyObject_GetAttr(protocol, n_batch)))
+    self->batchLimit = getLong(self->protocol, n_batchLimit);
+    if (self->batchLimit == -1 && PyErr_Occurred())
         goto fail;
-    if (!PyList_Check(st->batch)) {
-        PyErr_SetString(PyExc_TypeError, "answerFrames runs only while a read is handled");
+    PyObject *value = PyObject_GetAttr(self->protocol, n_lengthPrefixed);
+    if (value == NULL)
         goto fail;
-    }
-    if (!(st->waiting = PyObject_GetAttr(protocol, n_waiting)))
+    self->lengthPrefixed = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    if (self->lengthPrefixed < 0)
         goto fail;
-    if (!(st->transport = PyObject_GetAttr(protocol, n_transport)))
-        goto fail;
-    if (!(value = PyObject_GetAttr(protocol, n_lengthPrefixed)))
-        goto fail;
-    st->lengthPrefixed = PyObject_IsTrue(value);
-    Py_CLEAR(value);
-    if (st->lengthPrefixed < 0)
-        goto fail;
-    if (!(value = PyObject_GetAttr(protocol, n_batchLimit)))
-        goto fail;
-    st->batchLimit = PyLong_AsLong(value);
-    Py_CLEAR(value);
-    if (st->batchLimit == -1 && PyErr_Occurred())
-        goto fail;
+    self->messagesInAt = slotOffset(self->info, n_messagesIn);
+    self->messagesOutAt = slotOffset(self->info, n_messagesOut);
+    self->callsAt = slotOffset(self->latency, n_calls);
     Py_DECREF(factory);
-    return 0;
+    return (PyObject *)self;
 fail:
     Py_XDECREF(factory);
-    clearState(st);
-    return -1;
+    Py_DECREF(self);
+    return NULL;
 }
 
 /* protocol._paused or transport.disconnecting; -1 on error. */
@@ -297,12 +387,12 @@ addBatchBytes(PyObject *protocol, Py_ssize_t size, long *total)
  * stop (something may have paused or closed the connection), -1 on error.
  */
 static int
-answerOne(State *st, PyObject *protocol, PyObject *message, PyObject *messageType, PyObject *handler)
+answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, PyObject *messageType, PyObject *handler)
 {
     PyObject *started = NULL, *result = NULL, *reply = NULL, *payload = NULL, *frame = NULL;
     int outcome = -1;
 
-    if (increment(st->info, n_messagesIn) < 0)
+    if (incrementAt(st->info, st->messagesInAt, n_messagesIn, NULL) < 0)
         return -1;
     PyObject *seen = PyDict_GetItemWithError(st->counts, messageType);
     if (seen == NULL && PyErr_Occurred())
@@ -314,20 +404,8 @@ answerOne(State *st, PyObject *protocol, PyObject *message, PyObject *messageTyp
     Py_DECREF(counted);
     if (rc < 0)
         return -1;
-    PyObject *calls = PyObject_GetAttr(st->latency, n_calls);
-    if (calls == NULL)
-        return -1;
-    long callCount = PyLong_AsLong(calls);
-    Py_DECREF(calls);
-    if (callCount == -1 && PyErr_Occurred())
-        return -1;
-    callCount += 1;
-    calls = PyLong_FromLong(callCount);
-    if (calls == NULL)
-        return -1;
-    rc = PyObject_SetAttr(st->latency, n_calls, calls);
-    Py_DECREF(calls);
-    if (rc < 0)
+    long callCount;
+    if (incrementAt(st->latency, st->callsAt, n_calls, &callCount) < 0)
         return -1;
     if (callCount % st->sample == 0) {
         if (!(started = now()))
@@ -409,7 +487,7 @@ answerOne(State *st, PyObject *protocol, PyObject *message, PyObject *messageTyp
         goto done;
     }
 
-    if (increment(st->info, n_messagesOut) < 0)
+    if (incrementAt(st->info, st->messagesOutAt, n_messagesOut, NULL) < 0)
         goto done;
     if (!(payload = encode(protocol, reply)))
         goto done;
@@ -419,7 +497,7 @@ answerOne(State *st, PyObject *protocol, PyObject *message, PyObject *messageTyp
     }
     if (!(frame = frameMessage(payload, st->lengthPrefixed)))
         goto done;
-    if (PyList_Append(st->batch, frame) < 0)
+    if (PyList_Append(batch, frame) < 0)
         goto done;
     long batchBytes;
     if (addBatchBytes(protocol, PyBytes_GET_SIZE(frame), &batchBytes) < 0)
@@ -453,39 +531,53 @@ done:
     return outcome;
 }
 
+/*
+ * FastPath(): answer the frames the decoder holds; see
+ * jsonproto.fastpath.answerFrames.  Returns whether frames remain.
+ */
 static PyObject *
-answerFrames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "answerFrames(protocol, queue)");
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "a FastPath takes no arguments");
         return NULL;
     }
-    PyObject *protocol = args[0], *queue = args[1];
-    State st;
-    if (loadState(&st, protocol, queue) < 0)
+    if (st->protocol == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this FastPath was cleared");
         return NULL;
+    }
+    PyObject *protocol = st->protocol, *queue = st->queue;
+    Py_INCREF(protocol);
+    Py_INCREF(queue);
+    PyObject *batch = PyObject_GetAttr(protocol, n_batch);
+    if (batch == NULL || !PyList_Check(batch)) {
+        if (batch != NULL)
+            PyErr_SetString(PyExc_TypeError, "the fast path runs only while a read is handled");
+        Py_XDECREF(batch);
+        Py_DECREF(protocol);
+        Py_DECREF(queue);
+        return NULL;
+    }
     PyObject *value = PyObject_GetAttr(queue, n_next);
-    if (value == NULL) {
-        clearState(&st);
-        return NULL;
-    }
-    Py_ssize_t index = PyLong_AsSsize_t(value), start;
-    Py_DECREF(value);
+    Py_ssize_t index = value ? PyLong_AsSsize_t(value) : -1;
+    Py_XDECREF(value);
     if (index == -1 && PyErr_Occurred()) {
-        clearState(&st);
+        Py_DECREF(batch);
+        Py_DECREF(protocol);
+        Py_DECREF(queue);
         return NULL;
     }
-    start = index;
+    PyObject *frames = st->frames;
     int failed = 0;
 
-    while (index < PyList_GET_SIZE(st.frames)) {
+    while (index < PyList_GET_SIZE(frames)) {
         /* A handler closed the connection, or filled its buffer. */
-        int stopped = isStopped(protocol, st.transport);
+        int stopped = isStopped(protocol, st->transport);
         if (stopped) {
             failed = stopped < 0;
             break;
         }
-        PyObject *frame = PyList_GET_ITEM(st.frames, index);
+        PyObject *frame = PyList_GET_ITEM(frames, index);
         if (!PyBytes_CheckExact(frame))
             break;
         Py_INCREF(frame);
@@ -504,7 +596,7 @@ answerFrames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (PyDict_CheckExact(message)) {
             messageType = PyDict_GetItemWithError(message, k_type);
             if (messageType != NULL && PyUnicode_CheckExact(messageType)) {
-                handler = PyDict_GetItemWithError(st.handlers, messageType);
+                handler = PyDict_GetItemWithError(st->handlers, messageType);
                 if (handler != NULL) {
                     usable = validId(message);
                     if (usable == 1 && hasLongNumber(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame)))
@@ -524,7 +616,7 @@ answerFrames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         index += 1;
         Py_INCREF(messageType);
         Py_INCREF(handler);
-        int outcome = answerOne(&st, protocol, message, messageType, handler);
+        int outcome = answerOne(st, protocol, batch, message, messageType, handler);
         Py_DECREF(handler);
         Py_DECREF(messageType);
         Py_DECREF(message);
@@ -534,13 +626,16 @@ answerFrames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 
-    clearState(&st);
     /* queue._next = index, keeping any error already raised. */
     PyObject *type, *err, *traceback;
     PyErr_Fetch(&type, &err, &traceback);
     value = PyLong_FromSsize_t(index);
     int rc = value ? PyObject_SetAttr(queue, n_next, value) : -1;
     Py_XDECREF(value);
+    int remain = index < PyList_GET_SIZE(frames);
+    Py_DECREF(batch);
+    Py_DECREF(protocol);
+    Py_DECREF(queue);
     if (failed || rc < 0) {
         if (type != NULL) {
             PyErr_Clear();
@@ -548,12 +643,85 @@ answerFrames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         return NULL;
     }
-    return PyBool_FromLong(index > start);
+    return PyBool_FromLong(remain);
+}
+
+static PyTypeObject FastPathType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "jsonproto._speedups.FastPath",
+    .tp_basicsize = sizeof(FastPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One connection's fast path: call it to answer the frames its decoder holds.",
+    .tp_call = (ternaryfunc)FastPath_call,
+    .tp_traverse = (traverseproc)FastPath_traverse,
+    .tp_clear = (inquiry)FastPath_clear,
+    .tp_dealloc = (destructor)FastPath_dealloc,
+};
+
+/*
+ * cutLines(frames, data, start, maxLength, tooLong) -> int: see
+ * jsonproto.framing.cutLines, which this mirrors.
+ */
+static PyObject *
+cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "cutLines(frames: list, data: bytes, start: int, maxLength: int, tooLong)");
+        return NULL;
+    }
+    PyObject *frames = args[0], *data = args[1], *tooLong = args[4];
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t maxLength = PyLong_AsSsize_t(args[3]);
+    if (maxLength == -1 && PyErr_Occurred())
+        return NULL;
+    const char *base = PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (start < 0 || start > size) {
+        PyErr_SetString(PyExc_ValueError, "start is outside data");
+        return NULL;
+    }
+    for (;;) {
+        const char *newline = memchr(base + start, '\n', size - start);
+        if (newline == NULL)
+            break;
+        Py_ssize_t end = newline - base, stop = end;
+        if (stop > start && base[stop - 1] == '\r')
+            stop--;
+        int blank = 1;
+        for (Py_ssize_t i = start; i < stop; i++) {
+            char c = base[i];
+            if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f')) {
+                blank = 0;
+                break;
+            }
+        }
+        if (!blank) {
+            int rc;
+            if (stop - start > maxLength) {
+                rc = PyList_Append(frames, tooLong);
+            }
+            else {
+                PyObject *line = PyBytes_FromStringAndSize(base + start, stop - start);
+                if (line == NULL)
+                    return NULL;
+                rc = PyList_Append(frames, line);
+                Py_DECREF(line);
+            }
+            if (rc < 0)
+                return NULL;
+        }
+        start = end + 1;
+    }
+    return PyLong_FromSsize_t(start);
 }
 
 static PyMethodDef methods[] = {
-    {"answerFrames", (PyCFunction)(void (*)(void))answerFrames, METH_FASTCALL,
-     "answerFrames(protocol, queue) -> bool: see jsonproto.fastpath.answerFrames."},
+    {"cutLines", (PyCFunction)(void (*)(void))cutLines, METH_FASTCALL,
+     "cutLines(frames, data, start, maxLength, tooLong) -> int: see jsonproto.framing.cutLines."},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "bind(protocol, queue) -> FastPath: see jsonproto.fastpath.bind."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -606,6 +774,8 @@ PyInit__speedups(void)
         intern(&n_paused, "_paused") || intern(&n_transport, "transport") ||
         intern(&n_disconnecting, "disconnecting") ||
         intern(&k_type, "type") || intern(&k_id, "id") || intern(&k_status, "status"))
+        return NULL;
+    if (PyType_Ready(&FastPathType) < 0)
         return NULL;
     return PyModule_Create(&moduledef);
 }

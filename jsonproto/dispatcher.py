@@ -98,6 +98,9 @@ class HandlerLatency:
 
     SAMPLE = 64
 
+    # Slots: the C fast path updates calls in place (jsonproto._speedups).
+    __slots__ = ("counts", "errors", "buckets", "sums", "calls")
+
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         # Requests of each type answered with an error (counted on the error

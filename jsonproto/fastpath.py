@@ -14,9 +14,10 @@ general path, which it never duplicates: anything a handler returns or
 raises other than a dict is handed to the dispatcher and protocol methods
 the general path uses.
 
-When the C{jsonproto._speedups} extension is built, its C{answerFrames}, a
-line-for-line C translation of the function here, is used instead.  This
-module's version is the specification: the tests run both.
+L{bind} gives a connection its fast path.  When the C{jsonproto._speedups}
+extension is built, its C{bind} is used instead, whose fast path is a
+step-for-step C translation of L{answerFrames}.  This module's version is
+the specification: the tests run both.
 
 The loop reads and writes the protocol's and decoder's private state
 (C{_frames}, C{_batch}, C{_waiting}, ...): it is a part of
@@ -27,6 +28,7 @@ one small thing to mirror.
 from __future__ import annotations
 
 import os
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -60,11 +62,11 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
     The caller has checked that the connection is open, is not draining,
     and does not log messages, and is handling a read (C{_batch} is a list).
 
-    @return: Whether any frame was answered.  C{False} means the next frame,
-        if there is one, is for the general path.
+    @return: Whether frames remain in C{queue}: the next is for the general
+        path.
     """
     frames = queue._frames
-    index = start = queue._next
+    index = queue._next
     count = len(frames)
     info = protocol.info
     dispatcher = protocol.factory.dispatcher
@@ -150,7 +152,7 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
             if protocol._batchBytes >= protocol.batchLimit:
                 protocol._flushBatch()
                 return True
-        return index > start
+        return index < len(frames)
     finally:
         queue._next = index
 
@@ -166,20 +168,32 @@ def _encode(reply: dict[str, Any], fallback: Callable[[dict[str, Any]], bytes]) 
     return payload
 
 
-pureAnswerFrames = answerFrames
+
+def bind(protocol: JSONMessageProtocol, queue: _FrameQueue) -> Callable[[], bool]:
+    """
+    The fast path of one connection: a function of no arguments that runs
+    L{answerFrames} on C{protocol} and its decoder C{queue}.
+
+    The C version gathers what it needs of the protocol, its factory and
+    its dispatcher here, once, rather than at every read.
+    """
+    return partial(answerFrames, protocol, queue)
+
+
+pureBind = bind
 """
 The Python version, kept under this name when the C one replaces it.
 """
 
 if loads is None:  # pragma: no cover - without orjson every message takes the general path
-    answerFrames = None  # type: ignore[assignment]
+    bind = None  # type: ignore[assignment]
 elif not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
     try:
-        from jsonproto._speedups import answerFrames  # type: ignore[no-redef]  # noqa: F811
+        from jsonproto._speedups import bind  # type: ignore[no-redef]  # noqa: F811
     except ImportError:  # pragma: no cover - built without a C compiler
         pass
 
-implementation = "none" if answerFrames is None else "python" if answerFrames is pureAnswerFrames else "C"
+implementation = "none" if bind is None else "python" if bind is pureBind else "C"
 """
 Which fast path this process uses: C{"C"}, C{"python"} (no compiler at
 install time, or C{JSONPROTO_NO_SPEEDUPS} set), or C{"none"} (no orjson).

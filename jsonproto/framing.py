@@ -18,6 +18,7 @@ their parsing of that read instead of skipping to the next line.
 from __future__ import annotations
 
 import enum
+import os
 import struct
 from typing import Final, Literal, Protocol
 
@@ -114,31 +115,26 @@ class LineDecoder(_FrameQueue):
         """
         Take the bytes of one read.
         """
-        if b"\n" not in data:
+        newline = data.find(b"\n")
+        if newline < 0:
             # Part of a long line: a memchr, not a split.
             self._keepTail(data)
             return
-        lines = data.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            if self._discarding:
-                # The over-long line ends here; its TOO_LONG is already out.
-                self._discarding = False
-                del lines[0]
-            elif self._partial:
-                self._partial.append(lines[0])
-                lines[0] = b"".join(self._partial)
-                self._partial = []
-                self._partialLength = 0
-            frames = self._startFeed()
-            maxLength = self.maxLength
-            for line in lines:
-                if line[-1:] == b"\r":
-                    line = line[:-1]
-                if not line or line.isspace():
-                    continue
-                frames.append(line if len(line) <= maxLength else TOO_LONG)
-        self._keepTail(tail)
+        frames = self._startFeed()
+        if self._discarding:
+            # The over-long line ends here; its TOO_LONG is already out.
+            self._discarding = False
+        elif self._partial:
+            self._partial.append(data[: newline + 1])
+            first = b"".join(self._partial)
+            self._partial = []
+            self._partialLength = 0
+            cutLines(frames, first, 0, self.maxLength, TOO_LONG)
+        else:
+            newline = -1
+        end = cutLines(frames, data, newline + 1, self.maxLength, TOO_LONG)
+        if end < len(data):
+            self._keepTail(data[end:])
 
     def _keepTail(self, tail: bytes) -> None:
         """
@@ -169,6 +165,39 @@ class LineDecoder(_FrameQueue):
         Whether part of a message has arrived and the rest has not.
         """
         return self._partialLength > 0 or self._discarding
+
+
+def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLong: Frame) -> int:
+    """
+    Append to C{frames} each complete line of C{data} from C{start}: without
+    its C{\n} or a C{\r} before it, blank lines skipped, a line longer than
+    C{maxLength} as C{tooLong}.
+
+    @return: Where the unfinished line after the last C{\n} begins.
+    """
+    end = data.rfind(b"\n", start) + 1
+    if end == 0:
+        return start
+    for line in data[start : end - 1].split(b"\n"):
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if not line or line.isspace():
+            continue
+        frames.append(line if len(line) <= maxLength else tooLong)
+    return end
+
+
+pureCutLines = cutLines
+"""
+The Python version, kept under this name when C{jsonproto._speedups}
+replaces it with one in C.
+"""
+
+if not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
+    try:
+        from jsonproto._speedups import cutLines  # type: ignore[no-redef]  # noqa: F811
+    except ImportError:  # pragma: no cover - built without a C compiler
+        pass
 
 
 _LENGTH: Final = struct.Struct("!I")

@@ -26,7 +26,7 @@ many requests in flight.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -144,6 +144,9 @@ class JSONMessageProtocol(TrackedProtocol):
     # The socket of a plain TCP transport, written to directly when the
     # transport has nothing queued; None for any other transport.
     _socket: Any = None
+    # This connection's fast path (jsonproto.fastpath), or None.  It is
+    # not used while the factory logs messages.
+    _answerFrames: Callable[[], bool] | None = None
 
     @staticmethod
     def frameMessage(payload: bytes) -> bytes:
@@ -165,6 +168,8 @@ class JSONMessageProtocol(TrackedProtocol):
             if setTcpNoDelay is not None:
                 setTcpNoDelay(True)
             self._socket = _directSocket(self.transport)
+            if fastpath.bind is not None:
+                self._answerFrames = fastpath.bind(self, self._decoder)
 
     def refuse(self, error: ErrorCode) -> None:
         self.transport.write(self.frameMessage(codec.encode(error.reply())))
@@ -222,11 +227,14 @@ class JSONMessageProtocol(TrackedProtocol):
         self._batch = []
         decoder = self._decoder
         transport = self.transport
-        answerFrames = None if self.factory.logMessages else fastpath.answerFrames
+        answerFrames = None if self.factory.logMessages else self._answerFrames
         try:
             while not self._paused and not transport.disconnecting:
-                if answerFrames is not None and not self._drainStage and answerFrames(self, decoder):
-                    continue
+                if answerFrames is not None and not self._drainStage:
+                    if not answerFrames():
+                        break
+                    if self._paused or transport.disconnecting:
+                        break
                 frame = decoder.nextFrame()
                 if frame is None:
                     break

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from jsonproto import fastpath
+from jsonproto import fastpath, framing
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
-from jsonproto.framing import encodeInt32, encodeLine
+from jsonproto.framing import TOO_LONG, encodeInt32, encodeLine
 from jsonproto.limits import Limits
 from jsonproto.protocol import JSONServerFactory
 from tests.support import connect
@@ -39,12 +39,12 @@ try:
 except ImportError:  # pragma: no cover - checked by test_extensionBuilt
     _speedups = None  # type: ignore[assignment]
 
-IMPLEMENTATIONS: dict[str, Callable[..., bool] | None] = {
+IMPLEMENTATIONS: dict[str, Callable[..., Any] | None] = {
     "general": None,
-    "python": fastpath.pureAnswerFrames,
+    "python": fastpath.pureBind,
 }
 if _speedups is not None:
-    IMPLEMENTATIONS["C"] = _speedups.answerFrames
+    IMPLEMENTATIONS["C"] = _speedups.bind
 
 MAX_MESSAGE_SIZE = 300
 
@@ -163,18 +163,18 @@ def converse(implementation: str, framing: str, reads: list[bytes], limits: Limi
     _handlers(dispatcher, later)
     clock = Clock()
     factory = JSONServerFactory(dispatcher, framing=framing, limits=limits, clock=clock)
-    proto, transport = connect(factory)
-    original = fastpath.answerFrames
-    fastpath.answerFrames = IMPLEMENTATIONS[implementation]  # type: ignore[assignment]
+    original = fastpath.bind
+    fastpath.bind = IMPLEMENTATIONS[implementation]  # type: ignore[assignment]
     try:
-        for data in reads:
-            proto.dataReceived(data)
-            n = 0
-            while later:
-                later.pop(0).callback({"n": n})
-                n += 1
+        proto, transport = connect(factory)
     finally:
-        fastpath.answerFrames = original  # type: ignore[assignment]
+        fastpath.bind = original  # type: ignore[assignment]
+    for data in reads:
+        proto.dataReceived(data)
+        n = 0
+        while later:
+            later.pop(0).callback({"n": n})
+            n += 1
     info = proto.info
     latency = dispatcher.latency
     return {
@@ -302,6 +302,40 @@ class FastPathTests(SynchronousTestCase):
         self.assertSameEverywhere(framing, reads, Limits(maxMessageSize=MAX_MESSAGE_SIZE, maxErrors=maxErrors))
 
 
+class CutLinesTests(SynchronousTestCase):
+    """
+    The C line cutter agrees with the Python one.
+    """
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        data=st.lists(st.sampled_from([b"\n", b"\r", b" ", b"\t", b"\x0b", b"a", b"{}", b"\r\n", b"\xff", b"\x00"]), max_size=60).map(b"".join),
+        start=st.integers(min_value=0, max_value=60),
+        maxLength=st.integers(min_value=0, max_value=8),
+    )
+    def test_sameLines(self, data: bytes, start: int, maxLength: int) -> None:
+        if _speedups is None:
+            raise SkipTest("jsonproto._speedups is not built")
+        start = min(start, len(data))
+        expected: list[Any] = []
+        got: list[Any] = []
+        self.assertEqual(
+            _speedups.cutLines(got, data, start, maxLength, TOO_LONG),
+            framing.pureCutLines(expected, data, start, maxLength, TOO_LONG),
+        )
+        self.assertEqual(got, expected)
+
+    def test_example(self) -> None:
+        """
+        What cutting means, on one read.
+        """
+        for cut in {framing.cutLines, framing.pureCutLines}:
+            frames: list[Any] = []
+            data = b'skip\n{"a":1}\r\n \t\n\n' + b"x" * 11 + b"\nrest"
+            self.assertEqual(cut(frames, data, 5, 10, TOO_LONG), len(data) - 4)
+            self.assertEqual(frames, [b'{"a":1}', TOO_LONG])
+
+
 class ImplementationTests(SynchronousTestCase):
     def test_extensionBuilt(self) -> None:
         """
@@ -316,6 +350,7 @@ class ImplementationTests(SynchronousTestCase):
             return
         self.assertIsNot(_speedups, None)
         self.assertEqual(fastpath.implementation, "C")
+        self.assertIs(framing.cutLines, _speedups.cutLines)
 
     def test_switchedOff(self) -> None:
         """
