@@ -302,6 +302,25 @@ class FastPathTests(SynchronousTestCase):
         self.assertSameEverywhere(framing, reads, Limits(maxMessageSize=MAX_MESSAGE_SIZE, maxErrors=maxErrors))
 
 
+class BigIntegerTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(
+        padding=st.integers(min_value=0, max_value=45),
+        digits=st.integers(min_value=17, max_value=23),
+        where=st.sampled_from(["n", "s"]),
+    )
+    def test_anywhereInTheMessage(self, padding: int, digits: int, where: str) -> None:
+        """
+        An integer too long for 64 bits is kept exact wherever it falls in
+        the message (the C scan looks at every 20th byte first).
+        """
+        number = "9" * digits
+        value = number if where == "n" else f'"{number}"'
+        message = f'{{"type":"ECHO","pad":"{" " * padding}","{where}":{value}}}'.encode()
+        view = FastPathTests.assertSameEverywhere(self, "line", [encodeLine(message)])  # type: ignore[arg-type]
+        self.assertEqual(json.loads(view["sent"])["echo"][where], int(number) if where == "n" else number)
+
+
 class CutLinesTests(SynchronousTestCase):
     """
     The C line cutter agrees with the Python one.
