@@ -16,6 +16,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
 static PyObject *codec_all_finite;
@@ -29,7 +30,9 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_lengthPrefixed, *n_messagesIn, *n_messagesOut, *n_calls, *n_reply,
     *n_raised, *n_returned, *n_replyLater, *n_observe, *n_encodeReply,
     *n_batchBytes, *n_batchLimit, *n_errorReplied, *n_errorsInRow,
-    *n_flushBatch, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
+    *n_flushBatch, *n_partialLength, *n_discarding, *n_processing,
+    *n_processQueued, *n_feed, *n_maxLength, *n_bytesOut, *n_socket,
+    *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
 #define NULL_SCAN_LIMIT 4096
 
@@ -153,9 +156,12 @@ typedef struct {
     PyObject_HEAD
     PyObject *protocol, *queue, *frames, *info, *dispatcher, *handlers,
         *latency, *counts, *waiting, *transport;
+    /* The protocol's _socket: the plain TCP socket written to directly
+     * when the transport has nothing queued, or NULL. */
+    PyObject *socket;
     /* Where ConnectionInfo's and HandlerLatency's counters sit in their
      * objects (they have __slots__), or -1 to go through getattr. */
-    Py_ssize_t messagesInAt, messagesOutAt, callsAt;
+    Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, callsAt;
     long sample;
     long batchLimit;
     int lengthPrefixed;
@@ -176,9 +182,18 @@ slotOffset(PyObject *obj, PyObject *name)
     return member->offset;
 }
 
+static int addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *after);
+
 /* obj.name += 1, in the slot itself where there is one. */
 static int
 incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
+{
+    return addAt(obj, offset, name, one, after);
+}
+
+/* obj.name += amount, in the slot itself where there is one. */
+static int
+addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *after)
 {
     PyObject *value, *bigger;
     if (offset < 0) {
@@ -193,7 +208,7 @@ incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
         }
         Py_INCREF(value);
     }
-    bigger = PyNumber_Add(value, one);
+    bigger = PyNumber_Add(value, amount);
     Py_DECREF(value);
     if (bigger == NULL)
         return -1;
@@ -229,6 +244,7 @@ FastPath_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->counts);
     Py_VISIT(self->waiting);
     Py_VISIT(self->transport);
+    Py_VISIT(self->socket);
     return 0;
 }
 
@@ -245,6 +261,7 @@ FastPath_clear(FastPath *self)
     Py_CLEAR(self->counts);
     Py_CLEAR(self->waiting);
     Py_CLEAR(self->transport);
+    Py_CLEAR(self->socket);
     return 0;
 }
 
@@ -280,7 +297,7 @@ getLong(PyObject *obj, PyObject *name)
 
 /* bind(protocol, queue) -> FastPath */
 static PyObject *
-bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "bind(protocol, queue)");
@@ -292,7 +309,7 @@ bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->protocol = Py_NewRef(args[0]);
     self->queue = Py_NewRef(args[1]);
     self->frames = self->info = self->dispatcher = self->handlers = NULL;
-    self->latency = self->counts = self->waiting = self->transport = NULL;
+    self->latency = self->counts = self->waiting = self->transport = self->socket = NULL;
     PyObject_GC_Track((PyObject *)self);
     PyObject *factory = NULL;
     if (!(self->frames = getAttrOfType(self->queue, n_frames, &PyList_Type, "the decoder's _frames")))
@@ -331,6 +348,11 @@ bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     self->messagesInAt = slotOffset(self->info, n_messagesIn);
     self->messagesOutAt = slotOffset(self->info, n_messagesOut);
+    self->bytesOutAt = slotOffset(self->info, n_bytesOut);
+    if (!(self->socket = PyObject_GetAttr(self->protocol, n_socket)))
+        goto fail;
+    if (self->socket == Py_None)
+        Py_CLEAR(self->socket);
     self->callsAt = slotOffset(self->latency, n_calls);
     Py_DECREF(factory);
     return (PyObject *)self;
@@ -540,6 +562,55 @@ done:
 }
 
 /*
+ * Answer one frame if it is the fast path's to answer.  Returns
+ *   ANSWERED: answered; go on,
+ *   ANSWERED_STOP: answered; stop and let the general path look,
+ *   LEFT: not the fast path's, left alone,
+ *   FAILED_LEFT: an error is set, the frame was left alone,
+ *   FAILED: an error is set, the frame was taken (its handler may have run).
+ */
+enum { FAILED = -1, FAILED_LEFT = -2, ANSWERED_STOP = 0, ANSWERED = 1, LEFT = 2 };
+
+static int
+answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *frame)
+{
+    PyObject *message = PyObject_Vectorcall(orjson_loads, &frame, 1, NULL);
+    if (message == NULL) {
+        if (PyErr_ExceptionMatches(orjson_decode_error)) {
+            PyErr_Clear();
+            return LEFT;
+        }
+        return FAILED_LEFT;
+    }
+    int usable = 0;
+    PyObject *messageType = NULL, *handler = NULL;
+    if (PyDict_CheckExact(message)) {
+        messageType = PyDict_GetItemWithError(message, k_type);
+        if (messageType != NULL && PyUnicode_CheckExact(messageType)) {
+            handler = PyDict_GetItemWithError(st->handlers, messageType);
+            if (handler != NULL) {
+                usable = validId(message);
+                if (usable == 1 && hasLongNumber(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame)))
+                    usable = 0;
+            }
+        }
+        if (PyErr_Occurred())
+            usable = -1;
+    }
+    if (usable != 1) {
+        Py_DECREF(message);
+        return usable < 0 ? FAILED_LEFT : LEFT;
+    }
+    Py_INCREF(messageType);
+    Py_INCREF(handler);
+    int outcome = answerOne(st, protocol, batch, message, messageType, handler);
+    Py_DECREF(handler);
+    Py_DECREF(messageType);
+    Py_DECREF(message);
+    return outcome;
+}
+
+/*
  * FastPath(): answer the frames the decoder holds; see
  * jsonproto.fastpath.answerFrames.  Returns whether frames remain.
  */
@@ -589,47 +660,17 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
         if (!PyBytes_CheckExact(frame))
             break;
         Py_INCREF(frame);
-        PyObject *message = PyObject_Vectorcall(orjson_loads, &frame, 1, NULL);
-        if (message == NULL) {
-            Py_DECREF(frame);
-            if (PyErr_ExceptionMatches(orjson_decode_error)) {
-                PyErr_Clear();
-                break;
-            }
+        int outcome = answerFrame(st, protocol, batch, frame);
+        Py_DECREF(frame);
+        if (outcome == LEFT)
+            break;
+        if (outcome == FAILED_LEFT) {
             failed = 1;
             break;
         }
-        int usable = 0;
-        PyObject *messageType = NULL, *handler = NULL;
-        if (PyDict_CheckExact(message)) {
-            messageType = PyDict_GetItemWithError(message, k_type);
-            if (messageType != NULL && PyUnicode_CheckExact(messageType)) {
-                handler = PyDict_GetItemWithError(st->handlers, messageType);
-                if (handler != NULL) {
-                    usable = validId(message);
-                    if (usable == 1 && hasLongNumber(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame)))
-                        usable = 0;
-                }
-            }
-            if (PyErr_Occurred())
-                usable = -1;
-        }
-        Py_DECREF(frame);
-        if (usable != 1) {
-            Py_DECREF(message);
-            failed = usable < 0;
-            break;
-        }
-        /* From here on the frame is this loop's to answer. */
         index += 1;
-        Py_INCREF(messageType);
-        Py_INCREF(handler);
-        int outcome = answerOne(st, protocol, batch, message, messageType, handler);
-        Py_DECREF(handler);
-        Py_DECREF(messageType);
-        Py_DECREF(message);
-        if (outcome <= 0) {
-            failed = outcome < 0;
+        if (outcome != ANSWERED) {
+            failed = outcome == FAILED;
             break;
         }
     }
@@ -654,6 +695,274 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
     return PyBool_FromLong(remain);
 }
 
+/* Set an attribute to a borrowed value; -1 on error. */
+static int
+setAttr(PyObject *obj, PyObject *name, PyObject *value)
+{
+    return PyObject_SetAttr(obj, name, value);
+}
+
+/* Whether obj.name is true; -1 on error. */
+static int
+attrIsTrue(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* Whether obj.name is empty (len 0); -1 on error. */
+static int
+attrIsEmpty(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    Py_ssize_t size = PyObject_Length(value);
+    Py_DECREF(value);
+    return size < 0 ? -1 : size == 0;
+}
+
+/*
+ * The protocol's _write(data): count the bytes, send them at once if the
+ * transport has nothing queued (a plain TCP socket), hand the rest to the
+ * transport.  Sending goes straight to the descriptor, as socket.send
+ * would, with no exception to raise: a failed send writes through the
+ * transport, which meets the error itself.
+ */
+static int
+writeData(FastPath *st, PyObject *protocol, PyObject *data)
+{
+    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+    if (size == NULL)
+        return -1;
+    int rc = addAt(st->info, st->bytesOutAt, n_bytesOut, size, NULL);
+    Py_DECREF(size);
+    if (rc < 0)
+        return -1;
+    Py_INCREF(data);
+    if (st->socket != NULL) {
+        int empty = attrIsEmpty(st->transport, n_dataBuffer);
+        if (empty == 1)
+            empty = attrIsEmpty(st->transport, n_tempDataBuffer);
+        if (empty < 0) {
+            Py_DECREF(data);
+            return -1;
+        }
+        if (empty) {
+            PyObject *fileno = PyObject_CallMethodNoArgs(st->socket, n_fileno);
+            long fd = fileno ? PyLong_AsLong(fileno) : -1;
+            Py_XDECREF(fileno);
+            if (fd == -1 && PyErr_Occurred()) {
+                Py_DECREF(data);
+                return -1;
+            }
+            Py_ssize_t total = PyBytes_GET_SIZE(data), sent = 0;
+            if (fd >= 0) {
+                sent = send((int)fd, PyBytes_AS_STRING(data), total, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (sent < 0)
+                    sent = 0;
+            }
+            if (sent == total) {
+                Py_DECREF(data);
+                return 0;
+            }
+            if (sent > 0) {
+                PyObject *rest = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + sent, total - sent);
+                Py_DECREF(data);
+                if (rest == NULL)
+                    return -1;
+                data = rest;
+            }
+        }
+    }
+    PyObject *result = PyObject_CallMethodOneArg(st->transport, n_write, data);
+    Py_DECREF(data);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The protocol's _flushBatch(), for the batch `batch`. */
+static int
+flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
+{
+    Py_ssize_t count = PyList_GET_SIZE(batch);
+    if (count == 0)
+        return 0;
+    PyObject *data;
+    if (count == 1 && PyBytes_CheckExact(PyList_GET_ITEM(batch, 0))) {
+        data = Py_NewRef(PyList_GET_ITEM(batch, 0));
+    }
+    else {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        data = empty ? _PyBytes_Join(empty, batch) : NULL;
+        Py_XDECREF(empty);
+        if (data == NULL)
+            return -1;
+    }
+    if (PyList_SetSlice(batch, 0, count, NULL) < 0 || PyObject_SetAttr(protocol, n_batchBytes, zero) < 0) {
+        Py_DECREF(data);
+        return -1;
+    }
+    int rc = writeData(st, protocol, data);
+    Py_DECREF(data);
+    return rc;
+}
+
+/*
+ * FastPath.read(data) -> bool: what the protocol's decoder.feed(data) and
+ * _processFrames() would do, without either, for a read of newline-framed
+ * messages arriving when nothing is buffered.  Returns False, having done
+ * nothing, in any other case (the length-prefixed framing, part of a
+ * message or unanswered messages already buffered, a read already being
+ * handled): the caller then goes the usual way.
+ *
+ * Lines are cut and answered straight from the read.  At the first line
+ * the fast path cannot answer, or that a step of its leaves for the general
+ * path, or once the connection pauses or closes, the rest of the read is
+ * fed to the decoder, and the general loop (_processQueued) takes over, as
+ * it would have for those frames.  The batch of replies is set up and
+ * flushed as _processFrames does.
+ */
+static PyObject *
+FastPath_read(FastPath *st, PyObject *data)
+{
+    if (st->protocol == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this FastPath was cleared");
+        return NULL;
+    }
+    if (st->lengthPrefixed || !PyBytes_CheckExact(data))
+        Py_RETURN_FALSE;
+    PyObject *protocol = st->protocol, *queue = st->queue;
+    long buffered = getLong(queue, n_partialLength);
+    if (buffered == -1 && PyErr_Occurred())
+        return NULL;
+    long next = getLong(queue, n_next);
+    if (next == -1 && PyErr_Occurred())
+        return NULL;
+    int discarding = attrIsTrue(queue, n_discarding);
+    int processing = discarding < 0 ? -1 : attrIsTrue(protocol, n_processing);
+    if (processing < 0)
+        return NULL;
+    if (buffered || discarding || processing || next != PyList_GET_SIZE(st->frames))
+        Py_RETURN_FALSE;
+
+    Py_INCREF(protocol);
+    Py_INCREF(queue);
+    Py_INCREF(data);
+    PyObject *batch = PyList_New(0);
+    int failed = 0;
+    if (batch == NULL) {
+        failed = 1;
+        goto out;
+    }
+    if (setAttr(protocol, n_processing, Py_True) < 0 || setAttr(protocol, n_batch, batch) < 0) {
+        failed = 1;
+        goto finish;
+    }
+
+    const char *base = PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data), pos = 0;
+    long maxLength = getLong(queue, n_maxLength);
+    if (maxLength == -1 && PyErr_Occurred()) {
+        failed = 1;
+        goto finish;
+    }
+    while (pos < size) {
+        int stopped = isStopped(protocol, st->transport);
+        if (stopped) {
+            failed = stopped < 0;
+            break;
+        }
+        const char *newline = memchr(base + pos, '\n', size - pos);
+        if (newline == NULL)
+            break;
+        Py_ssize_t end = newline - base, stop = end;
+        if (stop > pos && base[stop - 1] == '\r')
+            stop--;
+        int blank = 1;
+        for (Py_ssize_t i = pos; i < stop; i++) {
+            char c = base[i];
+            if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f')) {
+                blank = 0;
+                break;
+            }
+        }
+        if (blank) {
+            pos = end + 1;
+            continue;
+        }
+        if (stop - pos > maxLength)
+            break;
+        PyObject *frame = PyBytes_FromStringAndSize(base + pos, stop - pos);
+        if (frame == NULL) {
+            failed = 1;
+            break;
+        }
+        int outcome = answerFrame(st, protocol, batch, frame);
+        Py_DECREF(frame);
+        if (outcome == LEFT)
+            break;
+        if (outcome == FAILED_LEFT) {
+            failed = 1;
+            break;
+        }
+        pos = end + 1;
+        if (outcome != ANSWERED) {
+            failed = outcome == FAILED;
+            break;
+        }
+    }
+    if (!failed && pos < size) {
+        /* The rest goes the usual way. */
+        PyObject *rest = PyBytes_FromStringAndSize(base + pos, size - pos);
+        PyObject *result = rest ? PyObject_CallMethodOneArg(queue, n_feed, rest) : NULL;
+        Py_XDECREF(rest);
+        if (result != NULL) {
+            Py_DECREF(result);
+            result = PyObject_CallMethodNoArgs(protocol, n_processQueued);
+        }
+        if (result == NULL)
+            failed = 1;
+        Py_XDECREF(result);
+    }
+
+finish:;
+    /* As _processFrames's finally: whatever happened, flush. */
+    PyObject *type, *err, *traceback;
+    PyErr_Fetch(&type, &err, &traceback);
+    int rc = setAttr(protocol, n_processing, Py_False);
+    if (rc == 0)
+        rc = flushBatch(st, protocol, batch);
+    if (rc == 0)
+        rc = setAttr(protocol, n_batch, Py_None);
+    if (type != NULL) {
+        PyErr_Clear();
+        PyErr_Restore(type, err, traceback);
+    }
+    if (rc < 0)
+        failed = 1;
+out:
+    Py_XDECREF(batch);
+    Py_DECREF(data);
+    Py_DECREF(queue);
+    Py_DECREF(protocol);
+    if (failed)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef FastPath_methods[] = {
+    {"read", (PyCFunction)FastPath_read, METH_O,
+     "read(data) -> bool: feed and answer one read, when it is the simple case."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject FastPathType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "jsonproto._speedups.FastPath",
@@ -661,6 +970,7 @@ static PyTypeObject FastPathType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "One connection's fast path: call it to answer the frames its decoder holds.",
     .tp_call = (ternaryfunc)FastPath_call,
+    .tp_methods = FastPath_methods,
     .tp_traverse = (traverseproc)FastPath_traverse,
     .tp_clear = (inquiry)FastPath_clear,
     .tp_dealloc = (destructor)FastPath_dealloc,
@@ -728,7 +1038,7 @@ cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"cutLines", (PyCFunction)(void (*)(void))cutLines, METH_FASTCALL,
      "cutLines(frames, data, start, maxLength, tooLong) -> int: see jsonproto.framing.cutLines."},
-    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+    {"bind", (PyCFunction)(void (*)(void))bindFastPath, METH_FASTCALL,
      "bind(protocol, queue) -> FastPath: see jsonproto.fastpath.bind."},
     {NULL, NULL, 0, NULL},
 };
@@ -779,7 +1089,13 @@ PyInit__speedups(void)
         intern(&n_encodeReply, "encodeReply") || intern(&n_batchBytes, "_batchBytes") ||
         intern(&n_batchLimit, "batchLimit") || intern(&n_errorReplied, "errorReplied") ||
         intern(&n_errorsInRow, "_errorsInRow") || intern(&n_flushBatch, "_flushBatch") ||
-        intern(&n_paused, "_paused") || intern(&n_transport, "transport") ||
+        intern(&n_paused, "_paused") || intern(&n_partialLength, "_partialLength") ||
+        intern(&n_discarding, "_discarding") || intern(&n_processing, "_processing") ||
+        intern(&n_processQueued, "_processQueued") || intern(&n_feed, "feed") ||
+        intern(&n_maxLength, "maxLength") || intern(&n_bytesOut, "bytesOut") ||
+        intern(&n_socket, "_socket") || intern(&n_dataBuffer, "dataBuffer") ||
+        intern(&n_tempDataBuffer, "_tempDataBuffer") || intern(&n_fileno, "fileno") ||
+        intern(&n_write, "write") || intern(&n_transport, "transport") ||
         intern(&n_disconnecting, "disconnecting") ||
         intern(&k_type, "type") || intern(&k_id, "id") || intern(&k_status, "status"))
         return NULL;

@@ -147,6 +147,9 @@ class JSONMessageProtocol(TrackedProtocol):
     # This connection's fast path (jsonproto.fastpath), or None.  It is
     # not used while the factory logs messages.
     _answerFrames: Callable[[], bool] | None = None
+    # Its read(data), which feeds and answers a read in one call: only the
+    # C fast path has one.
+    _readFast: Callable[[bytes], bool] | None = None
 
     @staticmethod
     def frameMessage(payload: bytes) -> bytes:
@@ -170,6 +173,7 @@ class JSONMessageProtocol(TrackedProtocol):
             self._socket = _directSocket(self.transport)
             if fastpath.bind is not None:
                 self._answerFrames = fastpath.bind(self, self._decoder)
+                self._readFast = getattr(self._answerFrames, "read", None)
 
     def refuse(self, error: ErrorCode) -> None:
         self.transport.write(self.frameMessage(codec.encode(error.reply())))
@@ -194,12 +198,19 @@ class JSONMessageProtocol(TrackedProtocol):
             self.closeConnection("a TLS handshake arrived on a plaintext port", "tls_on_plaintext")
             return
         info.bytesIn += len(data)
+        decoder = self._decoder
+        before = info.messagesIn
         if self._drainStage:
             self._readDuringDrain = True
-        decoder = self._decoder
-        decoder.feed(data)
-        before = info.messagesIn
-        self._processFrames()
+            decoder.feed(data)
+            self._processFrames()
+        else:
+            # The fast path's own read, if it has one, does the same as
+            # feed and _processFrames, in the common case.
+            readFast = self._readFast
+            if readFast is None or self.factory.logMessages or not readFast(data):
+                decoder.feed(data)
+                self._processFrames()
         completed = info.messagesIn != before
         if completed:
             # Activity, for the idle timer (one clock read serves both).
@@ -225,27 +236,34 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         self._processing = True
         self._batch = []
-        decoder = self._decoder
-        transport = self.transport
-        answerFrames = None if self.factory.logMessages else self._answerFrames
         try:
-            while not self._paused and not transport.disconnecting:
-                if answerFrames is not None and not self._drainStage:
-                    if not answerFrames():
-                        break
-                    if self._paused or transport.disconnecting:
-                        break
-                frame = decoder.nextFrame()
-                if frame is None:
-                    break
-                if frame is framing.TOO_LONG:
-                    self._tooLong()
-                else:
-                    self.frameReceived(frame)
+            self._processQueued()
         finally:
             self._processing = False
             self._flushBatch()
             self._batch = None
+
+    def _processQueued(self) -> None:
+        """
+        The loop of L{_processFrames}, for a caller that has set up the
+        batch of replies and will flush it.
+        """
+        decoder = self._decoder
+        transport = self.transport
+        answerFrames = None if self.factory.logMessages else self._answerFrames
+        while not self._paused and not transport.disconnecting:
+            if answerFrames is not None and not self._drainStage:
+                if not answerFrames():
+                    break
+                if self._paused or transport.disconnecting:
+                    break
+            frame = decoder.nextFrame()
+            if frame is None:
+                break
+            if frame is framing.TOO_LONG:
+                self._tooLong()
+            else:
+                self.frameReceived(frame)
 
     def frameReceived(self, frame: bytes) -> None:
         """
