@@ -17,10 +17,12 @@
 #include <structmember.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <errno.h>
 
 static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
 static PyObject *codec_all_finite;
 static PyObject *perf_counter;
+static PyObject *connectionDone, *connectionLost;
 static PyObject *one, *zero;
 static PyObject *s_OK, *s_ERROR;
 
@@ -32,7 +34,10 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_batchBytes, *n_batchLimit, *n_errorReplied, *n_errorsInRow,
     *n_flushBatch, *n_partialLength, *n_discarding, *n_processing,
     *n_processQueued, *n_feed, *n_maxLength, *n_bytesOut, *n_socket,
-    *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
+    *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_bytesIn,
+    *n_lastActivity, *n_clock, *n_seconds, *n_limits, *n_messageTimeout,
+    *n_bufferSize, *n_proxied, *n_drainStage, *n_logMessages, *n_processFrames,
+    *n_partialMessage, *n_partialSince, *n_dataReceived, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
 #define NULL_SCAN_LIMIT 4096
 
@@ -159,9 +164,14 @@ typedef struct {
     /* The protocol's _socket: the plain TCP socket written to directly
      * when the transport has nothing queued, or NULL. */
     PyObject *socket;
+    /* For doRead: the factory, the clock's seconds(), and whether the
+     * limits time unfinished messages. */
+    PyObject *factory, *seconds;
+    int messageTimeout;
+    Py_ssize_t bufferSize;
     /* Where ConnectionInfo's and HandlerLatency's counters sit in their
      * objects (they have __slots__), or -1 to go through getattr. */
-    Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, callsAt;
+    Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt, callsAt;
     long sample;
     long batchLimit;
     int lengthPrefixed;
@@ -245,6 +255,8 @@ FastPath_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->waiting);
     Py_VISIT(self->transport);
     Py_VISIT(self->socket);
+    Py_VISIT(self->factory);
+    Py_VISIT(self->seconds);
     return 0;
 }
 
@@ -262,6 +274,8 @@ FastPath_clear(FastPath *self)
     Py_CLEAR(self->waiting);
     Py_CLEAR(self->transport);
     Py_CLEAR(self->socket);
+    Py_CLEAR(self->factory);
+    Py_CLEAR(self->seconds);
     return 0;
 }
 
@@ -295,6 +309,18 @@ getLong(PyObject *obj, PyObject *name)
     return result;
 }
 
+/* Whether obj.name is true; -1 on error. */
+static int
+attrIsTrue(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
 /* bind(protocol, queue) -> FastPath */
 static PyObject *
 bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -310,6 +336,7 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->queue = Py_NewRef(args[1]);
     self->frames = self->info = self->dispatcher = self->handlers = NULL;
     self->latency = self->counts = self->waiting = self->transport = self->socket = NULL;
+    self->factory = self->seconds = NULL;
     PyObject_GC_Track((PyObject *)self);
     PyObject *factory = NULL;
     if (!(self->frames = getAttrOfType(self->queue, n_frames, &PyList_Type, "the decoder's _frames")))
@@ -349,6 +376,29 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->messagesInAt = slotOffset(self->info, n_messagesIn);
     self->messagesOutAt = slotOffset(self->info, n_messagesOut);
     self->bytesOutAt = slotOffset(self->info, n_bytesOut);
+    self->bytesInAt = slotOffset(self->info, n_bytesIn);
+    self->lastActivityAt = slotOffset(self->info, n_lastActivity);
+    self->factory = Py_NewRef(factory);
+    PyObject *clock = PyObject_GetAttr(self->protocol, n_clock);
+    if (clock == NULL)
+        goto fail;
+    self->seconds = PyObject_GetAttr(clock, n_seconds);
+    Py_DECREF(clock);
+    if (self->seconds == NULL)
+        goto fail;
+    PyObject *limits = PyObject_GetAttr(self->protocol, n_limits);
+    if (limits == NULL)
+        goto fail;
+    self->messageTimeout = attrIsTrue(limits, n_messageTimeout);
+    Py_DECREF(limits);
+    if (self->messageTimeout < 0)
+        goto fail;
+    self->bufferSize = getLong(self->transport, n_bufferSize);
+    if (self->bufferSize == -1 && PyErr_Occurred()) {
+        /* Not a Twisted TCP transport: doRead is never installed. */
+        PyErr_Clear();
+        self->bufferSize = 0;
+    }
     if (!(self->socket = PyObject_GetAttr(self->protocol, n_socket)))
         goto fail;
     if (self->socket == Py_None)
@@ -702,17 +752,6 @@ setAttr(PyObject *obj, PyObject *name, PyObject *value)
     return PyObject_SetAttr(obj, name, value);
 }
 
-/* Whether obj.name is true; -1 on error. */
-static int
-attrIsTrue(PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth;
-}
 
 /* Whether obj.name is empty (len 0); -1 on error. */
 static int
@@ -957,9 +996,186 @@ out:
     Py_RETURN_TRUE;
 }
 
+/* Read into this, then copy what arrived: a read is mostly far shorter. */
+static char readBuffer[65536];
+
+/* A slot's value (borrowed), or NULL with AttributeError. */
+static PyObject *
+slotValue(PyObject *obj, Py_ssize_t offset, PyObject *name)
+{
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    if (value == NULL)
+        PyErr_SetObject(PyExc_AttributeError, name);
+    return value;
+}
+
+/*
+ * The protocol's dataReceived(data), for a connection in the common state:
+ * open, past its first read, not behind a PROXY header, not draining, not
+ * logging messages.  Returns 0, having done nothing, in any other state.
+ */
+static int
+fastDataReceived(FastPath *st, PyObject *data)
+{
+    PyObject *protocol = st->protocol;
+    if (st->bytesInAt < 0 || st->messagesInAt < 0 || st->lastActivityAt < 0)
+        return 0;
+    PyObject *info = PyObject_GetAttr(protocol, n_info);
+    if (info == NULL)
+        return -1;
+    Py_DECREF(info);
+    if (info != st->info)
+        return 0;
+    int no;
+    if ((no = attrIsTrue(st->transport, n_disconnecting)) != 0)
+        return no < 0 ? -1 : 0;
+    if ((no = attrIsTrue(protocol, n_proxied)) != 0)
+        return no < 0 ? -1 : 0;
+    if ((no = attrIsTrue(protocol, n_drainStage)) != 0)
+        return no < 0 ? -1 : 0;
+    if ((no = attrIsTrue(st->factory, n_logMessages)) != 0)
+        return no < 0 ? -1 : 0;
+    PyObject *bytesIn = slotValue(info, st->bytesInAt, n_bytesIn);
+    if (bytesIn == NULL)
+        return -1;
+    if ((no = PyObject_Not(bytesIn)) != 0)
+        /* The first read, which may be a TLS ClientHello. */
+        return no < 0 ? -1 : 0;
+
+    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+    if (size == NULL)
+        return -1;
+    int rc = addAt(info, st->bytesInAt, n_bytesIn, size, NULL);
+    Py_DECREF(size);
+    if (rc < 0)
+        return -1;
+    PyObject *before = slotValue(info, st->messagesInAt, n_messagesIn);
+    if (before == NULL)
+        return -1;
+    Py_INCREF(before);
+    PyObject *handled = FastPath_read(st, data);
+    if (handled == NULL) {
+        Py_DECREF(before);
+        return -1;
+    }
+    if (handled == Py_False) {
+        PyObject *result = PyObject_CallMethodOneArg(st->queue, n_feed, data);
+        if (result != NULL) {
+            Py_DECREF(result);
+            result = PyObject_CallMethodNoArgs(protocol, n_processFrames);
+        }
+        if (result == NULL) {
+            Py_DECREF(handled);
+            Py_DECREF(before);
+            return -1;
+        }
+        Py_DECREF(result);
+    }
+    Py_DECREF(handled);
+    PyObject *after = slotValue(info, st->messagesInAt, n_messagesIn);
+    int completed = after == NULL ? -1 : PyObject_RichCompareBool(after, before, Py_NE);
+    Py_DECREF(before);
+    if (completed < 0)
+        return -1;
+    if (completed) {
+        /* Activity, for the idle timer. */
+        PyObject *now = PyObject_CallNoArgs(st->seconds);
+        if (now == NULL)
+            return -1;
+        PyObject **slot = (PyObject **)((char *)info + st->lastActivityAt);
+        PyObject *old = *slot;
+        *slot = now;
+        Py_XDECREF(old);
+    }
+    int mid = 0;
+    if (st->messageTimeout) {
+        long buffered = getLong(st->queue, n_partialLength);
+        if (buffered == -1 && PyErr_Occurred())
+            return -1;
+        mid = buffered > 0 ? 1 : attrIsTrue(st->queue, n_discarding);
+        if (mid < 0)
+            return -1;
+    }
+    if (mid) {
+        PyObject *flag = PyBool_FromLong(completed);
+        PyObject *result = PyObject_CallMethodOneArg(protocol, n_partialMessage, flag);
+        Py_DECREF(flag);
+        if (result == NULL)
+            return -1;
+        Py_DECREF(result);
+    }
+    else {
+        PyObject *since = PyObject_GetAttr(protocol, n_partialSince);
+        if (since == NULL)
+            return -1;
+        Py_DECREF(since);
+        if (since != Py_None && PyObject_SetAttr(protocol, n_partialSince, Py_None) < 0)
+            return -1;
+    }
+    return 1;
+}
+
+/*
+ * FastPath.doRead(): Twisted's tcp.Connection.doRead and _dataReceived for
+ * this connection, installed in their place on plain TCP connections with
+ * the line framing.  Receives as socket.recv(bufferSize) would, returns
+ * what they would (None, or CONNECTION_DONE / CONNECTION_LOST for the
+ * reactor to close with), and answers the read with fastDataReceived, or
+ * with the protocol's own dataReceived when the connection is in any
+ * other state.
+ */
+static PyObject *
+FastPath_doRead(FastPath *st, PyObject *unused)
+{
+    if (st->protocol == NULL || st->socket == NULL || st->bufferSize <= 0) {
+        PyErr_SetString(PyExc_ValueError, "this FastPath cannot read");
+        return NULL;
+    }
+    PyObject *fileno = PyObject_CallMethodNoArgs(st->socket, n_fileno);
+    long fd = fileno ? PyLong_AsLong(fileno) : -1;
+    Py_XDECREF(fileno);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0)
+        return Py_NewRef(connectionLost);
+    Py_ssize_t want = st->bufferSize < (Py_ssize_t)sizeof(readBuffer) ? st->bufferSize : (Py_ssize_t)sizeof(readBuffer);
+    Py_ssize_t got;
+    for (;;) {
+        got = recv((int)fd, readBuffer, want, MSG_DONTWAIT);
+        if (got >= 0 || errno != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+    }
+    if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            Py_RETURN_NONE;
+        return Py_NewRef(connectionLost);
+    }
+    if (got == 0)
+        return Py_NewRef(connectionDone);
+    PyObject *data = PyBytes_FromStringAndSize(readBuffer, got);
+    if (data == NULL)
+        return NULL;
+    PyObject *protocol = Py_NewRef(st->protocol);
+    int rc = fastDataReceived(st, data);
+    PyObject *result;
+    if (rc < 0)
+        result = NULL;
+    else if (rc > 0)
+        result = Py_NewRef(Py_None);
+    else
+        result = PyObject_CallMethodOneArg(protocol, n_dataReceived, data);
+    Py_DECREF(protocol);
+    Py_DECREF(data);
+    return result;
+}
+
 static PyMethodDef FastPath_methods[] = {
     {"read", (PyCFunction)FastPath_read, METH_O,
      "read(data) -> bool: feed and answer one read, when it is the simple case."},
+    {"doRead", (PyCFunction)FastPath_doRead, METH_NOARGS,
+     "doRead(): the TCP transport's doRead, reading straight into the fast path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1073,7 +1289,9 @@ PyInit__speedups(void)
         !(orjson_dumps = attribute("orjson", "dumps")) ||
         !(orjson_decode_error = attribute("orjson", "JSONDecodeError")) ||
         !(codec_all_finite = attribute("jsonproto.codec", "allFinite")) ||
-        !(perf_counter = attribute("time", "perf_counter")))
+        !(perf_counter = attribute("time", "perf_counter")) ||
+        !(connectionDone = attribute("twisted.internet.main", "CONNECTION_DONE")) ||
+        !(connectionLost = attribute("twisted.internet.main", "CONNECTION_LOST")))
         return NULL;
     if (!(one = PyLong_FromLong(1)) || !(zero = PyLong_FromLong(0)))
         return NULL;
@@ -1095,7 +1313,14 @@ PyInit__speedups(void)
         intern(&n_maxLength, "maxLength") || intern(&n_bytesOut, "bytesOut") ||
         intern(&n_socket, "_socket") || intern(&n_dataBuffer, "dataBuffer") ||
         intern(&n_tempDataBuffer, "_tempDataBuffer") || intern(&n_fileno, "fileno") ||
-        intern(&n_write, "write") || intern(&n_transport, "transport") ||
+        intern(&n_write, "write") || intern(&n_bytesIn, "bytesIn") ||
+        intern(&n_lastActivity, "lastActivity") || intern(&n_clock, "clock") ||
+        intern(&n_seconds, "seconds") || intern(&n_limits, "limits") ||
+        intern(&n_messageTimeout, "messageTimeout") || intern(&n_bufferSize, "bufferSize") ||
+        intern(&n_proxied, "proxied") || intern(&n_drainStage, "_drainStage") ||
+        intern(&n_logMessages, "logMessages") || intern(&n_processFrames, "_processFrames") ||
+        intern(&n_partialMessage, "_partialMessage") || intern(&n_partialSince, "_partialSince") ||
+        intern(&n_dataReceived, "dataReceived") || intern(&n_transport, "transport") ||
         intern(&n_disconnecting, "disconnecting") ||
         intern(&k_type, "type") || intern(&k_id, "id") || intern(&k_status, "status"))
         return NULL;

@@ -174,6 +174,12 @@ class JSONMessageProtocol(TrackedProtocol):
             if fastpath.bind is not None:
                 self._answerFrames = fastpath.bind(self, self._decoder)
                 self._readFast = getattr(self._answerFrames, "read", None)
+                doRead = getattr(self._answerFrames, "doRead", None)
+                if doRead is not None and self._socket is not None and not self.lengthPrefixed:
+                    # Reads of a plain TCP connection go straight from the
+                    # socket to the fast path (see FastPath.doRead in
+                    # jsonproto/_speedups.c).
+                    self.transport.doRead = doRead
 
     def refuse(self, error: ErrorCode) -> None:
         self.transport.write(self.frameMessage(codec.encode(error.reply())))
@@ -216,14 +222,20 @@ class JSONMessageProtocol(TrackedProtocol):
             # Activity, for the idle timer (one clock read serves both).
             info.lastActivity = self.clock.seconds()
         if self.limits.messageTimeout and decoder.midMessage:
-            if completed or self._partialSince is None:
-                self._partialSince = info.lastActivity if completed else self.clock.seconds()
-                if self._messageCall is None:
-                    self._messageCall = self.clock.callLater(
-                        self.limits.messageTimeout, self._checkMessageTimeout
-                    )
+            self._partialMessage(completed)
         else:
             self._partialSince = None
+
+    def _partialMessage(self, completed: bool) -> None:
+        """
+        A read left part of a message buffered: start timing it, unless the
+        same message was already being timed.
+        """
+        if completed or self._partialSince is None:
+            assert self.info is not None
+            self._partialSince = self.info.lastActivity if completed else self.clock.seconds()
+            if self._messageCall is None:
+                self._messageCall = self.clock.callLater(self.limits.messageTimeout, self._checkMessageTimeout)
 
     def _processFrames(self) -> None:
         """

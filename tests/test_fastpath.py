@@ -24,14 +24,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from jsonproto import fastpath, framing
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
 from jsonproto.framing import TOO_LONG, encodeInt32, encodeLine
 from jsonproto.limits import Limits
-from jsonproto.protocol import JSONServerFactory
+from jsonproto.protocol import JSONLineProtocol, JSONServerFactory
+from tests.e2e import Collector
 from tests.support import connect
 
 try:
@@ -402,3 +407,63 @@ class ImplementationTests(SynchronousTestCase):
         view = converse("python", "line", [encodeLine(b'{"type":"SUM","a":10,"b":20,"id":"x"}')], Limits())
         self.assertEqual(json.loads(view["sent"]), {"status": "OK", "result": 30, "id": "x"})
         self.assertEqual(view["sent"], b'{"status":"OK","result":30,"id":"x"}\n')
+
+
+class _GeneralLineProtocol(JSONLineProtocol):
+    """
+    The line protocol with its fast path taken away: every read goes
+    through Twisted's doRead and the general path.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._answerFrames = self._readFast = None
+        self.transport.__dict__.pop("doRead", None)
+
+
+class OverTCPTests(TestCase):
+    """
+    Over a real socket, where the C fast path also reads from the socket
+    itself (FastPath.doRead), a client sees the same as on the general
+    path.
+    """
+
+    @inlineCallbacks
+    def converse(self, general: bool, chunks: list[bytes]) -> Any:
+        dispatcher = defaultDispatcher()
+        _handlers(dispatcher, [])
+        dispatcher._handlers["LATER"] = lambda m, c: deferLater(reactor, 0, lambda: {"later": True})
+        factory = JSONServerFactory(dispatcher, limits=Limits(maxMessageSize=MAX_MESSAGE_SIZE))
+        if general:
+            factory.protocol = _GeneralLineProtocol
+        built: list[Any] = []
+        buildProtocol = factory.buildProtocol
+        factory.buildProtocol = lambda addr: built.append(buildProtocol(addr)) or built[-1]  # type: ignore[method-assign]
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        collector = Collector(lambda data: False)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), collector)
+        readers = [type(p.transport.__dict__.get("doRead")).__name__ for p in built]
+        for chunk in chunks:
+            collector.transport.write(chunk)
+            # Let the server read each chunk on its own, most of the time
+            # (the comparison holds however the reads fall).
+            yield deferLater(reactor, 0.01, lambda: None)
+        received = yield collector.finished
+        self.flushLoggedErrors()
+        return received, factory.connections.totals(), dict(dispatcher.latency.counts), readers
+
+    @inlineCallbacks
+    def test_sameReplies(self) -> None:
+        messages = [m for m in SAMPLE_MESSAGES if m != b'{"type":"CLOSE"}'] * 2 + [b'{"type":"CLOSE"}']
+        stream = b"".join(FRAMERS["crlf"](m) for m in messages)
+        chunks = [stream[i : i + 700] for i in range(0, len(stream), 700)]
+        fast = yield self.converse(False, chunks)
+        general = yield self.converse(True, chunks)
+        self.assertEqual(fast[:3], general[:3])
+        # Every message answered, and the two pushes.
+        self.assertEqual(fast[0].count(b"\n"), len(messages) + 2)
+        if fastpath.implementation == "C":
+            # The C fast path read from the socket itself.
+            self.assertEqual(fast[3], ["builtin_function_or_method"])
+        self.assertEqual(general[3], ["NoneType"])
