@@ -169,6 +169,8 @@ typedef struct {
     PyObject *factory, *seconds;
     int messageTimeout;
     Py_ssize_t bufferSize;
+    /* The decoder's maxLength, fixed when it was made. */
+    Py_ssize_t maxLength;
     /* Where ConnectionInfo's and HandlerLatency's counters sit in their
      * objects (they have __slots__), or -1 to go through getattr. */
     Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt, callsAt;
@@ -190,6 +192,50 @@ slotOffset(PyObject *obj, PyObject *name)
     if (member->type != T_OBJECT_EX || (member->flags & READONLY))
         return -1;
     return member->offset;
+}
+
+/*
+ * getattr and setattr for the protocol's, decoder's and transport's own
+ * attributes, read and written several times a read: plain values in the
+ * instance's __dict__ (or defaults in its class).  Where the class has a
+ * descriptor of that name, or the object is not a plain instance, these
+ * are getattr and setattr.
+ */
+static PyObject *
+getAttr(PyObject *obj, PyObject *name)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type->tp_getattro != PyObject_GenericGetAttr)
+        return PyObject_GetAttr(obj, name);
+    PyObject *inClass = _PyType_Lookup(type, name);
+    if (inClass != NULL && Py_TYPE(inClass)->tp_descr_get != NULL)
+        return PyObject_GetAttr(obj, name);
+    PyObject **dict = _PyObject_GetDictPtr(obj);
+    if (dict == NULL || *dict == NULL)
+        return PyObject_GetAttr(obj, name);
+    PyObject *value = PyDict_GetItemWithError(*dict, name);
+    if (value != NULL)
+        return Py_NewRef(value);
+    if (PyErr_Occurred())
+        return NULL;
+    if (inClass != NULL)
+        return Py_NewRef(inClass);
+    return PyObject_GetAttr(obj, name);
+}
+
+static int
+setAttr(PyObject *obj, PyObject *name, PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type->tp_setattro != PyObject_GenericSetAttr)
+        return PyObject_SetAttr(obj, name, value);
+    PyObject *inClass = _PyType_Lookup(type, name);
+    if (inClass != NULL && Py_TYPE(inClass)->tp_descr_set != NULL)
+        return PyObject_SetAttr(obj, name, value);
+    PyObject **dict = _PyObject_GetDictPtr(obj);
+    if (dict == NULL || *dict == NULL)
+        return PyObject_SetAttr(obj, name, value);
+    return PyDict_SetItem(*dict, name, value);
 }
 
 static int addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *after);
@@ -301,7 +347,7 @@ getAttrOfType(PyObject *obj, PyObject *name, PyTypeObject *type, const char *wha
 static long
 getLong(PyObject *obj, PyObject *name)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *value = getAttr(obj, name);
     if (value == NULL)
         return -1;
     long result = PyLong_AsLong(value);
@@ -313,7 +359,7 @@ getLong(PyObject *obj, PyObject *name)
 static int
 attrIsTrue(PyObject *obj, PyObject *name)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *value = getAttr(obj, name);
     if (value == NULL)
         return -1;
     int truth = PyObject_IsTrue(value);
@@ -393,6 +439,9 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(limits);
     if (self->messageTimeout < 0)
         goto fail;
+    self->maxLength = getLong(self->queue, n_maxLength);
+    if (self->maxLength == -1 && PyErr_Occurred())
+        goto fail;
     self->bufferSize = getLong(self->transport, n_bufferSize);
     if (self->bufferSize == -1 && PyErr_Occurred()) {
         /* Not a Twisted TCP transport: doRead is never installed. */
@@ -416,14 +465,14 @@ fail:
 static int
 isStopped(PyObject *protocol, PyObject *transport)
 {
-    PyObject *value = PyObject_GetAttr(protocol, n_paused);
+    PyObject *value = getAttr(protocol, n_paused);
     if (value == NULL)
         return -1;
     int stopped = PyObject_IsTrue(value);
     Py_DECREF(value);
     if (stopped != 0)
         return stopped;
-    value = PyObject_GetAttr(transport, n_disconnecting);
+    value = getAttr(transport, n_disconnecting);
     if (value == NULL)
         return -1;
     stopped = PyObject_IsTrue(value);
@@ -446,7 +495,7 @@ validId(PyObject *message)
 static int
 addBatchBytes(PyObject *protocol, Py_ssize_t size, long *total)
 {
-    PyObject *value = PyObject_GetAttr(protocol, n_batchBytes);
+    PyObject *value = getAttr(protocol, n_batchBytes);
     if (value == NULL)
         return -1;
     long before = PyLong_AsLong(value);
@@ -457,7 +506,7 @@ addBatchBytes(PyObject *protocol, Py_ssize_t size, long *total)
     value = PyLong_FromLong(*total);
     if (value == NULL)
         return -1;
-    int rc = PyObject_SetAttr(protocol, n_batchBytes, value);
+    int rc = setAttr(protocol, n_batchBytes, value);
     Py_DECREF(value);
     return rc;
 }
@@ -595,7 +644,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
         outcome = callMethod(protocol, n_errorReplied, &reply, 1) < 0 ? -1 : 0;
         goto done;
     }
-    if (PyObject_SetAttr(protocol, n_errorsInRow, zero) < 0)
+    if (setAttr(protocol, n_errorsInRow, zero) < 0)
         goto done;
     if (batchBytes >= st->batchLimit) {
         outcome = callMethod(protocol, n_flushBatch, NULL, 0) < 0 ? -1 : 0;
@@ -678,7 +727,7 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
     PyObject *protocol = st->protocol, *queue = st->queue;
     Py_INCREF(protocol);
     Py_INCREF(queue);
-    PyObject *batch = PyObject_GetAttr(protocol, n_batch);
+    PyObject *batch = getAttr(protocol, n_batch);
     if (batch == NULL || !PyList_Check(batch)) {
         if (batch != NULL)
             PyErr_SetString(PyExc_TypeError, "the fast path runs only while a read is handled");
@@ -687,7 +736,7 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
         Py_DECREF(queue);
         return NULL;
     }
-    PyObject *value = PyObject_GetAttr(queue, n_next);
+    PyObject *value = getAttr(queue, n_next);
     Py_ssize_t index = value ? PyLong_AsSsize_t(value) : -1;
     Py_XDECREF(value);
     if (index == -1 && PyErr_Occurred()) {
@@ -729,7 +778,7 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
     PyObject *type, *err, *traceback;
     PyErr_Fetch(&type, &err, &traceback);
     value = PyLong_FromSsize_t(index);
-    int rc = value ? PyObject_SetAttr(queue, n_next, value) : -1;
+    int rc = value ? setAttr(queue, n_next, value) : -1;
     Py_XDECREF(value);
     int remain = index < PyList_GET_SIZE(frames);
     Py_DECREF(batch);
@@ -745,19 +794,13 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
     return PyBool_FromLong(remain);
 }
 
-/* Set an attribute to a borrowed value; -1 on error. */
-static int
-setAttr(PyObject *obj, PyObject *name, PyObject *value)
-{
-    return PyObject_SetAttr(obj, name, value);
-}
 
 
 /* Whether obj.name is empty (len 0); -1 on error. */
 static int
 attrIsEmpty(PyObject *obj, PyObject *name)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *value = getAttr(obj, name);
     if (value == NULL)
         return -1;
     Py_ssize_t size = PyObject_Length(value);
@@ -844,7 +887,7 @@ flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
         if (data == NULL)
             return -1;
     }
-    if (PyList_SetSlice(batch, 0, count, NULL) < 0 || PyObject_SetAttr(protocol, n_batchBytes, zero) < 0) {
+    if (PyList_SetSlice(batch, 0, count, NULL) < 0 || setAttr(protocol, n_batchBytes, zero) < 0) {
         Py_DECREF(data);
         return -1;
     }
@@ -868,28 +911,29 @@ flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
  * it would have for those frames.  The batch of replies is set up and
  * flushed as _processFrames does.
  */
-static PyObject *
-FastPath_read(FastPath *st, PyObject *data)
+static int
+answerRead(FastPath *st, PyObject *data, int *fed)
 {
+    *fed = 0;
     if (st->protocol == NULL) {
         PyErr_SetString(PyExc_ValueError, "this FastPath was cleared");
-        return NULL;
+        return -1;
     }
     if (st->lengthPrefixed || !PyBytes_CheckExact(data))
-        Py_RETURN_FALSE;
+        return 0;
     PyObject *protocol = st->protocol, *queue = st->queue;
     long buffered = getLong(queue, n_partialLength);
     if (buffered == -1 && PyErr_Occurred())
-        return NULL;
+        return -1;
     long next = getLong(queue, n_next);
     if (next == -1 && PyErr_Occurred())
-        return NULL;
+        return -1;
     int discarding = attrIsTrue(queue, n_discarding);
     int processing = discarding < 0 ? -1 : attrIsTrue(protocol, n_processing);
     if (processing < 0)
-        return NULL;
+        return -1;
     if (buffered || discarding || processing || next != PyList_GET_SIZE(st->frames))
-        Py_RETURN_FALSE;
+        return 0;
 
     Py_INCREF(protocol);
     Py_INCREF(queue);
@@ -907,11 +951,7 @@ FastPath_read(FastPath *st, PyObject *data)
 
     const char *base = PyBytes_AS_STRING(data);
     Py_ssize_t size = PyBytes_GET_SIZE(data), pos = 0;
-    long maxLength = getLong(queue, n_maxLength);
-    if (maxLength == -1 && PyErr_Occurred()) {
-        failed = 1;
-        goto finish;
-    }
+    Py_ssize_t maxLength = st->maxLength;
     while (pos < size) {
         int stopped = isStopped(protocol, st->transport);
         if (stopped) {
@@ -959,6 +999,7 @@ FastPath_read(FastPath *st, PyObject *data)
     }
     if (!failed && pos < size) {
         /* The rest goes the usual way. */
+        *fed = 1;
         PyObject *rest = PyBytes_FromStringAndSize(base + pos, size - pos);
         PyObject *result = rest ? PyObject_CallMethodOneArg(queue, n_feed, rest) : NULL;
         Py_XDECREF(rest);
@@ -991,9 +1032,17 @@ out:
     Py_DECREF(data);
     Py_DECREF(queue);
     Py_DECREF(protocol);
-    if (failed)
+    return failed ? -1 : 1;
+}
+
+static PyObject *
+FastPath_read(FastPath *st, PyObject *data)
+{
+    int fed;
+    int handled = answerRead(st, data, &fed);
+    if (handled < 0)
         return NULL;
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(handled);
 }
 
 /* Read into this, then copy what arrived: a read is mostly far shorter. */
@@ -1020,7 +1069,7 @@ fastDataReceived(FastPath *st, PyObject *data)
     PyObject *protocol = st->protocol;
     if (st->bytesInAt < 0 || st->messagesInAt < 0 || st->lastActivityAt < 0)
         return 0;
-    PyObject *info = PyObject_GetAttr(protocol, n_info);
+    PyObject *info = getAttr(protocol, n_info);
     if (info == NULL)
         return -1;
     Py_DECREF(info);
@@ -1053,25 +1102,25 @@ fastDataReceived(FastPath *st, PyObject *data)
     if (before == NULL)
         return -1;
     Py_INCREF(before);
-    PyObject *handled = FastPath_read(st, data);
-    if (handled == NULL) {
+    int fed;
+    int handled = answerRead(st, data, &fed);
+    if (handled < 0) {
         Py_DECREF(before);
         return -1;
     }
-    if (handled == Py_False) {
+    if (handled == 0) {
+        fed = 1;
         PyObject *result = PyObject_CallMethodOneArg(st->queue, n_feed, data);
         if (result != NULL) {
             Py_DECREF(result);
             result = PyObject_CallMethodNoArgs(protocol, n_processFrames);
         }
         if (result == NULL) {
-            Py_DECREF(handled);
             Py_DECREF(before);
             return -1;
         }
         Py_DECREF(result);
     }
-    Py_DECREF(handled);
     PyObject *after = slotValue(info, st->messagesInAt, n_messagesIn);
     int completed = after == NULL ? -1 : PyObject_RichCompareBool(after, before, Py_NE);
     Py_DECREF(before);
@@ -1088,7 +1137,8 @@ fastDataReceived(FastPath *st, PyObject *data)
         Py_XDECREF(old);
     }
     int mid = 0;
-    if (st->messageTimeout) {
+    /* Only what was fed to the decoder can leave part of a message in it. */
+    if (st->messageTimeout && fed) {
         long buffered = getLong(st->queue, n_partialLength);
         if (buffered == -1 && PyErr_Occurred())
             return -1;
@@ -1105,11 +1155,11 @@ fastDataReceived(FastPath *st, PyObject *data)
         Py_DECREF(result);
     }
     else {
-        PyObject *since = PyObject_GetAttr(protocol, n_partialSince);
+        PyObject *since = getAttr(protocol, n_partialSince);
         if (since == NULL)
             return -1;
         Py_DECREF(since);
-        if (since != Py_None && PyObject_SetAttr(protocol, n_partialSince, Py_None) < 0)
+        if (since != Py_None && setAttr(protocol, n_partialSince, Py_None) < 0)
             return -1;
     }
     return 1;

@@ -7,16 +7,27 @@ C{log.callWithLogger}, which sets up a legacy logging context (a prefix for
 C{twisted.python.log.msg} lines) around the read or write.  jsonproto logs
 with C{twisted.logger}, naming the connection in each event, so that layer
 only costs: four Python calls and a context dictionary per event, about a
-tenth of the daemon's CPU in ping-pong.  Errors are still caught and logged
-by the reactor's own C{_doReadOrWrite}.
+tenth of the daemon's CPU in ping-pong.
+
+The commonest event, a descriptor that is readable and nothing else, is
+handled inline, as the reactor's own C{_doReadOrWrite} would: that call
+and its checks were another tenth once reads were answered in C.  Other
+events still go through C{_doReadOrWrite}.  Errors are caught and logged
+the same way either way.
 """
 
 from __future__ import annotations
 
 import errno
+import select
+import sys
 from typing import Any
 
 from twisted.internet import epollreactor
+from twisted.internet.posixbase import _NO_FILEDESC
+from twisted.python import log
+
+_READABLE = select.EPOLLIN
 
 
 class EPollReactor(epollreactor.EPollReactor):
@@ -38,8 +49,20 @@ class EPollReactor(epollreactor.EPollReactor):
         doReadOrWrite = self._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)
-            if selectable is not None:
+            if selectable is None:
+                continue
+            if event != _READABLE:
                 doReadOrWrite(selectable, fd, event)
+                continue
+            # Readable and nothing else, nearly every event of a busy
+            # server: _doReadOrWrite's read branch, inlined.
+            try:
+                why = _NO_FILEDESC if selectable.fileno() == -1 else selectable.doRead()
+            except BaseException:
+                why = sys.exc_info()[1]
+                log.err()
+            if why:
+                self._disconnectSelectable(selectable, why, True)
 
     doIteration = doPoll
 
