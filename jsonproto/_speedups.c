@@ -23,7 +23,7 @@ static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
 static PyObject *codec_all_finite;
 static PyObject *perf_counter;
 static PyObject *connectionDone, *connectionLost;
-static PyObject *one, *zero;
+static PyObject *one, *zero, *zeroSeconds;
 static PyObject *s_OK, *s_ERROR;
 
 /* Attribute and key names, interned once. */
@@ -480,6 +480,102 @@ isStopped(PyObject *protocol, PyObject *transport)
     return stopped;
 }
 
+#define OK_PREFIX "{\"status\":\"OK\""
+#define ID_KEY ",\"id\":"
+
+/*
+ * The framed reply for a handler's dict `result`, written without building
+ * the reply dict: {"status":"OK", the result's members, "id": the
+ * message's id}, byte for byte what encoding {"status": "OK", **result,
+ * "id": id} would give.  Returns NULL with no error set when it cannot
+ * (the result has its own status or id, orjson cannot write it, or a null
+ * appears, which may be a NaN): the caller then builds the dict.
+ */
+static PyObject *
+spliceReply(FastPath *st, PyObject *result, PyObject *messageId)
+{
+    if (PyDict_GetItemWithError(result, k_status) != NULL || PyErr_Occurred())
+        return NULL;
+    if (PyDict_GetItemWithError(result, k_id) != NULL || PyErr_Occurred())
+        return NULL;
+    PyObject *body = PyObject_Vectorcall(orjson_dumps, &result, 1, NULL);
+    if (body == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError))
+            PyErr_Clear();
+        return NULL;
+    }
+    PyObject *id = NULL;
+    if (messageId != NULL) {
+        id = PyObject_Vectorcall(orjson_dumps, &messageId, 1, NULL);
+        if (id == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError))
+                PyErr_Clear();
+            Py_DECREF(body);
+            return NULL;
+        }
+    }
+    const char *members = PyBytes_AS_STRING(body) + 1; /* past the { */
+    Py_ssize_t membersSize = PyBytes_GET_SIZE(body) - 2; /* and the } */
+    Py_ssize_t idSize = id ? PyBytes_GET_SIZE(id) : 0;
+    int suspect;
+    if (membersSize <= NULL_SCAN_LIMIT) {
+        suspect = memmem(members, membersSize, "null", 4) != NULL;
+    }
+    else {
+        PyObject *finite = PyObject_Vectorcall(codec_all_finite, &result, 1, NULL);
+        suspect = finite == NULL ? -1 : !PyObject_IsTrue(finite);
+        Py_XDECREF(finite);
+    }
+    if (suspect == 0 && id != NULL)
+        suspect = memmem(PyBytes_AS_STRING(id), idSize, "null", 4) != NULL;
+    if (suspect) {
+        if (suspect < 0)
+            PyErr_Clear();
+        Py_DECREF(body);
+        Py_XDECREF(id);
+        return NULL;
+    }
+    Py_ssize_t payloadSize = (sizeof(OK_PREFIX) - 1) + (membersSize ? 1 + membersSize : 0) +
+                             (id ? (sizeof(ID_KEY) - 1) + idSize : 0) + 1;
+    int prefixed = st->lengthPrefixed;
+    if (prefixed && (unsigned long long)payloadSize > 0xFFFFFFFFULL) {
+        Py_DECREF(body);
+        Py_XDECREF(id);
+        return NULL;
+    }
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, payloadSize + (prefixed ? 4 : 1));
+    if (frame != NULL) {
+        char *out = PyBytes_AS_STRING(frame);
+        if (prefixed) {
+            unsigned long n = (unsigned long)payloadSize;
+            out[0] = (char)(n >> 24);
+            out[1] = (char)(n >> 16);
+            out[2] = (char)(n >> 8);
+            out[3] = (char)n;
+            out += 4;
+        }
+        memcpy(out, OK_PREFIX, sizeof(OK_PREFIX) - 1);
+        out += sizeof(OK_PREFIX) - 1;
+        if (membersSize) {
+            *out++ = ',';
+            memcpy(out, members, membersSize);
+            out += membersSize;
+        }
+        if (id) {
+            memcpy(out, ID_KEY, sizeof(ID_KEY) - 1);
+            out += sizeof(ID_KEY) - 1;
+            memcpy(out, PyBytes_AS_STRING(id), idSize);
+            out += idSize;
+        }
+        *out++ = '}';
+        if (!prefixed)
+            *out = '\n';
+    }
+    Py_DECREF(body);
+    Py_XDECREF(id);
+    return frame;
+}
+
 /* Whether a message's id is absent or one jsonproto accepts. */
 static int
 validId(PyObject *message)
@@ -541,9 +637,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
             return -1;
     }
     else {
-        started = PyFloat_FromDouble(0.0);
-        if (started == NULL)
-            return -1;
+        started = Py_NewRef(zeroSeconds);
     }
 
     PyObject *args[2] = {message, st->info};
@@ -598,17 +692,28 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
             goto done;
         Py_DECREF(ignored);
     }
+    PyObject *messageId = PyDict_GetItemWithError(message, k_id);
+    if (messageId == NULL && PyErr_Occurred())
+        goto done;
+    Py_ssize_t queued = PyObject_Length(st->waiting);
+    if (queued < 0)
+        goto done;
+    if (!queued) {
+        /* The common reply, written without building it. */
+        frame = spliceReply(st, result, messageId);
+        if (frame == NULL && PyErr_Occurred())
+            goto done;
+        if (frame != NULL) {
+            if (incrementAt(st->info, st->messagesOutAt, n_messagesOut, NULL) < 0)
+                goto done;
+            goto append;
+        }
+    }
     if (!(reply = PyDict_New()))
         goto done;
     if (PyDict_SetItem(reply, k_status, s_OK) < 0 || PyDict_Update(reply, result) < 0)
         goto done;
-    PyObject *messageId = PyDict_GetItemWithError(message, k_id);
-    if (messageId == NULL && PyErr_Occurred())
-        goto done;
     if (messageId != NULL && PyDict_SetItem(reply, k_id, messageId) < 0)
-        goto done;
-    Py_ssize_t queued = PyObject_Length(st->waiting);
-    if (queued < 0)
         goto done;
     if (queued) {
         /* Behind a reply still being computed. */
@@ -626,20 +731,27 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
     }
     if (!(frame = frameMessage(payload, st->lengthPrefixed)))
         goto done;
+append:
     if (PyList_Append(batch, frame) < 0)
         goto done;
     long batchBytes;
     if (addBatchBytes(protocol, PyBytes_GET_SIZE(frame), &batchBytes) < 0)
         goto done;
-    PyObject *status = PyDict_GetItemWithError(reply, k_status);
-    if (status == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_KeyError, "status");
-        goto done;
+    if (reply == NULL) {
+        /* A spliced reply's status is OK. */
+        rc = 0;
     }
-    rc = PyObject_RichCompareBool(status, s_ERROR, Py_EQ);
-    if (rc < 0)
-        goto done;
+    else {
+        PyObject *status = PyDict_GetItemWithError(reply, k_status);
+        if (status == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "status");
+            goto done;
+        }
+        rc = PyObject_RichCompareBool(status, s_ERROR, Py_EQ);
+        if (rc < 0)
+            goto done;
+    }
     if (rc) {
         outcome = callMethod(protocol, n_errorReplied, &reply, 1) < 0 ? -1 : 0;
         goto done;
@@ -1343,7 +1455,7 @@ PyInit__speedups(void)
         !(connectionDone = attribute("twisted.internet.main", "CONNECTION_DONE")) ||
         !(connectionLost = attribute("twisted.internet.main", "CONNECTION_LOST")))
         return NULL;
-    if (!(one = PyLong_FromLong(1)) || !(zero = PyLong_FromLong(0)))
+    if (!(one = PyLong_FromLong(1)) || !(zero = PyLong_FromLong(0)) || !(zeroSeconds = PyFloat_FromDouble(0.0)))
         return NULL;
     if (intern(&s_OK, "OK") || intern(&s_ERROR, "ERROR") || intern(&n_frames, "_frames") ||
         intern(&n_next, "_next") || intern(&n_info, "info") || intern(&n_factory, "factory") ||

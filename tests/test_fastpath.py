@@ -103,6 +103,8 @@ def _handlers(dispatcher: Any, later: list[Deferred[Any]]) -> None:
         "PUSH": push,
         "CLOSE": close,
         "COUNTERS": counters,
+        "OWN_ID": lambda m, c: {"id": "mine", "x": 1},
+        "EMPTY": lambda m, c: {},
     }
     for name, handler in table.items():
         dispatcher.register(name, handler)
@@ -153,6 +155,12 @@ SAMPLE_MESSAGES: list[bytes] = [
     b'{"type":"BIG_INT"}',
     b'{"type":"PUSH","n":1}',
     b'{"type":"COUNTERS"}',
+    b'{"type":"OWN_ID"}',
+    b'{"type":"OWN_ID","id":"theirs"}',
+    b'{"type":"EMPTY"}',
+    b'{"type":"EMPTY","id":"\\u00e9\\n\\"x"}',
+    b'{"type":"GREETING","name":"Bob","id":-0.25}',
+    b'{"type":"OWN_STATUS","id":3}',
     b'{"type":"CLOSE"}',
 ]
 
@@ -455,14 +463,18 @@ class OverTCPTests(TestCase):
 
     @inlineCallbacks
     def test_sameReplies(self) -> None:
-        messages = [m for m in SAMPLE_MESSAGES if m != b'{"type":"CLOSE"}'] * 2 + [b'{"type":"CLOSE"}']
+        # Not PUSH nor COUNTERS: a push may overtake a reply still being
+        # computed, and the counters depend on how many are; over a real
+        # socket, when such a reply is ready depends on how the reads fall.
+        sample = [m for m in SAMPLE_MESSAGES if not any(t in m for t in (b'"CLOSE"', b'"PUSH"', b'"COUNTERS"'))]
+        messages = sample * 2 + [b'{"type":"CLOSE"}']
         stream = b"".join(FRAMERS["crlf"](m) for m in messages)
         chunks = [stream[i : i + 700] for i in range(0, len(stream), 700)]
         fast = yield self.converse(False, chunks)
         general = yield self.converse(True, chunks)
         self.assertEqual(fast[:3], general[:3])
-        # Every message answered, and the two pushes.
-        self.assertEqual(fast[0].count(b"\n"), len(messages) + 2)
+        # Every message answered.
+        self.assertEqual(fast[0].count(b"\n"), len(messages))
         if fastpath.implementation == "C":
             # The C fast path read from the socket itself.
             self.assertEqual(fast[3], ["builtin_function_or_method"])
