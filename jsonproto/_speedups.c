@@ -201,6 +201,34 @@ slotOffset(PyObject *obj, PyObject *name)
  * descriptor of that name, or the object is not a plain instance, these
  * are getattr and setattr.
  */
+/*
+ * Where obj's __dict__ is, if it has one already.  An instance whose
+ * attributes are still kept in its compact per-class layout is not given a
+ * dict (that would cost a few hundred bytes per connection); getattr
+ * reads those.
+ */
+static PyObject **
+existingDict(PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    PyObject **dict = NULL;
+    if (type->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+        /* CPython 3.11's layout (Include/internal/pycore_object.h): the
+         * values pointer, then the dict pointer, before the object. */
+        if (((void **)obj)[-4] != NULL)
+            return NULL;
+        dict = ((PyObject **)obj) - 3;
+#else
+        return NULL;
+#endif
+    }
+    else if (type->tp_dictoffset > 0) {
+        dict = (PyObject **)((char *)obj + type->tp_dictoffset);
+    }
+    return dict != NULL && *dict != NULL ? dict : NULL;
+}
+
 static PyObject *
 getAttr(PyObject *obj, PyObject *name)
 {
@@ -210,8 +238,8 @@ getAttr(PyObject *obj, PyObject *name)
     PyObject *inClass = _PyType_Lookup(type, name);
     if (inClass != NULL && Py_TYPE(inClass)->tp_descr_get != NULL)
         return PyObject_GetAttr(obj, name);
-    PyObject **dict = _PyObject_GetDictPtr(obj);
-    if (dict == NULL || *dict == NULL)
+    PyObject **dict = existingDict(obj);
+    if (dict == NULL)
         return PyObject_GetAttr(obj, name);
     PyObject *value = PyDict_GetItemWithError(*dict, name);
     if (value != NULL)
@@ -232,8 +260,8 @@ setAttr(PyObject *obj, PyObject *name, PyObject *value)
     PyObject *inClass = _PyType_Lookup(type, name);
     if (inClass != NULL && Py_TYPE(inClass)->tp_descr_set != NULL)
         return PyObject_SetAttr(obj, name, value);
-    PyObject **dict = _PyObject_GetDictPtr(obj);
-    if (dict == NULL || *dict == NULL)
+    PyObject **dict = existingDict(obj);
+    if (dict == NULL)
         return PyObject_SetAttr(obj, name, value);
     return PyDict_SetItem(*dict, name, value);
 }
@@ -822,16 +850,12 @@ answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *frame)
 }
 
 /*
- * FastPath(): answer the frames the decoder holds; see
+ * FastPath.answer(): answer the frames the decoder holds; see
  * jsonproto.fastpath.answerFrames.  Returns whether frames remain.
  */
 static PyObject *
-FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
+FastPath_answer(FastPath *st, PyObject *unused)
 {
-    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "a FastPath takes no arguments");
-        return NULL;
-    }
     if (st->protocol == NULL) {
         PyErr_SetString(PyExc_ValueError, "this FastPath was cleared");
         return NULL;
@@ -1333,11 +1357,25 @@ FastPath_doRead(FastPath *st, PyObject *unused)
     return result;
 }
 
+/*
+ * FastPath(): the transport's doRead.  The object itself, not a bound
+ * method, is put in the transport's place: one object less per connection.
+ */
+static PyObject *
+FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "a FastPath, as doRead, takes no arguments");
+        return NULL;
+    }
+    return FastPath_doRead(st, NULL);
+}
+
 static PyMethodDef FastPath_methods[] = {
+    {"answer", (PyCFunction)FastPath_answer, METH_NOARGS,
+     "answer() -> bool: answer the frames the decoder holds; whether any remain."},
     {"read", (PyCFunction)FastPath_read, METH_O,
      "read(data) -> bool: feed and answer one read, when it is the simple case."},
-    {"doRead", (PyCFunction)FastPath_doRead, METH_NOARGS,
-     "doRead(): the TCP transport's doRead, reading straight into the fast path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1346,7 +1384,7 @@ static PyTypeObject FastPathType = {
     .tp_name = "jsonproto._speedups.FastPath",
     .tp_basicsize = sizeof(FastPath),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One connection's fast path: call it to answer the frames its decoder holds.",
+    .tp_doc = "One connection's fast path (see jsonproto.fastpath.FastPath); calling it is doRead.",
     .tp_call = (ternaryfunc)FastPath_call,
     .tp_methods = FastPath_methods,
     .tp_traverse = (traverseproc)FastPath_traverse,
@@ -1488,5 +1526,8 @@ PyInit__speedups(void)
         return NULL;
     if (PyType_Ready(&FastPathType) < 0)
         return NULL;
+    if (PyDict_SetItemString(FastPathType.tp_dict, "readsSocket", Py_True) < 0)
+        return NULL;
+    PyType_Modified(&FastPathType);
     return PyModule_Create(&moduledef);
 }

@@ -28,9 +28,8 @@ one small thing to mirror.
 from __future__ import annotations
 
 import os
-from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from jsonproto import codec
 
@@ -169,15 +168,57 @@ def _encode(reply: dict[str, Any], fallback: Callable[[dict[str, Any]], bytes]) 
 
 
 
-def bind(protocol: JSONMessageProtocol, queue: _FrameQueue) -> Callable[[], bool]:
+class FastPath(Protocol):
     """
-    The fast path of one connection: a function of no arguments that runs
-    L{answerFrames} on C{protocol} and its decoder C{queue}.
+    One connection's fast path, as L{bind} makes it.
+    """
+
+    readsSocket: bool
+    """
+    Whether it can be the transport's C{doRead} (C{__call__}): the C
+    version reads from a plain TCP socket itself.
+    """
+
+    def answer(self) -> bool:
+        """
+        Run L{answerFrames} on the connection.
+        """
+
+    def read(self, data: bytes) -> bool:
+        """
+        Feed and answer one read, as C{decoder.feed(data)} and the
+        protocol's C{_processFrames()} would, where that is the simple case;
+        L{False}, having done nothing, otherwise.
+        """
+
+
+class _PureFastPath:
+    """
+    The Python L{FastPath}: L{answerFrames} bound to a connection.
+    """
+
+    __slots__ = ("protocol", "queue")
+    readsSocket = False
+
+    def __init__(self, protocol: JSONMessageProtocol, queue: _FrameQueue) -> None:
+        self.protocol = protocol
+        self.queue = queue
+
+    def answer(self) -> bool:
+        return answerFrames(self.protocol, self.queue)
+
+    def read(self, data: bytes) -> bool:
+        return False
+
+
+def bind(protocol: JSONMessageProtocol, queue: _FrameQueue) -> FastPath:
+    """
+    The fast path of one connection, C{protocol} with its decoder C{queue}.
 
     The C version gathers what it needs of the protocol, its factory and
     its dispatcher here, once, rather than at every read.
     """
-    return partial(answerFrames, protocol, queue)
+    return _PureFastPath(protocol, queue)
 
 
 pureBind = bind

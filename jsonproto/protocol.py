@@ -144,12 +144,9 @@ class JSONMessageProtocol(TrackedProtocol):
     # The socket of a plain TCP transport, written to directly when the
     # transport has nothing queued; None for any other transport.
     _socket: Any = None
-    # This connection's fast path (jsonproto.fastpath), or None.  It is
-    # not used while the factory logs messages.
-    _answerFrames: Callable[[], bool] | None = None
-    # Its read(data), which feeds and answers a read in one call: only the
-    # C fast path has one.
-    _readFast: Callable[[bytes], bool] | None = None
+    # This connection's fast path (jsonproto.fastpath.bind), or None.  It
+    # is not used while the factory logs messages.
+    _fastPath: fastpath.FastPath | None = None
 
     @staticmethod
     def frameMessage(payload: bytes) -> bytes:
@@ -172,14 +169,12 @@ class JSONMessageProtocol(TrackedProtocol):
                 setTcpNoDelay(True)
             self._socket = _directSocket(self.transport)
             if fastpath.bind is not None:
-                self._answerFrames = fastpath.bind(self, self._decoder)
-                self._readFast = getattr(self._answerFrames, "read", None)
-                doRead = getattr(self._answerFrames, "doRead", None)
-                if doRead is not None and self._socket is not None and not self.lengthPrefixed:
+                self._fastPath = fastpath.bind(self, self._decoder)
+                if self._fastPath.readsSocket and self._socket is not None and not self.lengthPrefixed:
                     # Reads of a plain TCP connection go straight from the
-                    # socket to the fast path (see FastPath.doRead in
-                    # jsonproto/_speedups.c).
-                    self.transport.doRead = doRead
+                    # socket to the fast path (FastPath.__call__ in
+                    # jsonproto/_speedups.c is the transport's doRead).
+                    self.transport.doRead = self._fastPath
 
     def refuse(self, error: ErrorCode) -> None:
         self.transport.write(self.frameMessage(codec.encode(error.reply())))
@@ -213,8 +208,8 @@ class JSONMessageProtocol(TrackedProtocol):
         else:
             # The fast path's own read, if it has one, does the same as
             # feed and _processFrames, in the common case.
-            readFast = self._readFast
-            if readFast is None or self.factory.logMessages or not readFast(data):
+            fastPath = self._fastPath
+            if fastPath is None or self.factory.logMessages or not fastPath.read(data):
                 decoder.feed(data)
                 self._processFrames()
         completed = info.messagesIn != before
@@ -262,10 +257,10 @@ class JSONMessageProtocol(TrackedProtocol):
         """
         decoder = self._decoder
         transport = self.transport
-        answerFrames = None if self.factory.logMessages else self._answerFrames
+        fastPath = None if self.factory.logMessages else self._fastPath
         while not self._paused and not transport.disconnecting:
-            if answerFrames is not None and not self._drainStage:
-                if not answerFrames():
+            if fastPath is not None and not self._drainStage:
+                if not fastPath.answer():
                     break
                 if self._paused or transport.disconnecting:
                     break

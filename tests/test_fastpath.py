@@ -425,14 +425,14 @@ class _GeneralLineProtocol(JSONLineProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._answerFrames = self._readFast = None
+        self._fastPath = None
         self.transport.__dict__.pop("doRead", None)
 
 
 class OverTCPTests(TestCase):
     """
     Over a real socket, where the C fast path also reads from the socket
-    itself (FastPath.doRead), a client sees the same as on the general
+    itself (the FastPath is the transport's doRead), a client sees the same as on the general
     path.
     """
 
@@ -477,5 +477,5 @@ class OverTCPTests(TestCase):
         self.assertEqual(fast[0].count(b"\n"), len(messages))
         if fastpath.implementation == "C":
             # The C fast path read from the socket itself.
-            self.assertEqual(fast[3], ["builtin_function_or_method"])
+            self.assertEqual(fast[3], ["FastPath"])
         self.assertEqual(general[3], ["NoneType"])
