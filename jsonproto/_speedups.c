@@ -37,7 +37,7 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_bytesIn,
     *n_lastActivity, *n_clock, *n_seconds, *n_limits, *n_messageTimeout,
     *n_bufferSize, *n_proxied, *n_drainStage, *n_logMessages, *n_processFrames,
-    *n_partialMessage, *n_partialSince, *n_dataReceived, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
+    *n_partialMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
 #define NULL_SCAN_LIMIT 4096
 
@@ -372,6 +372,8 @@ getAttrOfType(PyObject *obj, PyObject *name, PyTypeObject *type, const char *wha
     return value;
 }
 
+static long lengthOf(PyObject *obj, PyObject *name);
+
 static long
 getLong(PyObject *obj, PyObject *name)
 {
@@ -393,6 +395,18 @@ attrIsTrue(PyObject *obj, PyObject *name)
     int truth = PyObject_IsTrue(value);
     Py_DECREF(value);
     return truth;
+}
+
+/* len(obj.name), or -1 with an error set. */
+static long
+lengthOf(PyObject *obj, PyObject *name)
+{
+    PyObject *value = getAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    Py_ssize_t size = PyObject_Length(value);
+    Py_DECREF(value);
+    return (long)size;
 }
 
 /* bind(protocol, queue) -> FastPath */
@@ -1034,13 +1048,13 @@ flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
 
 /*
  * FastPath.read(data) -> bool: what the protocol's decoder.feed(data) and
- * _processFrames() would do, without either, for a read of newline-framed
- * messages arriving when nothing is buffered.  Returns False, having done
- * nothing, in any other case (the length-prefixed framing, part of a
- * message or unanswered messages already buffered, a read already being
- * handled): the caller then goes the usual way.
+ * _processFrames() would do, without either, for a read arriving when
+ * nothing is buffered.  Returns False, having done nothing, in any other
+ * case (part of a message or unanswered messages already buffered, a read
+ * already being handled): the caller then goes the usual way.
  *
- * Lines are cut and answered straight from the read.  At the first line
+ * Frames (lines, or length-prefixed messages) are cut and answered
+ * straight from the read.  At the first frame that is too long, or that
  * the fast path cannot answer, or that a step of its leaves for the general
  * path, or once the connection pauses or closes, the rest of the read is
  * fed to the decoder, and the general loop (_processQueued) takes over, as
@@ -1055,16 +1069,20 @@ answerRead(FastPath *st, PyObject *data, int *fed)
         PyErr_SetString(PyExc_ValueError, "this FastPath was cleared");
         return -1;
     }
-    if (st->lengthPrefixed || !PyBytes_CheckExact(data))
+    if (!PyBytes_CheckExact(data))
         return 0;
     PyObject *protocol = st->protocol, *queue = st->queue;
-    long buffered = getLong(queue, n_partialLength);
+    int prefixed = st->lengthPrefixed;
+    /* Part of a message buffered: for lines, its length; for int32, the
+     * bytes themselves.  And whether the decoder is skipping (lines) or has
+     * given up (int32). */
+    long buffered = prefixed ? lengthOf(queue, n_partial) : getLong(queue, n_partialLength);
     if (buffered == -1 && PyErr_Occurred())
         return -1;
     long next = getLong(queue, n_next);
     if (next == -1 && PyErr_Occurred())
         return -1;
-    int discarding = attrIsTrue(queue, n_discarding);
+    int discarding = attrIsTrue(queue, prefixed ? n_failed : n_discarding);
     int processing = discarding < 0 ? -1 : attrIsTrue(protocol, n_processing);
     if (processing < 0)
         return -1;
@@ -1093,6 +1111,35 @@ answerRead(FastPath *st, PyObject *data, int *fed)
         if (stopped) {
             failed = stopped < 0;
             break;
+        }
+        if (prefixed) {
+            if (size - pos < 4)
+                break;
+            const unsigned char *p = (const unsigned char *)base + pos;
+            unsigned long length = ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) |
+                                   ((unsigned long)p[2] << 8) | (unsigned long)p[3];
+            /* Too long (the decoder refuses it), or not all here yet. */
+            if (length > (unsigned long)maxLength || (Py_ssize_t)length > size - pos - 4)
+                break;
+            PyObject *frame = PyBytes_FromStringAndSize(base + pos + 4, (Py_ssize_t)length);
+            if (frame == NULL) {
+                failed = 1;
+                break;
+            }
+            int outcome = answerFrame(st, protocol, batch, frame);
+            Py_DECREF(frame);
+            if (outcome == LEFT)
+                break;
+            if (outcome == FAILED_LEFT) {
+                failed = 1;
+                break;
+            }
+            pos += 4 + (Py_ssize_t)length;
+            if (outcome != ANSWERED) {
+                failed = outcome == FAILED;
+                break;
+            }
+            continue;
         }
         const char *newline = memchr(base + pos, '\n', size - pos);
         if (newline == NULL)
@@ -1275,10 +1322,11 @@ fastDataReceived(FastPath *st, PyObject *data)
     int mid = 0;
     /* Only what was fed to the decoder can leave part of a message in it. */
     if (st->messageTimeout && fed) {
-        long buffered = getLong(st->queue, n_partialLength);
+        long buffered = st->lengthPrefixed ? lengthOf(st->queue, n_partial) : getLong(st->queue, n_partialLength);
         if (buffered == -1 && PyErr_Occurred())
             return -1;
-        mid = buffered > 0 ? 1 : attrIsTrue(st->queue, n_discarding);
+        /* The decoders' midMessage. */
+        mid = buffered > 0 ? 1 : st->lengthPrefixed ? 0 : attrIsTrue(st->queue, n_discarding);
         if (mid < 0)
             return -1;
     }
@@ -1303,8 +1351,8 @@ fastDataReceived(FastPath *st, PyObject *data)
 
 /*
  * FastPath.doRead(): Twisted's tcp.Connection.doRead and _dataReceived for
- * this connection, installed in their place on plain TCP connections with
- * the line framing.  Receives as socket.recv(bufferSize) would, returns
+ * this connection, installed in their place on plain TCP connections (the
+ * FastPath object itself is the transport's doRead).  Receives as socket.recv(bufferSize) would, returns
  * what they would (None, or CONNECTION_DONE / CONNECTION_LOST for the
  * reactor to close with), and answers the read with fastDataReceived, or
  * with the protocol's own dataReceived when the connection is in any
@@ -1520,7 +1568,8 @@ PyInit__speedups(void)
         intern(&n_proxied, "proxied") || intern(&n_drainStage, "_drainStage") ||
         intern(&n_logMessages, "logMessages") || intern(&n_processFrames, "_processFrames") ||
         intern(&n_partialMessage, "_partialMessage") || intern(&n_partialSince, "_partialSince") ||
-        intern(&n_dataReceived, "dataReceived") || intern(&n_transport, "transport") ||
+        intern(&n_dataReceived, "dataReceived") || intern(&n_partial, "_partial") ||
+        intern(&n_failed, "_failed") || intern(&n_transport, "transport") ||
         intern(&n_disconnecting, "disconnecting") ||
         intern(&k_type, "type") || intern(&k_id, "id") || intern(&k_status, "status"))
         return NULL;

@@ -170,7 +170,7 @@ class JSONMessageProtocol(TrackedProtocol):
             self._socket = _directSocket(self.transport)
             if fastpath.bind is not None:
                 self._fastPath = fastpath.bind(self, self._decoder)
-                if self._fastPath.readsSocket and self._socket is not None and not self.lengthPrefixed:
+                if self._fastPath.readsSocket and self._socket is not None:
                     # Reads of a plain TCP connection go straight from the
                     # socket to the fast path (FastPath.__call__ in
                     # jsonproto/_speedups.c is the transport's doRead).
