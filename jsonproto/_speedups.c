@@ -409,6 +409,21 @@ lengthOf(PyObject *obj, PyObject *name)
     return (long)size;
 }
 
+/*
+ * Whether the factory still has the dispatcher this fast path was bound
+ * with (1), another one (0: the fast path then declines, and every message
+ * takes the general path, which reads the factory's), or -1 on error.
+ */
+static int
+sameDispatcher(FastPath *st)
+{
+    PyObject *dispatcher = getAttr(st->factory, n_dispatcher);
+    if (dispatcher == NULL)
+        return -1;
+    Py_DECREF(dispatcher);
+    return dispatcher == st->dispatcher;
+}
+
 /* bind(protocol, queue) -> FastPath */
 static PyObject *
 bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -874,6 +889,12 @@ FastPath_answer(FastPath *st, PyObject *unused)
         PyErr_SetString(PyExc_ValueError, "this FastPath was cleared");
         return NULL;
     }
+    int same = sameDispatcher(st);
+    if (same < 0)
+        return NULL;
+    if (!same)
+        /* The general path looks at whatever remains. */
+        Py_RETURN_TRUE;
     PyObject *protocol = st->protocol, *queue = st->queue;
     Py_INCREF(protocol);
     Py_INCREF(queue);
@@ -1071,6 +1092,9 @@ answerRead(FastPath *st, PyObject *data, int *fed)
     }
     if (!PyBytes_CheckExact(data))
         return 0;
+    int same = sameDispatcher(st);
+    if (same <= 0)
+        return same;
     PyObject *protocol = st->protocol, *queue = st->queue;
     int prefixed = st->lengthPrefixed;
     /* Part of a message buffered: for lines, its length; for int32, the

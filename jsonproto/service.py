@@ -56,6 +56,9 @@ class JSONProtoService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        from jsonproto import fastpath
+
+        log.info("fast path: {implementation}", implementation=fastpath.implementation)
         if threading.current_thread() is threading.main_thread():
             callFromThread = getattr(self.clock, "callFromThread", None)
             if callFromThread is not None:

@@ -32,6 +32,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from jsonproto import fastpath, framing
 from jsonproto.builtin import defaultDispatcher
+from jsonproto.dispatcher import Dispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
 from jsonproto.framing import TOO_LONG, encodeInt32, encodeLine
 from jsonproto.limits import Limits
@@ -305,6 +306,31 @@ class FastPathTests(SynchronousTestCase):
         view = self.assertSameEverywhere("line", [frame * 200])
         self.assertEqual(view["calls"], 200)
         self.assertEqual(view["observed"], {"SUM": 200 // 64})
+
+    def test_dispatcherReplaced(self) -> None:
+        """
+        A dispatcher put in the factory's place answers the connections
+        already open from then on, as it does on the general path.
+        """
+        for name, bind in IMPLEMENTATIONS.items():
+            factory = JSONServerFactory(defaultDispatcher(), clock=Clock())
+            original = fastpath.bind
+            fastpath.bind = bind  # type: ignore[assignment]
+            try:
+                proto, transport = connect(factory)
+            finally:
+                fastpath.bind = original  # type: ignore[assignment]
+            proto.dataReceived(b'{"type":"SUM","a":1,"b":2}\n')
+            replacement = Dispatcher()
+            replacement.register("SUM", lambda m, c: {"result": "replaced"})
+            factory.dispatcher = replacement
+            proto.dataReceived(b'{"type":"SUM","a":1,"b":2}\n{"type":"SUM","a":1,"b":2}\n')
+            self.assertEqual(
+                transport.value(),
+                b'{"status":"OK","result":3}\n' + b'{"status":"OK","result":"replaced"}\n' * 2,
+                name,
+            )
+            self.assertEqual(replacement.counts, {"SUM": 2}, name)
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(

@@ -86,6 +86,10 @@ class TwistdTests(SynchronousTestCase):
         self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
         self.assertIn(b"reactor class: jsonproto.reactor.EPollReactor", daemonLog(process))
+        # Operators can tell from the log which fast path answers.
+        from jsonproto import fastpath
+
+        self.assertIn(f"fast path: {fastpath.implementation}".encode(), daemonLog(process))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SUM","a":10,"b":20,"id":"x"}\n')
             reply = client.makefile("rb").readline()
