@@ -372,42 +372,29 @@ getAttrOfType(PyObject *obj, PyObject *name, PyTypeObject *type, const char *wha
     return value;
 }
 
-static long lengthOf(PyObject *obj, PyObject *name);
+enum { AS_LONG, AS_TRUTH, AS_LENGTH };
 
+/*
+ * obj.name as a C long: its value, its truth (0 or 1) or its len(); -1
+ * with an error set when it cannot be had.
+ */
 static long
-getLong(PyObject *obj, PyObject *name)
+attrAs(PyObject *obj, PyObject *name, int how)
 {
     PyObject *value = getAttr(obj, name);
     if (value == NULL)
         return -1;
-    long result = PyLong_AsLong(value);
+    long result = how == AS_LONG ? PyLong_AsLong(value)
+                  : how == AS_TRUTH ? (long)PyObject_IsTrue(value)
+                                    : (long)PyObject_Length(value);
     Py_DECREF(value);
     return result;
 }
 
-/* Whether obj.name is true; -1 on error. */
-static int
-attrIsTrue(PyObject *obj, PyObject *name)
-{
-    PyObject *value = getAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth;
-}
+#define getLong(obj, name) attrAs((obj), (name), AS_LONG)
+#define attrIsTrue(obj, name) ((int)attrAs((obj), (name), AS_TRUTH))
+#define lengthOf(obj, name) attrAs((obj), (name), AS_LENGTH)
 
-/* len(obj.name), or -1 with an error set. */
-static long
-lengthOf(PyObject *obj, PyObject *name)
-{
-    PyObject *value = getAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    Py_ssize_t size = PyObject_Length(value);
-    Py_DECREF(value);
-    return (long)size;
-}
 
 /*
  * Whether the factory still has the dispatcher this fast path was bound
@@ -830,6 +817,55 @@ done:
 }
 
 /*
+ * The next line of data[*pos:size] that is not blank: 1 with the line in
+ * [*start, *stop) (its \n, and a \r before it, left out) and *pos just
+ * past its \n; 0 when no complete line is left, *pos past the blank lines
+ * skipped.  Blank is what bytes.isspace() says, or empty.
+ */
+static int
+nextLine(const char *base, Py_ssize_t size, Py_ssize_t *pos, Py_ssize_t *start, Py_ssize_t *stop)
+{
+    for (;;) {
+        const char *newline = memchr(base + *pos, '\n', size - *pos);
+        if (newline == NULL)
+            return 0;
+        Py_ssize_t end = newline - base, last = end;
+        if (last > *pos && base[last - 1] == '\r')
+            last--;
+        for (Py_ssize_t i = *pos; i < last; i++) {
+            char c = base[i];
+            if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f')) {
+                *start = *pos;
+                *stop = last;
+                *pos = end + 1;
+                return 1;
+            }
+        }
+        *pos = end + 1;
+    }
+}
+
+/*
+ * The next length-prefixed frame of data[pos:size]: 1 with its body in
+ * [*start, *stop), 0 when its length is over maxLength or it is not all
+ * here (for the decoder to refuse or wait for).
+ */
+static int
+nextPrefixed(const char *base, Py_ssize_t size, Py_ssize_t pos, Py_ssize_t maxLength, Py_ssize_t *start, Py_ssize_t *stop)
+{
+    if (size - pos < 4)
+        return 0;
+    const unsigned char *p = (const unsigned char *)base + pos;
+    unsigned long length = ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) |
+                           ((unsigned long)p[2] << 8) | (unsigned long)p[3];
+    if (length > (unsigned long)maxLength || (Py_ssize_t)length > size - pos - 4)
+        return 0;
+    *start = pos + 4;
+    *stop = *start + (Py_ssize_t)length;
+    return 1;
+}
+
+/*
  * Answer one frame if it is the fast path's to answer.  Returns
  *   ANSWERED: answered; go on,
  *   ANSWERED_STOP: answered; stop and let the general path look,
@@ -876,6 +912,18 @@ answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *frame)
     Py_DECREF(messageType);
     Py_DECREF(message);
     return outcome;
+}
+
+/*
+ * After answerFrame: whether the frame was taken (the caller moves past
+ * it) and whether to go on to the next; sets *failed on an error.
+ */
+static int
+goOn(int outcome, int *taken, int *failed)
+{
+    *taken = outcome != LEFT && outcome != FAILED_LEFT;
+    *failed = outcome == FAILED || outcome == FAILED_LEFT;
+    return outcome == ANSWERED;
 }
 
 /*
@@ -932,17 +980,10 @@ FastPath_answer(FastPath *st, PyObject *unused)
         Py_INCREF(frame);
         int outcome = answerFrame(st, protocol, batch, frame);
         Py_DECREF(frame);
-        if (outcome == LEFT)
+        int taken, more = goOn(outcome, &taken, &failed);
+        index += taken;
+        if (!more)
             break;
-        if (outcome == FAILED_LEFT) {
-            failed = 1;
-            break;
-        }
-        index += 1;
-        if (outcome != ANSWERED) {
-            failed = outcome == FAILED;
-            break;
-        }
     }
 
     /* queue._next = index, keeping any error already raised. */
@@ -967,17 +1008,6 @@ FastPath_answer(FastPath *st, PyObject *unused)
 
 
 
-/* Whether obj.name is empty (len 0); -1 on error. */
-static int
-attrIsEmpty(PyObject *obj, PyObject *name)
-{
-    PyObject *value = getAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    Py_ssize_t size = PyObject_Length(value);
-    Py_DECREF(value);
-    return size < 0 ? -1 : size == 0;
-}
 
 /*
  * The protocol's _write(data): count the bytes, send them at once if the
@@ -998,10 +1028,11 @@ writeData(FastPath *st, PyObject *protocol, PyObject *data)
         return -1;
     Py_INCREF(data);
     if (st->socket != NULL) {
-        int empty = attrIsEmpty(st->transport, n_dataBuffer);
-        if (empty == 1)
-            empty = attrIsEmpty(st->transport, n_tempDataBuffer);
-        if (empty < 0) {
+        long queued = lengthOf(st->transport, n_dataBuffer);
+        if (queued == 0)
+            queued = lengthOf(st->transport, n_tempDataBuffer);
+        int empty = queued == 0;
+        if (queued < 0) {
             Py_DECREF(data);
             return -1;
         }
@@ -1136,73 +1167,32 @@ answerRead(FastPath *st, PyObject *data, int *fed)
             failed = stopped < 0;
             break;
         }
+        Py_ssize_t start, stop, after = pos;
         if (prefixed) {
-            if (size - pos < 4)
+            if (!nextPrefixed(base, size, pos, maxLength, &start, &stop))
                 break;
-            const unsigned char *p = (const unsigned char *)base + pos;
-            unsigned long length = ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) |
-                                   ((unsigned long)p[2] << 8) | (unsigned long)p[3];
-            /* Too long (the decoder refuses it), or not all here yet. */
-            if (length > (unsigned long)maxLength || (Py_ssize_t)length > size - pos - 4)
-                break;
-            PyObject *frame = PyBytes_FromStringAndSize(base + pos + 4, (Py_ssize_t)length);
-            if (frame == NULL) {
-                failed = 1;
-                break;
-            }
-            int outcome = answerFrame(st, protocol, batch, frame);
-            Py_DECREF(frame);
-            if (outcome == LEFT)
-                break;
-            if (outcome == FAILED_LEFT) {
-                failed = 1;
-                break;
-            }
-            pos += 4 + (Py_ssize_t)length;
-            if (outcome != ANSWERED) {
-                failed = outcome == FAILED;
-                break;
-            }
-            continue;
+            after = stop;
         }
-        const char *newline = memchr(base + pos, '\n', size - pos);
-        if (newline == NULL)
-            break;
-        Py_ssize_t end = newline - base, stop = end;
-        if (stop > pos && base[stop - 1] == '\r')
-            stop--;
-        int blank = 1;
-        for (Py_ssize_t i = pos; i < stop; i++) {
-            char c = base[i];
-            if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f')) {
-                blank = 0;
+        else {
+            int found = nextLine(base, size, &after, &start, &stop);
+            if (!found)
+                pos = after; /* past the blank lines */
+            /* Too long: the decoder says so, in its place. */
+            if (!found || stop - start > maxLength)
                 break;
-            }
         }
-        if (blank) {
-            pos = end + 1;
-            continue;
-        }
-        if (stop - pos > maxLength)
-            break;
-        PyObject *frame = PyBytes_FromStringAndSize(base + pos, stop - pos);
+        PyObject *frame = PyBytes_FromStringAndSize(base + start, stop - start);
         if (frame == NULL) {
             failed = 1;
             break;
         }
         int outcome = answerFrame(st, protocol, batch, frame);
         Py_DECREF(frame);
-        if (outcome == LEFT)
+        int taken, more = goOn(outcome, &taken, &failed);
+        if (taken)
+            pos = after;
+        if (!more)
             break;
-        if (outcome == FAILED_LEFT) {
-            failed = 1;
-            break;
-        }
-        pos = end + 1;
-        if (outcome != ANSWERED) {
-            failed = outcome == FAILED;
-            break;
-        }
     }
     if (!failed && pos < size) {
         /* The rest goes the usual way. */
@@ -1488,38 +1478,23 @@ cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "start is outside data");
         return NULL;
     }
-    for (;;) {
-        const char *newline = memchr(base + start, '\n', size - start);
-        if (newline == NULL)
-            break;
-        Py_ssize_t end = newline - base, stop = end;
-        if (stop > start && base[stop - 1] == '\r')
-            stop--;
-        int blank = 1;
-        for (Py_ssize_t i = start; i < stop; i++) {
-            char c = base[i];
-            if (!(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f')) {
-                blank = 0;
-                break;
-            }
+    Py_ssize_t pos = start, first, stop;
+    while (nextLine(base, size, &pos, &first, &stop)) {
+        int rc;
+        if (stop - first > maxLength) {
+            rc = PyList_Append(frames, tooLong);
         }
-        if (!blank) {
-            int rc;
-            if (stop - start > maxLength) {
-                rc = PyList_Append(frames, tooLong);
-            }
-            else {
-                PyObject *line = PyBytes_FromStringAndSize(base + start, stop - start);
-                if (line == NULL)
-                    return NULL;
-                rc = PyList_Append(frames, line);
-                Py_DECREF(line);
-            }
-            if (rc < 0)
+        else {
+            PyObject *line = PyBytes_FromStringAndSize(base + first, stop - first);
+            if (line == NULL)
                 return NULL;
+            rc = PyList_Append(frames, line);
+            Py_DECREF(line);
         }
-        start = end + 1;
+        if (rc < 0)
+            return NULL;
     }
+    start = pos;
     return PyLong_FromSsize_t(start);
 }
 

@@ -26,7 +26,7 @@ many requests in flight.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred

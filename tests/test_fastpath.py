@@ -13,6 +13,7 @@ Python fast path and with the C one, and the three are compared.
 from __future__ import annotations
 
 import collections
+from itertools import pairwise
 import json
 import os
 import shutil
@@ -30,7 +31,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from jsonproto import fastpath, framing
+from jsonproto import fastpath
+from jsonproto.framing import cutLines, pureCutLines
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.dispatcher import Dispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
@@ -345,7 +347,7 @@ class FastPathTests(SynchronousTestCase):
         """
         stream = b"".join(FRAMERS[framing](m) for m in messages)
         points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
-        reads = [stream[a:b] for a, b in zip(points, points[1:]) if b > a]
+        reads = [stream[a:b] for a, b in pairwise(points) if b > a]
         self.assertSameEverywhere(framing, reads, Limits(maxMessageSize=MAX_MESSAGE_SIZE, maxErrors=maxErrors))
 
 
@@ -387,7 +389,7 @@ class CutLinesTests(SynchronousTestCase):
         got: list[Any] = []
         self.assertEqual(
             _speedups.cutLines(got, data, start, maxLength, TOO_LONG),
-            framing.pureCutLines(expected, data, start, maxLength, TOO_LONG),
+            pureCutLines(expected, data, start, maxLength, TOO_LONG),
         )
         self.assertEqual(got, expected)
 
@@ -395,7 +397,7 @@ class CutLinesTests(SynchronousTestCase):
         """
         What cutting means, on one read.
         """
-        for cut in {framing.cutLines, framing.pureCutLines}:
+        for cut in {cutLines, pureCutLines}:
             frames: list[Any] = []
             data = b'skip\n{"a":1}\r\n \t\n\n' + b"x" * 11 + b"\nrest"
             self.assertEqual(cut(frames, data, 5, 10, TOO_LONG), len(data) - 4)
@@ -416,7 +418,7 @@ class ImplementationTests(SynchronousTestCase):
             return
         self.assertIsNot(_speedups, None)
         self.assertEqual(fastpath.implementation, "C")
-        self.assertIs(framing.cutLines, _speedups.cutLines)
+        self.assertIs(cutLines, _speedups.cutLines)
 
     def test_switchedOff(self) -> None:
         """
