@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <sys/epoll.h>
 
 static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
 static PyObject *codec_all_finite;
@@ -37,7 +38,7 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_bytesIn,
     *n_lastActivity, *n_clock, *n_seconds, *n_limits, *n_messageTimeout,
     *n_bufferSize, *n_proxied, *n_drainStage, *n_logMessages, *n_processFrames,
-    *n_partialMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
+    *n_partialMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_doRead, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
 #define NULL_SCAN_LIMIT 4096
 
@@ -1498,9 +1499,106 @@ cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(start);
 }
 
+/*
+ * dispatchEvents(events, selectables, doReadOrWrite, disconnectSelectable,
+ * readFailed, noFileDescriptor): jsonproto.reactor.EPollReactor.doPoll's
+ * loop over what epoll returned.  A descriptor that is readable and nothing
+ * else is read here: doRead(), unless its fileno() is -1 (the reason is then
+ * noFileDescriptor); a true result is the reason to
+ * disconnectSelectable(selectable, reason, True); an exception goes to
+ * readFailed(selectable, error).  Any other event goes to
+ * doReadOrWrite(selectable, fd, event).
+ */
+static PyObject *
+dispatchEvents(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "dispatchEvents(events: list, selectables: dict, doReadOrWrite, "
+                                         "disconnectSelectable, readFailed, noFileDescriptor)");
+        return NULL;
+    }
+    PyObject *events = args[0], *selectables = args[1], *doReadOrWrite = args[2];
+    PyObject *disconnectSelectable = args[3], *readFailed = args[4], *noFileDescriptor = args[5];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(events); i++) {
+        PyObject *item = PyList_GET_ITEM(events, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "an event is a (fd, mask) pair");
+            return NULL;
+        }
+        PyObject *fd = PyTuple_GET_ITEM(item, 0), *mask = PyTuple_GET_ITEM(item, 1);
+        PyObject *selectable = PyDict_GetItemWithError(selectables, fd);
+        if (selectable == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            continue;
+        }
+        Py_INCREF(selectable);
+        long event = PyLong_AsLong(mask);
+        if (event == -1 && PyErr_Occurred()) {
+            Py_DECREF(selectable);
+            return NULL;
+        }
+        PyObject *result;
+        if (event != EPOLLIN) {
+            PyObject *callArgs[3] = {selectable, fd, mask};
+            result = PyObject_Vectorcall(doReadOrWrite, callArgs, 3, NULL);
+            Py_DECREF(selectable);
+            if (result == NULL)
+                return NULL;
+            Py_DECREF(result);
+            continue;
+        }
+        /* Readable and nothing else: _doReadOrWrite's read branch. */
+        PyObject *why = PyObject_CallMethodNoArgs(selectable, n_fileno);
+        if (why != NULL) {
+            long number = PyLong_AsLong(why);
+            Py_DECREF(why);
+            if (number == -1 && PyErr_Occurred())
+                why = NULL;
+            else if (number == -1)
+                why = Py_NewRef(noFileDescriptor);
+            else
+                why = PyObject_CallMethodNoArgs(selectable, n_doRead);
+        }
+        if (why == NULL) {
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            if (traceback != NULL)
+                PyException_SetTraceback(value, traceback);
+            Py_XDECREF(type);
+            Py_XDECREF(traceback);
+            PyObject *failedArgs[2] = {selectable, value};
+            result = PyObject_Vectorcall(readFailed, failedArgs, 2, NULL);
+            Py_DECREF(value);
+        }
+        else {
+            int disconnect = PyObject_IsTrue(why);
+            if (disconnect < 0) {
+                result = NULL;
+            }
+            else if (disconnect) {
+                PyObject *disconnectArgs[3] = {selectable, why, Py_True};
+                result = PyObject_Vectorcall(disconnectSelectable, disconnectArgs, 3, NULL);
+            }
+            else {
+                result = Py_NewRef(Py_None);
+            }
+            Py_DECREF(why);
+        }
+        Py_DECREF(selectable);
+        if (result == NULL)
+            return NULL;
+        Py_DECREF(result);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"cutLines", (PyCFunction)(void (*)(void))cutLines, METH_FASTCALL,
      "cutLines(frames, data, start, maxLength, tooLong) -> int: see jsonproto.framing.cutLines."},
+    {"dispatchEvents", (PyCFunction)(void (*)(void))dispatchEvents, METH_FASTCALL,
+     "dispatchEvents(events, selectables, doReadOrWrite, disconnectSelectable, readFailed, noFileDescriptor): see jsonproto.reactor."},
     {"bind", (PyCFunction)(void (*)(void))bindFastPath, METH_FASTCALL,
      "bind(protocol, queue) -> FastPath: see jsonproto.fastpath.bind."},
     {NULL, NULL, 0, NULL},
@@ -1568,7 +1666,7 @@ PyInit__speedups(void)
         intern(&n_logMessages, "logMessages") || intern(&n_processFrames, "_processFrames") ||
         intern(&n_partialMessage, "_partialMessage") || intern(&n_partialSince, "_partialSince") ||
         intern(&n_dataReceived, "dataReceived") || intern(&n_partial, "_partial") ||
-        intern(&n_failed, "_failed") || intern(&n_transport, "transport") ||
+        intern(&n_failed, "_failed") || intern(&n_doRead, "doRead") || intern(&n_transport, "transport") ||
         intern(&n_disconnecting, "disconnecting") ||
         intern(&k_type, "type") || intern(&k_id, "id") || intern(&k_status, "status"))
         return NULL;

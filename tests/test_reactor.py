@@ -14,6 +14,8 @@ from twisted.internet.main import CONNECTION_DONE
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from jsonproto import fastpath
+from jsonproto import reactor as reactorModule
 from jsonproto.reactor import EPollReactor
 
 
@@ -47,6 +49,11 @@ class _Selectable:
 
 
 class EPollReactorTests(SynchronousTestCase):
+    """
+    The reactor as it runs here: with the events dispatched in C when
+    C{jsonproto._speedups} is built.
+    """
+
     def setUp(self) -> None:
         self.reactor = EPollReactor()
         self.addCleanup(self.reactor._poller.close)
@@ -114,3 +121,24 @@ class EPollReactorTests(SynchronousTestCase):
         self.assertEqual(selectable.calls, [])
         [reason] = selectable.lost
         self.assertTrue(reason.check(error.ConnectionFdescWentAway))
+
+
+class PythonLoopTests(EPollReactorTests):
+    """
+    The same, with the events dispatched by the Python loop.
+    """
+
+    def setUp(self) -> None:
+        self.patch(reactorModule, "dispatchEvents", None)
+        super().setUp()
+
+
+class LoopInUseTests(SynchronousTestCase):
+    def test_cWhereBuilt(self) -> None:
+        """
+        With the C fast path in use, the events are dispatched in C too.
+        """
+        if fastpath.implementation == "C":
+            self.assertIsNotNone(reactorModule.dispatchEvents)
+        else:
+            self.assertIsNone(reactorModule.dispatchEvents)
