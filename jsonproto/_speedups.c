@@ -1,14 +1,20 @@
 /*
- * jsonproto._speedups: jsonproto.fastpath.answerFrames and bind in C.
+ * jsonproto._speedups: the fast path (jsonproto/fastpath.py) in C, the
+ * line cutter of jsonproto/framing.py, and the reactor's event loop
+ * (jsonproto/reactor.py).
  *
- * This is a translation of the Python function in jsonproto/fastpath.py,
- * step for step, and that function is its specification: read it first.
- * The tests run both on the same inputs and compare every byte and counter.
+ * FastPath.answer() is answerFrames in fastpath.py, step for step: read
+ * that first.  FastPath.read(data) does what decoder.feed(data) and the
+ * protocol's _processFrames() would, cutting frames from the read itself;
+ * calling a FastPath is the TCP transport's doRead, with dataReceived's
+ * accounting; spliceReply writes the common reply without the reply dict.
+ * The tests run every conversation through the general path, the Python
+ * fast path and this, and compare every byte and counter.
  *
  * What C saves is the interpreter's work between the calls that do the real
- * work (orjson's loads and dumps, the handler): attribute loads, temporary
- * ints, the loop itself.  Everything rare is handed back to the same Python
- * methods the Python version calls.
+ * work (recv and send, orjson's loads and dumps, the handler): attribute
+ * loads, temporary ints and dicts, the loops themselves.  Everything rare is
+ * handed back to the same Python methods the general path uses.
  */
 
 #define _GNU_SOURCE /* memmem */
