@@ -15,6 +15,11 @@ L{jsonproto.framing}'s decoders, which are linear in the bytes received, skip
 an over-long line instead of dropping the read it came in, and can stop in
 the middle of a read.
 
+The common messages of a read (well-formed, of a registered type, whose
+handler returns a dict) are answered by the connection's fast path,
+L{jsonproto.fastpath}, with the same replies, counters and limits as the
+general path in this module, which answers everything else.
+
 Stopping mid-read is what keeps memory bounded.  A protocol is a push
 producer for its transport: when the transport's write buffer fills (the
 peer is not reading its replies) it pauses the protocol, which stops
