@@ -203,10 +203,10 @@ slotOffset(PyObject *obj, PyObject *name)
 
 /*
  * getattr and setattr for the protocol's, decoder's and transport's own
- * attributes, read and written several times a read: plain values in the
- * instance's __dict__ (or defaults in its class).  Where the class has a
- * descriptor of that name, or the object is not a plain instance, these
- * are getattr and setattr.
+ * attributes, read and written several times a read: object slots
+ * (__slots__), plain values in the instance's __dict__, or defaults in its
+ * class.  Where the class has any other descriptor of that name, or the
+ * object is not a plain instance, these are getattr and setattr.
  */
 /*
  * Where obj's __dict__ is, if it has one already.  An instance whose
@@ -236,6 +236,21 @@ existingDict(PyObject *obj)
     return dict != NULL && *dict != NULL ? dict : NULL;
 }
 
+/*
+ * Where a __slots__ attribute lives in obj, given what the class has under
+ * its name; NULL if that is not a writable object slot.
+ */
+static PyObject **
+slotOf(PyObject *obj, PyObject *inClass)
+{
+    if (inClass == NULL || !Py_IS_TYPE(inClass, &PyMemberDescr_Type))
+        return NULL;
+    PyMemberDef *member = ((PyMemberDescrObject *)inClass)->d_member;
+    if (member->type != T_OBJECT_EX || (member->flags & READONLY))
+        return NULL;
+    return (PyObject **)((char *)obj + member->offset);
+}
+
 static PyObject *
 getAttr(PyObject *obj, PyObject *name)
 {
@@ -243,6 +258,14 @@ getAttr(PyObject *obj, PyObject *name)
     if (type->tp_getattro != PyObject_GenericGetAttr)
         return PyObject_GetAttr(obj, name);
     PyObject *inClass = _PyType_Lookup(type, name);
+    PyObject **slot = slotOf(obj, inClass);
+    if (slot != NULL) {
+        if (*slot == NULL) {
+            PyErr_SetObject(PyExc_AttributeError, name);
+            return NULL;
+        }
+        return Py_NewRef(*slot);
+    }
     if (inClass != NULL && Py_TYPE(inClass)->tp_descr_get != NULL)
         return PyObject_GetAttr(obj, name);
     PyObject **dict = existingDict(obj);
@@ -265,6 +288,13 @@ setAttr(PyObject *obj, PyObject *name, PyObject *value)
     if (type->tp_setattro != PyObject_GenericSetAttr)
         return PyObject_SetAttr(obj, name, value);
     PyObject *inClass = _PyType_Lookup(type, name);
+    PyObject **slot = slotOf(obj, inClass);
+    if (slot != NULL && value != NULL) {
+        PyObject *old = *slot;
+        *slot = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
     if (inClass != NULL && Py_TYPE(inClass)->tp_descr_set != NULL)
         return PyObject_SetAttr(obj, name, value);
     PyObject **dict = existingDict(obj);

@@ -134,11 +134,14 @@ class JSONMessageProtocol(TrackedProtocol):
     # one-item list holding the reply, or _NOT_READY.
     _waiting: deque[list[Any]]
     # Frames written while handling one read, and their size.
-    _batch: list[bytes] | None = None
-    _batchBytes = 0
-    _paused = 0
-    _processing = False
-    _errorsInRow = 0
+    # The state each read and reply touches, in slots: the C fast path
+    # reads and writes them in place (jsonproto/_speedups.c).
+    __slots__ = ("_batch", "_batchBytes", "_paused", "_processing", "_errorsInRow")
+    _batch: list[bytes] | None
+    _batchBytes: int
+    _paused: int
+    _processing: bool
+    _errorsInRow: int
     _drainStage = 0
     _readDuringDrain = False
     # When the unfinished message at the end of the buffer began.
@@ -152,6 +155,13 @@ class JSONMessageProtocol(TrackedProtocol):
     # This connection's fast path (jsonproto.fastpath.bind), or None.  It
     # is not used while the factory logs messages.
     _fastPath: fastpath.FastPath | None = None
+
+    def __init__(self) -> None:
+        self._batch = None
+        self._batchBytes = 0
+        self._paused = 0
+        self._processing = False
+        self._errorsInRow = 0
 
     @staticmethod
     def frameMessage(payload: bytes) -> bytes:
