@@ -412,7 +412,9 @@ class TrackedProtocol(protocol.Protocol):
     # The factory's, copied here by buildProtocol: read on every message.
     clock: IReactorTime
     limits: Limits
-    info: ConnectionInfo | None = None
+    # Read at every read, by the C fast path too: in slots.
+    __slots__ = ("info", "proxied")
+    info: ConnectionInfo | None
     _idleCall: IDelayedCall | None = None
     _abortCall: IDelayedCall | None = None
     _handshakeCall: IDelayedCall | None = None
@@ -421,7 +423,11 @@ class TrackedProtocol(protocol.Protocol):
     _closeKind = "server"
     # Behind a PROXY-protocol listener: the real client's address is known
     # only once data arrives (the header comes first).
-    proxied = False
+    proxied: bool
+
+    def __init__(self) -> None:
+        self.info = None
+        self.proxied = False
 
     def connectionMade(self) -> None:
         address = self.transport.getPeer()

@@ -136,16 +136,16 @@ class JSONMessageProtocol(TrackedProtocol):
     # Frames written while handling one read, and their size.
     # The state each read and reply touches, in slots: the C fast path
     # reads and writes them in place (jsonproto/_speedups.c).
-    __slots__ = ("_batch", "_batchBytes", "_paused", "_processing", "_errorsInRow")
+    __slots__ = ("_batch", "_batchBytes", "_paused", "_processing", "_errorsInRow", "_drainStage", "_partialSince")
     _batch: list[bytes] | None
     _batchBytes: int
     _paused: int
     _processing: bool
     _errorsInRow: int
-    _drainStage = 0
+    _drainStage: int
     _readDuringDrain = False
     # When the unfinished message at the end of the buffer began.
-    _partialSince: float | None = None
+    _partialSince: float | None
     _messageCall: IDelayedCall | None = None
     _sendCall: IDelayedCall | None = None
     _drainCall: IDelayedCall | None = None
@@ -157,11 +157,14 @@ class JSONMessageProtocol(TrackedProtocol):
     _fastPath: fastpath.FastPath | None = None
 
     def __init__(self) -> None:
+        super().__init__()
         self._batch = None
         self._batchBytes = 0
         self._paused = 0
         self._processing = False
         self._errorsInRow = 0
+        self._drainStage = 0
+        self._partialSince = None
 
     @staticmethod
     def frameMessage(payload: bytes) -> bytes:
