@@ -15,7 +15,9 @@ setup(
             "jsonproto._speedups",
             ["jsonproto/_speedups.c"],
             optional=True,
-            extra_compile_args=["-O2", "-Wall"],
+            # A call to an undeclared function builds a module that crashes: fail
+            # the build instead (the install then goes on without it).
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         )
     ]
 )

@@ -188,54 +188,6 @@ typedef struct {
 
 static PyTypeObject FastPathType;
 
-/* The offset of an object slot named `name` in `obj`'s type, or -1. */
-static Py_ssize_t
-slotOffset(PyObject *obj, PyObject *name)
-{
-    PyObject *descr = _PyType_Lookup(Py_TYPE(obj), name);
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
-        return -1;
-    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    if (member->type != T_OBJECT_EX || (member->flags & READONLY))
-        return -1;
-    return member->offset;
-}
-
-/*
- * getattr and setattr for the protocol's, decoder's and transport's own
- * attributes, read and written several times a read: object slots
- * (__slots__), plain values in the instance's __dict__, or defaults in its
- * class.  Where the class has any other descriptor of that name, or the
- * object is not a plain instance, these are getattr and setattr.
- */
-/*
- * Where obj's __dict__ is, if it has one already.  An instance whose
- * attributes are still kept in its compact per-class layout is not given a
- * dict (that would cost a few hundred bytes per connection); getattr
- * reads those.
- */
-static PyObject **
-existingDict(PyObject *obj)
-{
-    PyTypeObject *type = Py_TYPE(obj);
-    PyObject **dict = NULL;
-    if (type->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-        /* CPython 3.11's layout (Include/internal/pycore_object.h): the
-         * values pointer, then the dict pointer, before the object. */
-        if (((void **)obj)[-4] != NULL)
-            return NULL;
-        dict = ((PyObject **)obj) - 3;
-#else
-        return NULL;
-#endif
-    }
-    else if (type->tp_dictoffset > 0) {
-        dict = (PyObject **)((char *)obj + type->tp_dictoffset);
-    }
-    return dict != NULL && *dict != NULL ? dict : NULL;
-}
-
 /*
  * Where a __slots__ attribute lives in obj, given what the class has under
  * its name; NULL if that is not a writable object slot.
@@ -251,56 +203,43 @@ slotOf(PyObject *obj, PyObject *inClass)
     return (PyObject **)((char *)obj + member->offset);
 }
 
+/* The offset of an object slot named `name` in `obj`'s type, or -1. */
+static Py_ssize_t
+slotOffset(PyObject *obj, PyObject *name)
+{
+    PyObject **slot = slotOf(obj, _PyType_Lookup(Py_TYPE(obj), name));
+    return slot == NULL ? -1 : (char *)slot - (char *)obj;
+}
+
+/*
+ * getattr and setattr for the attributes read and written several times a
+ * read: the protocol's, the decoder's and ConnectionInfo's are object slots
+ * (__slots__), read and written in place here.  Anything else is getattr
+ * and setattr.
+ */
 static PyObject *
 getAttr(PyObject *obj, PyObject *name)
 {
-    PyTypeObject *type = Py_TYPE(obj);
-    if (type->tp_getattro != PyObject_GenericGetAttr)
+    PyObject **slot = slotOf(obj, _PyType_Lookup(Py_TYPE(obj), name));
+    if (slot == NULL)
         return PyObject_GetAttr(obj, name);
-    PyObject *inClass = _PyType_Lookup(type, name);
-    PyObject **slot = slotOf(obj, inClass);
-    if (slot != NULL) {
-        if (*slot == NULL) {
-            PyErr_SetObject(PyExc_AttributeError, name);
-            return NULL;
-        }
-        return Py_NewRef(*slot);
-    }
-    if (inClass != NULL && Py_TYPE(inClass)->tp_descr_get != NULL)
-        return PyObject_GetAttr(obj, name);
-    PyObject **dict = existingDict(obj);
-    if (dict == NULL)
-        return PyObject_GetAttr(obj, name);
-    PyObject *value = PyDict_GetItemWithError(*dict, name);
-    if (value != NULL)
-        return Py_NewRef(value);
-    if (PyErr_Occurred())
+    if (*slot == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
         return NULL;
-    if (inClass != NULL)
-        return Py_NewRef(inClass);
-    return PyObject_GetAttr(obj, name);
+    }
+    return Py_NewRef(*slot);
 }
 
 static int
 setAttr(PyObject *obj, PyObject *name, PyObject *value)
 {
-    PyTypeObject *type = Py_TYPE(obj);
-    if (type->tp_setattro != PyObject_GenericSetAttr)
+    PyObject **slot = slotOf(obj, _PyType_Lookup(Py_TYPE(obj), name));
+    if (slot == NULL || value == NULL)
         return PyObject_SetAttr(obj, name, value);
-    PyObject *inClass = _PyType_Lookup(type, name);
-    PyObject **slot = slotOf(obj, inClass);
-    if (slot != NULL && value != NULL) {
-        PyObject *old = *slot;
-        *slot = Py_NewRef(value);
-        Py_XDECREF(old);
-        return 0;
-    }
-    if (inClass != NULL && Py_TYPE(inClass)->tp_descr_set != NULL)
-        return PyObject_SetAttr(obj, name, value);
-    PyObject **dict = existingDict(obj);
-    if (dict == NULL)
-        return PyObject_SetAttr(obj, name, value);
-    return PyDict_SetItem(*dict, name, value);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(value);
+    Py_XDECREF(old);
+    return 0;
 }
 
 static int addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *after);
