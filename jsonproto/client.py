@@ -20,6 +20,7 @@ reply but a push from the server, handed to C{onMessage}.
 
 from __future__ import annotations
 
+import selectors
 import socket
 import ssl
 from collections import deque
@@ -284,13 +285,20 @@ class Client:
         @raise ProtocolError: The server sent something not jsonproto.
         """
         while True:
+            reply = self._nextReply()
+            if reply is not None:
+                return reply
+            self._received(self._socket.recv(65536))
+
+    def _nextReply(self) -> dict[str, Any] | None:
+        """
+        The next reply among the bytes received so far, handing pushed
+        messages before it to C{onMessage}; L{None} until more arrive.
+        """
+        while True:
             frame = self._decoder.nextFrame()
             if frame is None:
-                data = self._socket.recv(65536)
-                if not data:
-                    raise ConnectionError("the server closed the connection")
-                self._decoder.feed(data)
-                continue
+                return None
             if frame is framing.TOO_LONG:
                 raise ProtocolError("the server sent a reply longer than the size limit")
             try:
@@ -301,6 +309,11 @@ class Client:
                 return message
             self.onMessage(message)
 
+    def _received(self, data: bytes) -> None:
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self._decoder.feed(data)
+
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """
         Send one request and return its reply.
@@ -310,7 +323,59 @@ class Client:
 
     def pipeline(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """
-        Send every request, then read every reply, in order.
+        Send every request and return every reply, in order.
+
+        Replies are read while requests are still being sent: a server
+        stops reading from a client that does not take its replies, so
+        sending a large batch before reading any would leave both waiting.
+
+        @raise TimeoutError: Nothing could be sent or received for the
+            timeout.
         """
-        self._socket.sendall(b"".join(self._frame(_checkRequest(m)) for m in messages))
-        return [self.receive() for _ in messages]
+        data = memoryview(b"".join(self._frame(_checkRequest(m)) for m in messages))
+        replies: list[dict[str, Any]] = []
+        sock = self._socket
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                while len(replies) < len(messages):
+                    reply = self._nextReply()
+                    if reply is not None:
+                        replies.append(reply)
+                        continue
+                    if not selector.select(timeout):
+                        raise TimeoutError(f"no progress for {timeout} seconds, {len(replies)} of {len(messages)} replies in")
+                    if data:
+                        data = data[self._sendSome(data) :]
+                        if not data:
+                            selector.modify(sock, selectors.EVENT_READ)
+                    self._receiveSome()
+        finally:
+            sock.settimeout(timeout)
+        return replies
+
+    def _sendSome(self, data: memoryview) -> int:
+        """
+        Send what the socket takes now, without waiting.
+        """
+        try:
+            return self._socket.send(data[:65536])
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return 0
+
+    def _receiveSome(self) -> None:
+        """
+        Take what has arrived, without waiting (and, over TLS, what the TLS
+        layer already holds, which the selector cannot see).
+        """
+        sock = self._socket
+        while True:
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            self._received(data)
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                return

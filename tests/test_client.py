@@ -158,6 +158,40 @@ class ClientTests(TestCase):
         self.assertEqual(results, [{"status": "OK", "result": 30}, list(range(50))] * 2)
 
     @inlineCallbacks
+    def test_blockingHugePipeline(self) -> None:
+        """
+        A pipeline larger than the socket buffers on both sides completes:
+        the client reads replies while it still has requests to send, so a
+        server that stops reading until its replies are taken does not
+        leave both waiting.  Over TLS too.
+        """
+        key = os.path.abspath(self.mktemp())
+        certs.writeCertificate(key, ["localhost", "127.0.0.1"])
+        _, [plainPort, tlsPort] = yield startDaemon(
+            self, "--port", LOCAL, "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}"
+        )
+        count = 200_000
+        requests = [{"type": "SUM", "a": i, "b": 1, "id": i} for i in range(count)]
+
+        def run(port: int, tls: bool) -> list[Any]:
+            with Client("localhost", port, tls=tls, ca=key if tls else None, timeout=30) as c:
+                replies = c.pipeline(requests)
+                # The connection is still usable, and back to blocking reads.
+                return [len(replies), replies[0], replies[-1], c.request({"type": "SUM", "a": 1, "b": 1})]
+
+        for port, tls in [(plainPort, False), (tlsPort, True)]:
+            result = yield deferToThread(run, port, tls)
+            self.assertEqual(
+                result,
+                [
+                    count,
+                    {"status": "OK", "result": 1, "id": 0},
+                    {"status": "OK", "result": count, "id": count - 1},
+                    {"status": "OK", "result": 2},
+                ],
+            )
+
+    @inlineCallbacks
     def test_blockingTLSVerifiesByDefault(self) -> None:
         """
         tls=True verifies the certificate against the system's roots unless
