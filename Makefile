@@ -35,6 +35,7 @@ $(VENV)/.docs: $(STAMP) setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[docs]' --config-settings editable_mode=compat
 	touch $@
 
-# HTML in docs/_build/html; any warning fails the build.
+# HTML in docs/_build/html; any warning fails the build. -E: read every page
+# afresh, so a change to conf.py (the docstring rendering) always shows.
 docs: $(VENV)/.docs
-	$(BIN)/python -m sphinx -W --keep-going -b html -q docs docs/_build/html
+	$(BIN)/python -m sphinx -E -W --keep-going -b html -q docs docs/_build/html

@@ -253,3 +253,37 @@ class ClientsPageTests(TestCase):
 class FakeTerminalInput(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+class DocstringRenderingTests(TestCase):
+    def test_epytext(self) -> None:
+        """
+        The API page renders the docstrings' epytext: inline markup (braces
+        inside it balanced, running over line breaks) and @-fields.
+        """
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("docsconf", os.path.join(REPO, "docs", "conf.py"))
+        assert spec is not None and spec.loader is not None
+        conf = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(conf)
+        self.assertEqual(
+            conf.epytextToRest(
+                [
+                    'C{{"type":"SUM"}} gives L{Reply}, I{not} B{None}; C{"Internal',
+                    'error"}.',
+                    "",
+                    "@param message: The message.",
+                    "@return: The reply.",
+                    "@raise RequestError: For a bad one.",
+                ]
+            ),
+            [
+                '``{"type":"SUM"}`` gives :py:obj:`Reply`, *not* **None**; ``"Internal',
+                'error"``.',
+                "",
+                ":param message: The message.",
+                ":returns: The reply.",
+                ":raises RequestError: For a bad one.",
+            ],
+        )
