@@ -46,7 +46,8 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_bufferSize, *n_proxied, *n_drainStage, *n_logMessages, *n_processFrames,
     *n_partialMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_doRead, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
-#define NULL_SCAN_LIMIT 4096
+/* codec.NULL_SCAN_LIMIT: see suspectNull. */
+static Py_ssize_t nullScanLimit;
 
 /* Call obj.name(args...), dropping the result; -1 on error. */
 static int
@@ -95,6 +96,25 @@ now(void)
 }
 
 /*
+ * Whether orjson's output `data` for `value` may hold a NaN written as
+ * null (1), or not (0); -1 on error.  A short output is searched for
+ * "null"; a long one costs less to check by walking the value
+ * (codec.allFinite), as the codec does.
+ */
+static int
+suspectNull(const char *data, Py_ssize_t size, PyObject *value)
+{
+    if (size <= nullScanLimit)
+        return memmem(data, size, "null", 4) != NULL;
+    PyObject *finite = PyObject_Vectorcall(codec_all_finite, &value, 1, NULL);
+    if (finite == NULL)
+        return -1;
+    int suspect = !PyObject_IsTrue(finite);
+    Py_DECREF(finite);
+    return suspect;
+}
+
+/*
  * The reply's bytes: orjson's, unless orjson cannot write it or may have
  * written a NaN as null, in which case the protocol's encodeReply decides.
  */
@@ -108,32 +128,21 @@ encode(PyObject *protocol, PyObject *reply)
         PyErr_Clear();
         return PyObject_CallMethodOneArg(protocol, n_encodeReply, reply);
     }
-    int suspect;
-    Py_ssize_t size = PyBytes_GET_SIZE(payload);
-    if (size <= NULL_SCAN_LIMIT) {
-        suspect = memmem(PyBytes_AS_STRING(payload), size, "null", 4) != NULL;
-    }
-    else {
-        PyObject *finite = PyObject_Vectorcall(codec_all_finite, &reply, 1, NULL);
-        if (finite == NULL) {
-            Py_DECREF(payload);
-            return NULL;
-        }
-        suspect = !PyObject_IsTrue(finite);
-        Py_DECREF(finite);
-    }
-    if (suspect) {
-        Py_DECREF(payload);
-        return PyObject_CallMethodOneArg(protocol, n_encodeReply, reply);
-    }
-    return payload;
+    int suspect = suspectNull(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), reply);
+    if (suspect == 0)
+        return payload;
+    Py_DECREF(payload);
+    return suspect < 0 ? NULL : PyObject_CallMethodOneArg(protocol, n_encodeReply, reply);
 }
 
-/* The framed message: a newline after, or a 4-byte big-endian length before. */
+/*
+ * A new frame for a message of `size` bytes: with its newline after, or its
+ * 4-byte big-endian length before, already written; *body is where the
+ * message goes.
+ */
 static PyObject *
-frameMessage(PyObject *payload, int lengthPrefixed)
+newFrame(Py_ssize_t size, int lengthPrefixed, char **body)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(payload);
     if (lengthPrefixed && (unsigned long long)size > 0xFFFFFFFFULL) {
         PyErr_SetString(PyExc_OverflowError, "a message longer than 4 GiB cannot be framed");
         return NULL;
@@ -148,12 +157,23 @@ frameMessage(PyObject *payload, int lengthPrefixed)
         out[1] = (char)(n >> 16);
         out[2] = (char)(n >> 8);
         out[3] = (char)n;
-        memcpy(out + 4, PyBytes_AS_STRING(payload), size);
+        out += 4;
     }
     else {
-        memcpy(out, PyBytes_AS_STRING(payload), size);
         out[size] = '\n';
     }
+    *body = out;
+    return frame;
+}
+
+/* The framed message. */
+static PyObject *
+frameMessage(PyObject *payload, int lengthPrefixed)
+{
+    char *body;
+    PyObject *frame = newFrame(PyBytes_GET_SIZE(payload), lengthPrefixed, &body);
+    if (frame != NULL)
+        memcpy(body, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload));
     return frame;
 }
 
@@ -164,16 +184,22 @@ frameMessage(PyObject *payload, int lengthPrefixed)
  * lasts; the protocol's per-read state (_batch, _paused, ...) is read
  * afresh.
  */
+/*
+ * The objects a FastPath holds, named once for the struct, the garbage
+ * collector's traverse and clear.  socket is the protocol's _socket: the
+ * plain TCP socket written to directly when the transport has nothing
+ * queued, or NULL.  factory and seconds (the clock's) are for doRead.
+ */
+#define FASTPATH_OBJECTS(X) \
+    X(protocol) X(queue) X(frames) X(info) X(dispatcher) X(handlers) X(latency) X(counts) \
+    X(waiting) X(transport) X(socket) X(factory) X(seconds)
+
+#define DECLARE(name) PyObject *name;
+
 typedef struct {
     PyObject_HEAD
-    PyObject *protocol, *queue, *frames, *info, *dispatcher, *handlers,
-        *latency, *counts, *waiting, *transport;
-    /* The protocol's _socket: the plain TCP socket written to directly
-     * when the transport has nothing queued, or NULL. */
-    PyObject *socket;
-    /* For doRead: the factory, the clock's seconds(), and whether the
-     * limits time unfinished messages. */
-    PyObject *factory, *seconds;
+    FASTPATH_OBJECTS(DECLARE)
+    /* Whether the limits time unfinished messages. */
     int messageTimeout;
     Py_ssize_t bufferSize;
     /* The decoder's maxLength, fixed when it was made. */
@@ -291,41 +317,20 @@ addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *
     return 0;
 }
 
+#define VISIT(name) Py_VISIT(self->name);
+#define CLEAR(name) Py_CLEAR(self->name);
+
 static int
 FastPath_traverse(FastPath *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->protocol);
-    Py_VISIT(self->queue);
-    Py_VISIT(self->frames);
-    Py_VISIT(self->info);
-    Py_VISIT(self->dispatcher);
-    Py_VISIT(self->handlers);
-    Py_VISIT(self->latency);
-    Py_VISIT(self->counts);
-    Py_VISIT(self->waiting);
-    Py_VISIT(self->transport);
-    Py_VISIT(self->socket);
-    Py_VISIT(self->factory);
-    Py_VISIT(self->seconds);
+    FASTPATH_OBJECTS(VISIT)
     return 0;
 }
 
 static int
 FastPath_clear(FastPath *self)
 {
-    Py_CLEAR(self->protocol);
-    Py_CLEAR(self->queue);
-    Py_CLEAR(self->frames);
-    Py_CLEAR(self->info);
-    Py_CLEAR(self->dispatcher);
-    Py_CLEAR(self->handlers);
-    Py_CLEAR(self->latency);
-    Py_CLEAR(self->counts);
-    Py_CLEAR(self->waiting);
-    Py_CLEAR(self->transport);
-    Py_CLEAR(self->socket);
-    Py_CLEAR(self->factory);
-    Py_CLEAR(self->seconds);
+    FASTPATH_OBJECTS(CLEAR)
     return 0;
 }
 
@@ -398,11 +403,10 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     FastPath *self = PyObject_GC_New(FastPath, &FastPathType);
     if (self == NULL)
         return NULL;
+#define SET_NULL(name) self->name = NULL;
+    FASTPATH_OBJECTS(SET_NULL)
     self->protocol = Py_NewRef(args[0]);
     self->queue = Py_NewRef(args[1]);
-    self->frames = self->info = self->dispatcher = self->handlers = NULL;
-    self->latency = self->counts = self->waiting = self->transport = self->socket = NULL;
-    self->factory = self->seconds = NULL;
     PyObject_GC_Track((PyObject *)self);
     PyObject *factory = NULL;
     if (!(self->frames = getAttrOfType(self->queue, n_frames, &PyList_Type, "the decoder's _frames")))
@@ -537,59 +541,38 @@ spliceReply(FastPath *st, PyObject *result, PyObject *messageId)
     const char *members = PyBytes_AS_STRING(body) + 1; /* past the { */
     Py_ssize_t membersSize = PyBytes_GET_SIZE(body) - 2; /* and the } */
     Py_ssize_t idSize = id ? PyBytes_GET_SIZE(id) : 0;
-    int suspect;
-    if (membersSize <= NULL_SCAN_LIMIT) {
-        suspect = memmem(members, membersSize, "null", 4) != NULL;
-    }
-    else {
-        PyObject *finite = PyObject_Vectorcall(codec_all_finite, &result, 1, NULL);
-        suspect = finite == NULL ? -1 : !PyObject_IsTrue(finite);
-        Py_XDECREF(finite);
-    }
+    int suspect = suspectNull(members, membersSize, result);
     if (suspect == 0 && id != NULL)
         suspect = memmem(PyBytes_AS_STRING(id), idSize, "null", 4) != NULL;
-    if (suspect) {
-        if (suspect < 0)
+    PyObject *frame = NULL;
+    if (suspect < 0) {
+        PyErr_Clear();
+    }
+    else if (!suspect) {
+        Py_ssize_t payloadSize = (sizeof(OK_PREFIX) - 1) + (membersSize ? 1 + membersSize : 0) +
+                                 (id ? (sizeof(ID_KEY) - 1) + idSize : 0) + 1;
+        char *out;
+        frame = newFrame(payloadSize, st->lengthPrefixed, &out);
+        if (frame == NULL) {
+            /* Too long to frame: the general path says so. */
             PyErr_Clear();
-        Py_DECREF(body);
-        Py_XDECREF(id);
-        return NULL;
-    }
-    Py_ssize_t payloadSize = (sizeof(OK_PREFIX) - 1) + (membersSize ? 1 + membersSize : 0) +
-                             (id ? (sizeof(ID_KEY) - 1) + idSize : 0) + 1;
-    int prefixed = st->lengthPrefixed;
-    if (prefixed && (unsigned long long)payloadSize > 0xFFFFFFFFULL) {
-        Py_DECREF(body);
-        Py_XDECREF(id);
-        return NULL;
-    }
-    PyObject *frame = PyBytes_FromStringAndSize(NULL, payloadSize + (prefixed ? 4 : 1));
-    if (frame != NULL) {
-        char *out = PyBytes_AS_STRING(frame);
-        if (prefixed) {
-            unsigned long n = (unsigned long)payloadSize;
-            out[0] = (char)(n >> 24);
-            out[1] = (char)(n >> 16);
-            out[2] = (char)(n >> 8);
-            out[3] = (char)n;
-            out += 4;
         }
-        memcpy(out, OK_PREFIX, sizeof(OK_PREFIX) - 1);
-        out += sizeof(OK_PREFIX) - 1;
-        if (membersSize) {
-            *out++ = ',';
-            memcpy(out, members, membersSize);
-            out += membersSize;
+        else {
+            memcpy(out, OK_PREFIX, sizeof(OK_PREFIX) - 1);
+            out += sizeof(OK_PREFIX) - 1;
+            if (membersSize) {
+                *out++ = ',';
+                memcpy(out, members, membersSize);
+                out += membersSize;
+            }
+            if (id) {
+                memcpy(out, ID_KEY, sizeof(ID_KEY) - 1);
+                out += sizeof(ID_KEY) - 1;
+                memcpy(out, PyBytes_AS_STRING(id), idSize);
+                out += idSize;
+            }
+            *out = '}';
         }
-        if (id) {
-            memcpy(out, ID_KEY, sizeof(ID_KEY) - 1);
-            out += sizeof(ID_KEY) - 1;
-            memcpy(out, PyBytes_AS_STRING(id), idSize);
-            out += idSize;
-        }
-        *out++ = '}';
-        if (!prefixed)
-            *out = '\n';
     }
     Py_DECREF(body);
     Py_XDECREF(id);
@@ -605,6 +588,21 @@ validId(PyObject *message)
         return PyErr_Occurred() ? -1 : 1;
     return PyUnicode_CheckExact(messageId) || PyLong_CheckExact(messageId) ||
            PyFloat_CheckExact(messageId) || messageId == Py_None;
+}
+
+/* {"status": "OK", **result, "id": messageId}, as the dispatcher builds it. */
+static PyObject *
+okReply(PyObject *result, PyObject *messageId)
+{
+    PyObject *reply = PyDict_New();
+    if (reply == NULL)
+        return NULL;
+    if (PyDict_SetItem(reply, k_status, s_OK) < 0 || PyDict_Update(reply, result) < 0 ||
+        (messageId != NULL && PyDict_SetItem(reply, k_id, messageId) < 0)) {
+        Py_DECREF(reply);
+        return NULL;
+    }
+    return reply;
 }
 
 /* protocol._batchBytes += size */
@@ -718,40 +716,29 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
     Py_ssize_t queued = PyObject_Length(st->waiting);
     if (queued < 0)
         goto done;
-    if (!queued) {
-        /* The common reply, written without building it. */
-        frame = spliceReply(st, result, messageId);
-        if (frame == NULL && PyErr_Occurred())
-            goto done;
-        if (frame != NULL) {
-            if (incrementAt(st->info, st->messagesOutAt, n_messagesOut, NULL) < 0)
-                goto done;
-            goto append;
-        }
-    }
-    if (!(reply = PyDict_New()))
-        goto done;
-    if (PyDict_SetItem(reply, k_status, s_OK) < 0 || PyDict_Update(reply, result) < 0)
-        goto done;
-    if (messageId != NULL && PyDict_SetItem(reply, k_id, messageId) < 0)
-        goto done;
     if (queued) {
         /* Behind a reply still being computed. */
+        if (!(reply = okReply(result, messageId)))
+            goto done;
         outcome = callMethod(protocol, n_reply, &reply, 1) < 0 ? -1 : 0;
         goto done;
     }
-
     if (incrementAt(st->info, st->messagesOutAt, n_messagesOut, NULL) < 0)
         goto done;
-    if (!(payload = encode(protocol, reply)))
-        goto done;
-    if (!PyBytes_Check(payload)) {
-        PyErr_SetString(PyExc_TypeError, "encodeReply must return bytes");
-        goto done;
+    /* The common reply is written without building it. */
+    frame = spliceReply(st, result, messageId);
+    if (frame == NULL) {
+        if (PyErr_Occurred() || !(reply = okReply(result, messageId)))
+            goto done;
+        if (!(payload = encode(protocol, reply)))
+            goto done;
+        if (!PyBytes_Check(payload)) {
+            PyErr_SetString(PyExc_TypeError, "encodeReply must return bytes");
+            goto done;
+        }
+        if (!(frame = frameMessage(payload, st->lengthPrefixed)))
+            goto done;
     }
-    if (!(frame = frameMessage(payload, st->lengthPrefixed)))
-        goto done;
-append:
     if (PyList_Append(batch, frame) < 0)
         goto done;
     long batchBytes;
@@ -1242,21 +1229,21 @@ fastDataReceived(FastPath *st, PyObject *data)
     PyObject *protocol = st->protocol;
     if (st->bytesInAt < 0 || st->messagesInAt < 0 || st->lastActivityAt < 0)
         return 0;
-    PyObject *info = getAttr(protocol, n_info);
-    if (info == NULL)
-        return -1;
-    Py_DECREF(info);
-    if (info != st->info)
-        return 0;
+    /* The protocol's info is set once, before the fast path is bound. */
+    PyObject *info = st->info;
+    /* Closing, behind a PROXY header not yet read, draining, logging. */
+    PyObject *const unusual[][2] = {
+        {st->transport, n_disconnecting},
+        {protocol, n_proxied},
+        {protocol, n_drainStage},
+        {st->factory, n_logMessages},
+    };
+    for (size_t i = 0; i < sizeof(unusual) / sizeof(unusual[0]); i++) {
+        int set = attrIsTrue(unusual[i][0], unusual[i][1]);
+        if (set)
+            return set < 0 ? -1 : 0;
+    }
     int no;
-    if ((no = attrIsTrue(st->transport, n_disconnecting)) != 0)
-        return no < 0 ? -1 : 0;
-    if ((no = attrIsTrue(protocol, n_proxied)) != 0)
-        return no < 0 ? -1 : 0;
-    if ((no = attrIsTrue(protocol, n_drainStage)) != 0)
-        return no < 0 ? -1 : 0;
-    if ((no = attrIsTrue(st->factory, n_logMessages)) != 0)
-        return no < 0 ? -1 : 0;
     PyObject *bytesIn = slotValue(info, st->bytesInAt, n_bytesIn);
     if (bytesIn == NULL)
         return -1;
@@ -1612,6 +1599,13 @@ PyInit__speedups(void)
         !(perf_counter = attribute("time", "perf_counter")) ||
         !(connectionDone = attribute("twisted.internet.main", "CONNECTION_DONE")) ||
         !(connectionLost = attribute("twisted.internet.main", "CONNECTION_LOST")))
+        return NULL;
+    PyObject *limit = attribute("jsonproto.codec", "NULL_SCAN_LIMIT");
+    if (limit == NULL)
+        return NULL;
+    nullScanLimit = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (nullScanLimit == -1 && PyErr_Occurred())
         return NULL;
     if (!(one = PyLong_FromLong(1)) || !(zero = PyLong_FromLong(0)) || !(zeroSeconds = PyFloat_FromDouble(0.0)))
         return NULL;

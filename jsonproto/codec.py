@@ -48,6 +48,13 @@ which the standard library path keeps too.  The walk that checks it is
 iterative, so no depth can exhaust the stack.
 """
 
+NULL_SCAN_LIMIT = 4096
+"""
+Replies up to this long are checked for a C{null} orjson may have written
+for NaN by a byte search; longer ones by walking the value, which costs
+less there.
+"""
+
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONG_NUMBER = re.compile(rb"[0-9]{20}")
 
@@ -231,7 +238,7 @@ def encode(value: Any) -> bytes:
             # orjson writes NaN and Infinity as null: where there is a null,
             # make sure it was one.  Scanning a long reply costs more than
             # walking it.
-            if b"null" not in encoded if len(encoded) <= 4096 else allFinite(value):
+            if b"null" not in encoded if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value):
                 return encoded
     try:
         return _encoder.encode(value).encode("utf-8")
