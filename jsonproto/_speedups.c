@@ -3,8 +3,9 @@
  * line cutter of jsonproto/framing.py, and the reactor's event loop
  * (jsonproto/reactor.py).
  *
- * FastPath.answer() is answerFrames in fastpath.py, step for step: read
- * that first.  FastPath.read(data) does what decoder.feed(data) and the
+ * FastPath.answer() is answerFrames in fastpath.py, step for step, with
+ * the protocol's _reply/_writeReply (which answerFrames calls) written out
+ * here: read those first.  FastPath.read(data) does what decoder.feed(data) and the
  * protocol's _processFrames() would, cutting frames from the read itself;
  * calling a FastPath is the TCP transport's doRead, with dataReceived's
  * accounting; spliceReply writes the common reply without the reply dict.

@@ -16,7 +16,8 @@ the general path uses.
 
 L{bind} gives a connection its fast path.  When the C{jsonproto._speedups}
 extension is built, its C{bind} is used instead.  Its C{answer()} is a
-step-for-step C translation of L{answerFrames}, and it goes further in
+step-for-step C translation of L{answerFrames}, with the protocol's reply
+writing (C{_reply}, C{_writeReply}) written out too, and it goes further in
 three places where Python would cost more than the message: C{read(data)}
 cuts and answers frames straight from a read instead of feeding the
 decoder first; called with no arguments it is the TCP transport's
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import os
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jsonproto import codec
 
@@ -46,15 +47,9 @@ if TYPE_CHECKING:
     from jsonproto.protocol import JSONMessageProtocol
 
 try:
-    from orjson import JSONDecodeError, dumps, loads
+    from orjson import JSONDecodeError, loads
 except ImportError:  # pragma: no cover - the package depends on it
     loads = None
-
-NULL_SCAN_LIMIT = 4096
-"""
-Replies up to this long are checked for a C{null} orjson may have written
-for NaN by a byte search; longer ones by the codec's walk.
-"""
 
 
 def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
@@ -62,9 +57,8 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
     Answer the frames waiting in C{queue}, from the first, for as long as
     each is a well-formed object of a registered type (with a valid id, if
     any) and nothing needs a second look: stop before a frame that is not,
-    when a handler has paused or closed the connection, and after any step
-    that hands over to the general path's methods (a handler that did not
-    return a dict, an error reply, a full batch).
+    when a handler has paused or closed the connection (or an error reply or
+    a full batch has), and after a handler that did not return a dict.
 
     The caller has checked that the connection is open, is not draining,
     and does not log messages, and is handling a read (C{_batch} is a list).
@@ -81,11 +75,8 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
     latency = dispatcher.latency
     counts = latency.counts
     sample = latency.SAMPLE
-    batch = protocol._batch
-    waiting = protocol._waiting
-    lengthPrefixed = protocol.lengthPrefixed
     transport = protocol.transport
-    assert info is not None and batch is not None
+    assert info is not None and protocol._batch is not None
     try:
         while index < count:
             if protocol._paused or transport.disconnecting:
@@ -139,40 +130,12 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
             reply.update(result)
             if "id" in message:
                 reply["id"] = message["id"]
-            if waiting:
-                # Behind a reply still being computed.
-                protocol._reply(reply)
-                return True
-
-            info.messagesOut += 1
-            payload = _encode(reply, protocol.encodeReply)
-            if lengthPrefixed:
-                frame = len(payload).to_bytes(4, "big") + payload
-            else:
-                frame = payload + b"\n"
-            batch.append(frame)
-            protocol._batchBytes += len(frame)
-            if reply["status"] == "ERROR":
-                protocol.errorReplied(reply)
-                return True
-            protocol._errorsInRow = 0
-            if protocol._batchBytes >= protocol.batchLimit:
-                protocol._flushBatch()
-                return True
+            # Written, or queued behind a reply still being computed, as
+            # the general path does (the C version inlines this).
+            protocol._reply(reply)
         return index < len(frames)
     finally:
         queue._next = index
-
-
-def _encode(reply: dict[str, Any], fallback: Callable[[dict[str, Any]], bytes]) -> bytes:
-    try:
-        payload: bytes = dumps(reply)
-    except TypeError:
-        return fallback(reply)
-    if b"null" in payload if len(payload) <= NULL_SCAN_LIMIT else not codec.allFinite(reply):
-        # A None, or a NaN orjson wrote as null: the codec tells them apart.
-        return fallback(reply)
-    return payload
 
 
 

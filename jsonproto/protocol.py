@@ -43,7 +43,7 @@ from zope.interface import implementer
 
 from jsonproto import codec, fastpath, framing
 from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
+from jsonproto.connection import ConnectionInfo, ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
 from jsonproto.dispatcher import Dispatcher, Reply, errorReply
 from jsonproto.errors import (
     INTERNAL_ERROR,
@@ -299,12 +299,7 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         info.messagesIn += 1
         if self.factory.logMessages:
-            log.info(
-                "connection {connectionId} from {peer} sent {text}",
-                connectionId=info.id,
-                peer=info.peer,
-                text=_excerpt(frame),
-            )
+            self._logMessage(info, "sent", frame)
         try:
             message = codec.decode(frame)
         except RequestError as e:
@@ -319,6 +314,19 @@ class JSONMessageProtocol(TrackedProtocol):
         else:
             # A Deferred (isinstance would be slow: Deferred is an ABC).
             self.replyLater(result, message)
+
+    @staticmethod
+    def _logMessage(info: ConnectionInfo, direction: str, payload: bytes) -> None:
+        """
+        Log one message in or out (C{--log-messages}).
+        """
+        log.info(
+            "connection {connectionId} from {peer} {direction} {text}",
+            connectionId=info.id,
+            peer=info.peer,
+            direction=direction,
+            text=_excerpt(payload),
+        )
 
     def replyLater(self, result: Deferred[Reply], message: Any) -> None:
         """
@@ -391,12 +399,7 @@ class JSONMessageProtocol(TrackedProtocol):
         info.messagesOut += 1
         payload = self.encodeReply(reply)
         if self.factory.logMessages:
-            log.info(
-                "connection {connectionId} from {peer} was sent {text}",
-                connectionId=info.id,
-                peer=info.peer,
-                text=_excerpt(payload),
-            )
+            self._logMessage(info, "was sent", payload)
         self._writeFrame(payload)
         if reply.get("status") == "ERROR":
             self.errorReplied(reply)
