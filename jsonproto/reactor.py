@@ -9,19 +9,19 @@ with C{twisted.logger}, naming the connection in each event, so that layer
 only costs: four Python calls and a context dictionary per event, about a
 tenth of the daemon's CPU in ping-pong.
 
-The commonest event, a descriptor that is readable and nothing else, is
-handled inline, as the reactor's own C{_doReadOrWrite} would: that call
-and its checks were another tenth once reads were answered in C.  With
-C{jsonproto._speedups} built, the loop over the events is C as well
-(C{dispatchEvents}).  Other events still go through C{_doReadOrWrite}.
-Errors are caught and logged the same way either way.
+With C{jsonproto._speedups} built, the loop over the events is C
+(C{dispatchEvents}), and the commonest event, a descriptor that is
+readable and nothing else, is handled there as the reactor's own
+C{_doReadOrWrite} would: that call and its checks were another tenth of
+the daemon's CPU once reads were answered in C.  Other events, and every
+event without the extension, go through C{_doReadOrWrite}.  Errors are
+caught and logged the same way either way.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import select
 from typing import Any
 
 from twisted.internet import epollreactor
@@ -35,8 +35,6 @@ except ImportError:  # pragma: no cover - built without a C compiler
     dispatchEvents = None
 if os.environ.get("JSONPROTO_NO_SPEEDUPS"):
     dispatchEvents = None
-
-_READABLE = select.EPOLLIN
 
 
 class EPollReactor(epollreactor.EPollReactor):
@@ -63,25 +61,14 @@ class EPollReactor(epollreactor.EPollReactor):
         doReadOrWrite = self._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)
-            if selectable is None:
-                continue
-            if event != _READABLE:
+            if selectable is not None:
                 doReadOrWrite(selectable, fd, event)
-                continue
-            # Readable and nothing else, nearly every event of a busy
-            # server: _doReadOrWrite's read branch, inlined.
-            try:
-                why = _NO_FILEDESC if selectable.fileno() == -1 else selectable.doRead()
-            except BaseException as e:
-                self._readFailed(selectable, e)
-                continue
-            if why:
-                self._disconnectSelectable(selectable, why, True)
 
     def _readFailed(self, selectable: Any, error: BaseException) -> None:
         """
-        A selectable's doRead raised: log it, and disconnect the selectable
-        with it as the reason, as C{_doReadOrWrite} does.
+        A selectable's doRead raised in C{dispatchEvents}: log it, and
+        disconnect the selectable with it as the reason, as
+        C{_doReadOrWrite} does.
         """
         log.err(Failure(error, type(error), error.__traceback__))
         self._disconnectSelectable(selectable, error, True)

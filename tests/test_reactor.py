@@ -125,7 +125,8 @@ class EPollReactorTests(SynchronousTestCase):
 
 class PythonLoopTests(EPollReactorTests):
     """
-    The same, with the events dispatched by the Python loop.
+    The same, with the events dispatched by the Python loop (through
+    Twisted's C{_doReadOrWrite}), as without the extension.
     """
 
     def setUp(self) -> None:
