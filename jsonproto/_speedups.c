@@ -580,6 +580,23 @@ spliceReply(FastPath *st, PyObject *result, PyObject *messageId)
     return frame;
 }
 
+/*
+ * The exception being raised, cleared, as an object carrying its traceback
+ * (what an except clause would bind), for a Python method to handle.
+ */
+static PyObject *
+takeException(void)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
 /* Whether a message's id is absent or one jsonproto accepts. */
 static int
 validId(PyObject *message)
@@ -664,13 +681,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))
             goto done;
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_NormalizeException(&type, &value, &traceback);
-        if (traceback != NULL)
-            PyException_SetTraceback(value, traceback);
-        Py_XDECREF(type);
-        Py_XDECREF(traceback);
+        PyObject *value = takeException();
         PyObject *raisedArgs[5] = {st->dispatcher, value, message, messageType, started};
         reply = PyObject_VectorcallMethod(n_raised, raisedArgs, 5, NULL);
         Py_DECREF(value);
@@ -1524,13 +1535,7 @@ dispatchEvents(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 why = PyObject_CallMethodNoArgs(selectable, n_doRead);
         }
         if (why == NULL) {
-            PyObject *type, *value, *traceback;
-            PyErr_Fetch(&type, &value, &traceback);
-            PyErr_NormalizeException(&type, &value, &traceback);
-            if (traceback != NULL)
-                PyException_SetTraceback(value, traceback);
-            Py_XDECREF(type);
-            Py_XDECREF(traceback);
+            PyObject *value = takeException();
             PyObject *failedArgs[2] = {selectable, value};
             result = PyObject_Vectorcall(readFailed, failedArgs, 2, NULL);
             Py_DECREF(value);
