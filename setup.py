@@ -13,7 +13,8 @@ setup(
     ext_modules=[
         Extension(
             "jsonproto._speedups",
-            ["jsonproto/_speedups.c"],
+            ["jsonproto/_speedups.c", "jsonproto/_flatjson.c"],
+            depends=["jsonproto/_flatjson.h"],
             optional=True,
             # A call to an undeclared function builds a module that crashes: fail
             # the build instead (the install then goes on without it).

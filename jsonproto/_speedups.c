@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <sys/epoll.h>
 
+#include "_flatjson.h"
+
 static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
 static PyObject *codec_all_finite;
 static PyObject *perf_counter;
@@ -508,6 +510,60 @@ isStopped(PyObject *protocol, PyObject *transport)
 #define OK_PREFIX "{\"status\":\"OK\""
 #define ID_KEY ",\"id\":"
 
+/* Replies up to this long are written in one pass when they are flat. */
+#define FLAT_REPLY_ROOM 512
+
+/* Whether the JSON string at key[:size] is "status" or "id". */
+static int
+isReservedKey(const char *key, Py_ssize_t size)
+{
+    return (size == 8 && memcmp(key, "\"status\"", 8) == 0) || (size == 4 && memcmp(key, "\"id\"", 4) == 0);
+}
+
+/*
+ * spliceReply's common case, with no call to orjson: a result whose keys
+ * and values, and an id, that are flat JSON (see _flatjson.c), in a short
+ * reply.  NULL, with no error set, for any other.
+ */
+static PyObject *
+spliceFlatReply(FastPath *st, PyObject *result, PyObject *messageId)
+{
+    char buffer[FLAT_REPLY_ROOM];
+    char *out = buffer;
+    const char *end = buffer + sizeof(buffer);
+    memcpy(out, OK_PREFIX, sizeof(OK_PREFIX) - 1);
+    out += sizeof(OK_PREFIX) - 1;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(result, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || end - out < 1)
+            return NULL;
+        *out++ = ',';
+        char *keyAt = out;
+        if (!(out = writeFlatValue(key, out, end)) || isReservedKey(keyAt, out - keyAt) || end - out < 1)
+            return NULL;
+        *out++ = ':';
+        if (!(out = writeFlatValue(value, out, end)))
+            return NULL;
+    }
+    if (messageId != NULL) {
+        if (end - out < (Py_ssize_t)sizeof(ID_KEY) - 1)
+            return NULL;
+        memcpy(out, ID_KEY, sizeof(ID_KEY) - 1);
+        out += sizeof(ID_KEY) - 1;
+        if (!(out = writeFlatValue(messageId, out, end)))
+            return NULL;
+    }
+    if (end - out < 1)
+        return NULL;
+    *out++ = '}';
+    char *body;
+    PyObject *frame = newFrame(out - buffer, st->lengthPrefixed, &body);
+    if (frame != NULL)
+        memcpy(body, buffer, out - buffer);
+    return frame;
+}
+
 /*
  * The framed reply for a handler's dict `result`, written without building
  * the reply dict: {"status":"OK", the result's members, "id": the
@@ -519,6 +575,9 @@ isStopped(PyObject *protocol, PyObject *transport)
 static PyObject *
 spliceReply(FastPath *st, PyObject *result, PyObject *messageId)
 {
+    PyObject *flat = spliceFlatReply(st, result, messageId);
+    if (flat != NULL || PyErr_Occurred())
+        return flat;
     if (PyDict_GetItemWithError(result, k_status) != NULL || PyErr_Occurred())
         return NULL;
     if (PyDict_GetItemWithError(result, k_id) != NULL || PyErr_Occurred())
@@ -850,17 +909,39 @@ nextPrefixed(const char *base, Py_ssize_t size, Py_ssize_t pos, Py_ssize_t maxLe
  */
 enum { FAILED = -1, FAILED_LEFT = -2, ANSWERED_STOP = 0, ANSWERED = 1, LEFT = 2 };
 
-static int
-answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *frame)
+/*
+ * The message data[:size] holds, or NULL: with an error set on failure,
+ * with none when it is not the fast path's (not JSON, or holding an
+ * integer orjson may have read as a float; the general path says what).
+ * `frame` is data as bytes, or NULL to make them if orjson needs them.
+ */
+static PyObject *
+decodeMessage(const char *data, Py_ssize_t size, PyObject *frame)
 {
-    PyObject *message = PyObject_Vectorcall(orjson_loads, &frame, 1, NULL);
+    PyObject *message = decodeFlat(data, size);
+    if (message != NULL || PyErr_Occurred())
+        return message;
+    PyObject *made = NULL;
+    if (frame == NULL && !(frame = made = PyBytes_FromStringAndSize(data, size)))
+        return NULL;
+    message = PyObject_Vectorcall(orjson_loads, &frame, 1, NULL);
+    Py_XDECREF(made);
     if (message == NULL) {
-        if (PyErr_ExceptionMatches(orjson_decode_error)) {
+        if (PyErr_ExceptionMatches(orjson_decode_error))
             PyErr_Clear();
-            return LEFT;
-        }
-        return FAILED_LEFT;
+        return NULL;
     }
+    if (hasLongNumber(data, size))
+        Py_CLEAR(message);
+    return message;
+}
+
+static int
+answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, const char *data, Py_ssize_t size, PyObject *frame)
+{
+    PyObject *message = decodeMessage(data, size, frame);
+    if (message == NULL)
+        return PyErr_Occurred() ? FAILED_LEFT : LEFT;
     int usable = 0;
     PyObject *messageType = NULL, *handler = NULL;
     if (PyDict_CheckExact(message)) {
@@ -869,8 +950,6 @@ answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *frame)
             handler = PyDict_GetItemWithError(st->handlers, messageType);
             if (handler != NULL) {
                 usable = validId(message);
-                if (usable == 1 && hasLongNumber(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame)))
-                    usable = 0;
             }
         }
         if (PyErr_Occurred())
@@ -953,7 +1032,7 @@ FastPath_answer(FastPath *st, PyObject *unused)
         if (!PyBytes_CheckExact(frame))
             break;
         Py_INCREF(frame);
-        int outcome = answerFrame(st, protocol, batch, frame);
+        int outcome = answerFrame(st, protocol, batch, PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), frame);
         Py_DECREF(frame);
         int taken, more = goOn(outcome, &taken, &failed);
         index += taken;
@@ -1156,13 +1235,7 @@ answerRead(FastPath *st, PyObject *data, int *fed)
             if (!found || stop - start > maxLength)
                 break;
         }
-        PyObject *frame = PyBytes_FromStringAndSize(base + start, stop - start);
-        if (frame == NULL) {
-            failed = 1;
-            break;
-        }
-        int outcome = answerFrame(st, protocol, batch, frame);
-        Py_DECREF(frame);
+        int outcome = answerFrame(st, protocol, batch, base + start, stop - start, NULL);
         int taken, more = goOn(outcome, &taken, &failed);
         if (taken)
             pos = after;
@@ -1562,7 +1635,36 @@ dispatchEvents(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* decodeFlat(data) -> dict | None: see _flatjson.c; for the tests. */
+static PyObject *
+decodeFlatBytes(PyObject *module, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "decodeFlat(data: bytes)");
+        return NULL;
+    }
+    PyObject *message = decodeFlat(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    if (message == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return message;
+}
+
+/* encodeFlat(value) -> bytes | None: see _flatjson.c; for the tests. */
+static PyObject *
+encodeFlatValue(PyObject *module, PyObject *value)
+{
+    char buffer[FLAT_REPLY_ROOM];
+    char *end = writeFlatValue(value, buffer, buffer + sizeof(buffer));
+    if (end == NULL)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(buffer, end - buffer);
+}
+
 static PyMethodDef methods[] = {
+    {"decodeFlat", (PyCFunction)decodeFlatBytes, METH_O,
+     "decodeFlat(data) -> dict | None: the object, when data is flat JSON."},
+    {"encodeFlat", (PyCFunction)encodeFlatValue, METH_O,
+     "encodeFlat(value) -> bytes | None: the JSON for a value flat JSON can carry."},
     {"cutLines", (PyCFunction)(void (*)(void))cutLines, METH_FASTCALL,
      "cutLines(frames, data, start, maxLength, tooLong) -> int: see jsonproto.framing.cutLines."},
     {"dispatchEvents", (PyCFunction)(void (*)(void))dispatchEvents, METH_FASTCALL,

@@ -108,6 +108,7 @@ def _handlers(dispatcher: Any, later: list[Deferred[Any]]) -> None:
         "COUNTERS": counters,
         "OWN_ID": lambda m, c: {"id": "mine", "x": 1},
         "EMPTY": lambda m, c: {},
+        "MIRROR": lambda m, c: {k: v for k, v in m.items() if k != "id"},
     }
     for name, handler in table.items():
         dispatcher.register(name, handler)
@@ -164,6 +165,21 @@ SAMPLE_MESSAGES: list[bytes] = [
     b'{"type":"EMPTY","id":"\\u00e9\\n\\"x"}',
     b'{"type":"GREETING","name":"Bob","id":-0.25}',
     b'{"type":"OWN_STATUS","id":3}',
+    # Flat messages and replies (jsonproto/_flatjson.c), and near misses.
+    b' { "type" : "MIRROR" ,\t"s" : "a b/" , "n" : -12 , "t" : true , "f" : false , "z" : null }\r ',
+    b'{"type":"MIRROR","s":"quote\\"in","u":"\u00e9","raw":"\xc3\xa9","del":"\x7f"}',
+    b'{"type":"MIRROR","big":123456789012345678,"bigger":-1234567890123456789,"u64":18446744073709551615}',
+    b'{"type":"MIRROR","n":1,"n":2}',
+    b'{"type":"MIRROR","x":-0,"y":0,"z":-1,"e":1e2,"E":1E2,"f":0.5}',
+    b'{"type":"MIRROR","tab":"a\tb"}',
+    b'{"type":"MIRROR","lead":01}',
+    b'{"type":"MIRROR","minus":-}',
+    b'{"type":"MIRROR","tru":tru}',
+    b'{"type":"MIRROR","trail":1,}',
+    b'{"type":"MIRROR","status":"mine"}',
+    b'{"type":"MIRROR"}{}',
+    b'{"type":"SUM","a":1,"b":2,"id":-9223372036854775808}',
+    b'{"type":"SUM","a":1,"b":2,"id":"\x01"}',
     b'{"type":"CLOSE"}',
 ]
 
