@@ -1,13 +1,14 @@
 /*
  * Flat JSON, read and written in one pass.
  *
- * Most messages a service gets are one object of a few short members:
+ * Most messages a service gets are short, one object of a few members:
  * {"type":"SUM","a":10,"b":20}.  orjson reads them correctly, but for such a
  * message most of its cost is its generality: its call, its document tree,
  * its checks.  decodeFlat reads exactly this subset and declines everything
  * else, so that orjson, and the codec's rules after it, decide every message
  * that is not plainly flat:
  *
+ *   - at most MAX_FLAT_SIZE bytes;
  *   - one object, its keys and string values printable ASCII with no
  *     escape (bytes 0x20 to 0x7E but " and \);
  *   - integers of at most 18 digits (no fraction, no exponent);
@@ -31,6 +32,13 @@
 /* A byte that may stand for itself inside a flat string. */
 #define PLAIN(c) ((unsigned char)(c) >= 0x20 && (unsigned char)(c) <= 0x7E && (c) != '"' && (c) != '\\')
 
+/*
+ * Messages longer than this go to orjson: reading byte by byte, flat JSON
+ * saves a call's and a tree's cost, which long messages amortise, while
+ * orjson scans long strings many bytes at a time.
+ */
+#define MAX_FLAT_SIZE 1024
+
 /* Integers of up to this many digits fit a long long whatever they are. */
 #define MAX_DIGITS 18
 
@@ -51,18 +59,14 @@ asciiString(const char *s, Py_ssize_t n)
 }
 
 /*
- * The str of n plain bytes at s: from the cache when it is short, where it
- * is left, hashed, for the next message to find.
+ * The str of n plain bytes at s, whose FNV-1a hash is h: from the cache
+ * when it is short, where it is left, hashed, for the next message to find.
  */
 static PyObject *
-flatString(const char *s, Py_ssize_t n)
+flatString(const char *s, Py_ssize_t n, unsigned int h)
 {
     if (n > CACHED_LENGTH)
         return asciiString(s, n);
-    /* FNV-1a: cheap over so few bytes, and spreads them well enough. */
-    unsigned int h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
     PyObject **place = &cache[(h ^ (h >> 16)) & (CACHE_SIZE - 1)];
     PyObject *cached = *place;
     if (cached != NULL && PyUnicode_GET_LENGTH(cached) == n && memcmp(PyUnicode_1BYTE_DATA(cached), s, n) == 0)
@@ -94,12 +98,15 @@ static PyObject *
 readString(const char **p, const char *end)
 {
     const char *start = *p + 1, *q = start;
+    /* FNV-1a, for the cache, on the way: cheap, and spreads short strings
+     * well enough. */
+    unsigned int h = 2166136261u;
     while (q < end && PLAIN(*q))
-        q++;
+        h = (h ^ (unsigned char)*q++) * 16777619u;
     if (q == end || *q != '"')
         return NULL;
     *p = q + 1;
-    return flatString(start, q - start);
+    return flatString(start, q - start, h);
 }
 
 /* The integer at *p, moving *p past it; NULL (no error) if not flat. */
@@ -161,6 +168,8 @@ readValue(const char **p, const char *end)
 PyObject *
 decodeFlat(const char *data, Py_ssize_t size)
 {
+    if (size > MAX_FLAT_SIZE)
+        return NULL;
     const char *end = data + size;
     const char *p = skipSpace(data, end);
     if (p == end || *p != '{')
