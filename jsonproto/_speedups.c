@@ -207,9 +207,11 @@ typedef struct {
     Py_ssize_t bufferSize;
     /* The decoder's maxLength, fixed when it was made. */
     Py_ssize_t maxLength;
-    /* Where ConnectionInfo's and HandlerLatency's counters sit in their
-     * objects (they have __slots__), or -1 to go through getattr. */
+    /* Where ConnectionInfo's and HandlerLatency's counters, and the
+     * protocol's state read at every message, sit in their objects (they
+     * have __slots__), or -1 to go through getattr. */
     Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt, callsAt;
+    Py_ssize_t pausedAt, batchBytesAt, errorsInRowAt;
     long sample;
     long batchLimit;
     int lengthPrefixed;
@@ -271,33 +273,69 @@ setAttr(PyObject *obj, PyObject *name, PyObject *value)
     return 0;
 }
 
-static int addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *after);
-
-/* obj.name += 1, in the slot itself where there is one. */
-static int
-incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
+/* obj.name, in the slot itself where there is one (offset >= 0). */
+static PyObject *
+getAt(PyObject *obj, Py_ssize_t offset, PyObject *name)
 {
-    return addAt(obj, offset, name, one, after);
+    if (offset < 0)
+        return PyObject_GetAttr(obj, name);
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    if (value == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
+    }
+    return Py_NewRef(value);
 }
 
-/* obj.name += amount, in the slot itself where there is one. */
-static int
-addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *after)
+/* The slot's value (borrowed, maybe NULL), or NULL if there is no slot. */
+static PyObject *
+getSlot(PyObject *obj, Py_ssize_t offset)
 {
-    PyObject *value, *bigger;
-    if (offset < 0) {
-        if (!(value = PyObject_GetAttr(obj, name)))
-            return -1;
+    return offset < 0 ? NULL : *(PyObject **)((char *)obj + offset);
+}
+
+/* obj.name = value, in the slot itself where there is one. */
+static int
+setAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (offset < 0)
+        return PyObject_SetAttr(obj, name, value);
+    PyObject **slot = (PyObject **)((char *)obj + offset);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(value);
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* value + amount: in C when both fit a long, as most counters do. */
+static PyObject *
+plus(PyObject *value, long amount)
+{
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long before = PyLong_AsLongAndOverflow(value, &overflow), sum;
+        if (!overflow && !__builtin_add_overflow(before, amount, &sum))
+            return PyLong_FromLong(sum);
     }
-    else {
-        value = *(PyObject **)((char *)obj + offset);
-        if (value == NULL) {
-            PyErr_SetObject(PyExc_AttributeError, name);
-            return -1;
-        }
-        Py_INCREF(value);
-    }
-    bigger = PyNumber_Add(value, amount);
+    PyObject *addend = PyLong_FromLong(amount);
+    if (addend == NULL)
+        return NULL;
+    PyObject *sum = PyNumber_Add(value, addend);
+    Py_DECREF(addend);
+    return sum;
+}
+
+/*
+ * obj.name += amount, in the slot itself where there is one; *after, if
+ * asked for, is the new value.
+ */
+static int
+addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long amount, long *after)
+{
+    PyObject *value = getAt(obj, offset, name);
+    if (value == NULL)
+        return -1;
+    PyObject *bigger = plus(value, amount);
     Py_DECREF(value);
     if (bigger == NULL)
         return -1;
@@ -308,16 +346,16 @@ addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *amount, long *
             return -1;
         }
     }
-    if (offset < 0) {
-        int rc = PyObject_SetAttr(obj, name, bigger);
-        Py_DECREF(bigger);
-        return rc;
-    }
-    PyObject **slot = (PyObject **)((char *)obj + offset);
-    PyObject *old = *slot;
-    *slot = bigger;
-    Py_XDECREF(old);
-    return 0;
+    int rc = setAt(obj, offset, name, bigger);
+    Py_DECREF(bigger);
+    return rc;
+}
+
+/* obj.name += 1, in the slot itself where there is one. */
+static int
+incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
+{
+    return addAt(obj, offset, name, 1, after);
 }
 
 #define VISIT(name) Py_VISIT(self->name);
@@ -480,6 +518,9 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (self->socket == Py_None)
         Py_CLEAR(self->socket);
     self->callsAt = slotOffset(self->latency, n_calls);
+    self->pausedAt = slotOffset(self->protocol, n_paused);
+    self->batchBytesAt = slotOffset(self->protocol, n_batchBytes);
+    self->errorsInRowAt = slotOffset(self->protocol, n_errorsInRow);
     Py_DECREF(factory);
     return (PyObject *)self;
 fail:
@@ -490,16 +531,16 @@ fail:
 
 /* protocol._paused or transport.disconnecting; -1 on error. */
 static int
-isStopped(PyObject *protocol, PyObject *transport)
+isStopped(FastPath *st)
 {
-    PyObject *value = getAttr(protocol, n_paused);
+    PyObject *value = getAt(st->protocol, st->pausedAt, n_paused);
     if (value == NULL)
         return -1;
     int stopped = PyObject_IsTrue(value);
     Py_DECREF(value);
     if (stopped != 0)
         return stopped;
-    value = getAttr(transport, n_disconnecting);
+    value = PyObject_GetAttr(st->transport, n_disconnecting);
     if (value == NULL)
         return -1;
     stopped = PyObject_IsTrue(value);
@@ -682,26 +723,6 @@ okReply(PyObject *result, PyObject *messageId)
     return reply;
 }
 
-/* protocol._batchBytes += size */
-static int
-addBatchBytes(PyObject *protocol, Py_ssize_t size, long *total)
-{
-    PyObject *value = getAttr(protocol, n_batchBytes);
-    if (value == NULL)
-        return -1;
-    long before = PyLong_AsLong(value);
-    Py_DECREF(value);
-    if (before == -1 && PyErr_Occurred())
-        return -1;
-    *total = before + (long)size;
-    value = PyLong_FromLong(*total);
-    if (value == NULL)
-        return -1;
-    int rc = setAttr(protocol, n_batchBytes, value);
-    Py_DECREF(value);
-    return rc;
-}
-
 /*
  * Answer one committed frame.  Returns 1 to go on to the next frame, 0 to
  * stop (something may have paused or closed the connection), -1 on error.
@@ -813,7 +834,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
     if (PyList_Append(batch, frame) < 0)
         goto done;
     long batchBytes;
-    if (addBatchBytes(protocol, PyBytes_GET_SIZE(frame), &batchBytes) < 0)
+    if (addAt(protocol, st->batchBytesAt, n_batchBytes, (long)PyBytes_GET_SIZE(frame), &batchBytes) < 0)
         goto done;
     if (reply == NULL) {
         /* A spliced reply's status is OK. */
@@ -834,7 +855,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
         outcome = callMethod(protocol, n_errorReplied, &reply, 1) < 0 ? -1 : 0;
         goto done;
     }
-    if (setAttr(protocol, n_errorsInRow, zero) < 0)
+    if (getSlot(protocol, st->errorsInRowAt) != zero && setAt(protocol, st->errorsInRowAt, n_errorsInRow, zero) < 0)
         goto done;
     if (batchBytes >= st->batchLimit) {
         outcome = callMethod(protocol, n_flushBatch, NULL, 0) < 0 ? -1 : 0;
@@ -1023,7 +1044,7 @@ FastPath_answer(FastPath *st, PyObject *unused)
 
     while (index < PyList_GET_SIZE(frames)) {
         /* A handler closed the connection, or filled its buffer. */
-        int stopped = isStopped(protocol, st->transport);
+        int stopped = isStopped(st);
         if (stopped) {
             failed = stopped < 0;
             break;
@@ -1073,12 +1094,7 @@ FastPath_answer(FastPath *st, PyObject *unused)
 static int
 writeData(FastPath *st, PyObject *protocol, PyObject *data)
 {
-    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
-    if (size == NULL)
-        return -1;
-    int rc = addAt(st->info, st->bytesOutAt, n_bytesOut, size, NULL);
-    Py_DECREF(size);
-    if (rc < 0)
+    if (addAt(st->info, st->bytesOutAt, n_bytesOut, (long)PyBytes_GET_SIZE(data), NULL) < 0)
         return -1;
     Py_INCREF(data);
     if (st->socket != NULL) {
@@ -1216,7 +1232,7 @@ answerRead(FastPath *st, PyObject *data, int *fed)
     Py_ssize_t size = PyBytes_GET_SIZE(data), pos = 0;
     Py_ssize_t maxLength = st->maxLength;
     while (pos < size) {
-        int stopped = isStopped(protocol, st->transport);
+        int stopped = isStopped(st);
         if (stopped) {
             failed = stopped < 0;
             break;
@@ -1336,12 +1352,7 @@ fastDataReceived(FastPath *st, PyObject *data)
         /* The first read, which may be a TLS ClientHello. */
         return no < 0 ? -1 : 0;
 
-    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
-    if (size == NULL)
-        return -1;
-    int rc = addAt(info, st->bytesInAt, n_bytesIn, size, NULL);
-    Py_DECREF(size);
-    if (rc < 0)
+    if (addAt(info, st->bytesInAt, n_bytesIn, (long)PyBytes_GET_SIZE(data), NULL) < 0)
         return -1;
     PyObject *before = slotValue(info, st->messagesInAt, n_messagesIn);
     if (before == NULL)
