@@ -181,6 +181,35 @@ frameMessage(PyObject *payload, int lengthPrefixed)
 }
 
 /*
+ * Counters: a connection's message and byte counts as C integers, the base
+ * of jsonproto.connection.ConnectionInfo.  The fast path adds to them at
+ * every message and every read; as int attributes each addition would make
+ * an int object and drop another.  Python reads and writes them as ints.
+ */
+typedef struct {
+    PyObject_HEAD
+    long long messagesIn, messagesOut, bytesIn, bytesOut;
+} Counters;
+
+static PyMemberDef Counters_members[] = {
+    {"messagesIn", T_LONGLONG, offsetof(Counters, messagesIn), 0, "Messages received whole."},
+    {"messagesOut", T_LONGLONG, offsetof(Counters, messagesOut), 0, "Messages sent."},
+    {"bytesIn", T_LONGLONG, offsetof(Counters, bytesIn), 0, "Bytes received."},
+    {"bytesOut", T_LONGLONG, offsetof(Counters, bytesOut), 0, "Bytes sent."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject CountersType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "jsonproto._speedups.Counters",
+    .tp_basicsize = sizeof(Counters),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A connection's message and byte counts, all 0 at first.",
+    .tp_members = Counters_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/*
  * One connection's fast path: what answerFrames needs of the protocol,
  * gathered once, when the connection is made.  Called with no arguments
  * for each read.  None of these objects is replaced while a connection
@@ -212,6 +241,8 @@ typedef struct {
      * have __slots__), or -1 to go through getattr. */
     Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt, callsAt;
     Py_ssize_t pausedAt, batchBytesAt, errorsInRowAt;
+    /* Whether info is a Counters: its counts are then its C fields. */
+    int counted;
     long sample;
     long batchLimit;
     int lengthPrefixed;
@@ -351,12 +382,35 @@ addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long amount, long *after
     return rc;
 }
 
+/* obj.name as a long long; -1 with an error set when it is not an int. */
+static long long
+attrAsLongLong(PyObject *obj, Py_ssize_t offset, PyObject *name)
+{
+    PyObject *value = getAt(obj, offset, name);
+    if (value == NULL)
+        return -1;
+    long long n = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    return n;
+}
+
 /* obj.name += 1, in the slot itself where there is one. */
 static int
 incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
 {
     return addAt(obj, offset, name, 1, after);
 }
+
+/*
+ * info.member += amount, and info.member, for ConnectionInfo's counters:
+ * C fields where info is a Counters, attributes otherwise.
+ */
+#define COUNT(st, member, amount)                                                  \
+    ((st)->counted ? (((Counters *)(st)->info)->member += (amount), 0)            \
+                   : addAt((st)->info, (st)->member##At, n_##member, (amount), NULL))
+#define READ_COUNT(st, member)                                                     \
+    ((st)->counted ? ((Counters *)(st)->info)->member                              \
+                   : attrAsLongLong((st)->info, (st)->member##At, n_##member))
 
 #define VISIT(name) Py_VISIT(self->name);
 #define CLEAR(name) Py_CLEAR(self->name);
@@ -489,6 +543,7 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->bytesOutAt = slotOffset(self->info, n_bytesOut);
     self->bytesInAt = slotOffset(self->info, n_bytesIn);
     self->lastActivityAt = slotOffset(self->info, n_lastActivity);
+    self->counted = PyObject_TypeCheck(self->info, &CountersType);
     self->factory = Py_NewRef(factory);
     PyObject *clock = PyObject_GetAttr(self->protocol, n_clock);
     if (clock == NULL)
@@ -733,7 +788,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
     PyObject *started = NULL, *result = NULL, *reply = NULL, *payload = NULL, *frame = NULL;
     int outcome = -1;
 
-    if (incrementAt(st->info, st->messagesInAt, n_messagesIn, NULL) < 0)
+    if (COUNT(st, messagesIn, 1) < 0)
         return -1;
     PyObject *seen = PyDict_GetItemWithError(st->counts, messageType);
     if (seen == NULL && PyErr_Occurred())
@@ -815,7 +870,7 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
         outcome = callMethod(protocol, n_reply, &reply, 1) < 0 ? -1 : 0;
         goto done;
     }
-    if (incrementAt(st->info, st->messagesOutAt, n_messagesOut, NULL) < 0)
+    if (COUNT(st, messagesOut, 1) < 0)
         goto done;
     /* The common reply is written without building it. */
     frame = spliceReply(st, result, messageId);
@@ -1094,7 +1149,7 @@ FastPath_answer(FastPath *st, PyObject *unused)
 static int
 writeData(FastPath *st, PyObject *protocol, PyObject *data)
 {
-    if (addAt(st->info, st->bytesOutAt, n_bytesOut, (long)PyBytes_GET_SIZE(data), NULL) < 0)
+    if (COUNT(st, bytesOut, (long)PyBytes_GET_SIZE(data)) < 0)
         return -1;
     Py_INCREF(data);
     if (st->socket != NULL) {
@@ -1309,16 +1364,6 @@ FastPath_read(FastPath *st, PyObject *data)
 /* Read into this, then copy what arrived: a read is mostly far shorter. */
 static char readBuffer[65536];
 
-/* A slot's value (borrowed), or NULL with AttributeError. */
-static PyObject *
-slotValue(PyObject *obj, Py_ssize_t offset, PyObject *name)
-{
-    PyObject *value = *(PyObject **)((char *)obj + offset);
-    if (value == NULL)
-        PyErr_SetObject(PyExc_AttributeError, name);
-    return value;
-}
-
 /*
  * The protocol's dataReceived(data), for a connection in the common state:
  * open, past its first read, not behind a PROXY header, not draining, not
@@ -1328,7 +1373,7 @@ static int
 fastDataReceived(FastPath *st, PyObject *data)
 {
     PyObject *protocol = st->protocol;
-    if (st->bytesInAt < 0 || st->messagesInAt < 0 || st->lastActivityAt < 0)
+    if (st->lastActivityAt < 0)
         return 0;
     /* The protocol's info is set once, before the fast path is bound. */
     PyObject *info = st->info;
@@ -1344,26 +1389,22 @@ fastDataReceived(FastPath *st, PyObject *data)
         if (set)
             return set < 0 ? -1 : 0;
     }
-    int no;
-    PyObject *bytesIn = slotValue(info, st->bytesInAt, n_bytesIn);
-    if (bytesIn == NULL)
+    long long bytesIn = READ_COUNT(st, bytesIn);
+    if (bytesIn == -1 && PyErr_Occurred())
         return -1;
-    if ((no = PyObject_Not(bytesIn)) != 0)
+    if (bytesIn == 0)
         /* The first read, which may be a TLS ClientHello. */
-        return no < 0 ? -1 : 0;
+        return 0;
 
-    if (addAt(info, st->bytesInAt, n_bytesIn, (long)PyBytes_GET_SIZE(data), NULL) < 0)
+    if (COUNT(st, bytesIn, (long)PyBytes_GET_SIZE(data)) < 0)
         return -1;
-    PyObject *before = slotValue(info, st->messagesInAt, n_messagesIn);
-    if (before == NULL)
+    long long before = READ_COUNT(st, messagesIn);
+    if (before == -1 && PyErr_Occurred())
         return -1;
-    Py_INCREF(before);
     int fed;
     int handled = answerRead(st, data, &fed);
-    if (handled < 0) {
-        Py_DECREF(before);
+    if (handled < 0)
         return -1;
-    }
     if (handled == 0) {
         fed = 1;
         PyObject *result = PyObject_CallMethodOneArg(st->queue, n_feed, data);
@@ -1371,17 +1412,14 @@ fastDataReceived(FastPath *st, PyObject *data)
             Py_DECREF(result);
             result = PyObject_CallMethodNoArgs(protocol, n_processFrames);
         }
-        if (result == NULL) {
-            Py_DECREF(before);
+        if (result == NULL)
             return -1;
-        }
         Py_DECREF(result);
     }
-    PyObject *after = slotValue(info, st->messagesInAt, n_messagesIn);
-    int completed = after == NULL ? -1 : PyObject_RichCompareBool(after, before, Py_NE);
-    Py_DECREF(before);
-    if (completed < 0)
+    long long after = READ_COUNT(st, messagesIn);
+    if (after == -1 && PyErr_Occurred())
         return -1;
+    int completed = after != before;
     if (completed) {
         /* Activity, for the idle timer. */
         PyObject *now = PyObject_CallNoArgs(st->seconds);
@@ -1763,5 +1801,10 @@ PyInit__speedups(void)
     if (PyDict_SetItemString(FastPathType.tp_dict, "readsSocket", Py_True) < 0)
         return NULL;
     PyType_Modified(&FastPathType);
-    return PyModule_Create(&moduledef);
+    if (PyType_Ready(&CountersType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&moduledef);
+    if (module != NULL && PyModule_AddType(module, &CountersType) < 0)
+        Py_CLEAR(module);
+    return module;
 }

@@ -11,6 +11,7 @@ L{twisted.internet.task.Clock}.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -116,8 +117,39 @@ class ClientIdentity:
         return cls(str(names[0].value) if names else None, dns, ips)
 
 
+class _Counters:
+    """
+    A connection's message and byte counts, all 0 at first.
+
+    The Python twin of C{jsonproto._speedups.Counters}, which holds them as C
+    integers: the C fast path adds to them at every message and every read,
+    where an int attribute would cost an int object each time.
+    L{ConnectionInfo} builds on whichever is in use.
+    """
+
+    __slots__ = ("messagesIn", "messagesOut", "bytesIn", "bytesOut")
+
+    messagesIn: int
+    messagesOut: int
+    bytesIn: int
+    bytesOut: int
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        self.messagesIn = self.messagesOut = self.bytesIn = self.bytesOut = 0
+        return self
+
+
+Counters = _Counters
+if not TYPE_CHECKING and not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
+    try:
+        from jsonproto._speedups import Counters
+    except ImportError:  # pragma: no cover - built without a C compiler
+        pass
+
+
 @dataclass(eq=False, slots=True)
-class ConnectionInfo:
+class ConnectionInfo(Counters):
     """
     One active connection, as the registry lists it and as handlers see it
     (their C{context} argument).
@@ -129,6 +161,10 @@ class ConnectionInfo:
     @ivar connectedAt: When it was accepted, in the reactor's seconds.
     @ivar lastActivity: When it last completed a message (or, for echo, last
         sent anything).
+    @ivar messagesIn: Messages received whole.
+    @ivar messagesOut: Messages sent.
+    @ivar bytesIn: Bytes received.
+    @ivar bytesOut: Bytes sent.
     @ivar pauses: How often reading from it was paused for backpressure.
     @ivar tls: Whether the connection is encrypted.
     @ivar clientIdentity: The verified client certificate's names, on a
@@ -140,10 +176,6 @@ class ConnectionInfo:
     host: str | None
     connectedAt: float
     lastActivity: float
-    messagesIn: int = 0
-    messagesOut: int = 0
-    bytesIn: int = 0
-    bytesOut: int = 0
     pauses: int = 0
     tls: bool = False
     clientIdentity: ClientIdentity | None = None
