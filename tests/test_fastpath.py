@@ -516,6 +516,50 @@ class OverTCPTests(TestCase):
         return received, factory.connections.totals(), dict(dispatcher.latency.counts), readers
 
     @inlineCallbacks
+    def test_activity(self) -> None:
+        """
+        Over a real socket too, reading part of a message is not activity for
+        the idle timer; completing one is.
+        """
+        clock = Clock()
+        clock.advance(1000)
+        factory = JSONServerFactory(defaultDispatcher(), clock=clock)
+        built: list[Any] = []
+        buildProtocol = factory.buildProtocol
+        factory.buildProtocol = lambda addr: built.append(buildProtocol(addr)) or built[-1]  # type: ignore[method-assign]
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        collector = Collector(lambda data: False)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), collector)
+        self.addCleanup(collector.transport.loseConnection)
+        info = built[0].info
+        sum_ = b'{"type":"SUM","a":1,"b":2}'
+
+        @inlineCallbacks
+        def send(data: bytes) -> Any:
+            # Until the server has read it: a bounded number of reactor turns.
+            before = info.bytesIn
+            collector.transport.write(data)
+            for _ in range(10_000):
+                if info.bytesIn == before + len(data):
+                    return
+                yield deferLater(reactor, 0, lambda: None)
+            self.fail("the server did not read what was sent")
+
+        yield send(sum_ + b"\n")
+        clock.advance(5)
+        yield send(sum_ + b"\n")
+        self.assertEqual(info.lastActivity, 1005)
+        clock.advance(5)
+        yield send(sum_[:10])
+        self.assertEqual((info.messagesIn, info.lastActivity), (2, 1005))
+        clock.advance(5)
+        yield send(sum_[10:] + b"\n")
+        self.assertEqual((info.messagesIn, info.lastActivity), (3, 1015))
+        if fastpath.implementation == "C":
+            self.assertEqual(type(built[0].transport.__dict__.get("doRead")).__name__, "FastPath")
+
+    @inlineCallbacks
     def test_sameReplies(self) -> None:
         # Not PUSH nor COUNTERS: a push may overtake a reply still being
         # computed, and the counters depend on how many are; over a real
