@@ -33,12 +33,12 @@ static PyObject *orjson_loads, *orjson_dumps, *orjson_decode_error;
 static PyObject *codec_all_finite;
 static PyObject *perf_counter;
 static PyObject *connectionDone, *connectionLost;
-static PyObject *one, *zero, *zeroSeconds;
+static PyObject *zero, *zeroSeconds;
 static PyObject *s_OK, *s_ERROR;
 
 /* Attribute and key names, interned once. */
 static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
-    *n_handlers, *n_latency, *n_counts, *n_SAMPLE, *n_batch, *n_waiting,
+    *n_handlers, *n_latency, *n_tallies, *n_countCall, *n_SAMPLE, *n_batch, *n_waiting,
     *n_lengthPrefixed, *n_messagesIn, *n_messagesOut, *n_calls, *n_reply,
     *n_raised, *n_returned, *n_replyLater, *n_observe, *n_encodeReply,
     *n_batchBytes, *n_batchLimit, *n_errorReplied, *n_errorsInRow,
@@ -210,6 +210,30 @@ static PyTypeObject CountersType = {
 };
 
 /*
+ * Tally: one count as a C integer, in n: HandlerLatency's calls, and its
+ * messages of each type (jsonproto/counters.py says why).
+ */
+typedef struct {
+    PyObject_HEAD
+    long long n;
+} Tally;
+
+static PyMemberDef Tally_members[] = {
+    {"n", T_LONGLONG, offsetof(Tally, n), 0, "The count."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "jsonproto._speedups.Tally",
+    .tp_basicsize = sizeof(Tally),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One count, 0 at first, in n.",
+    .tp_members = Tally_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/*
  * One connection's fast path: what answerFrames needs of the protocol,
  * gathered once, when the connection is made.  Called with no arguments
  * for each read.  None of these objects is replaced while a connection
@@ -223,8 +247,8 @@ static PyTypeObject CountersType = {
  * queued, or NULL.  factory and seconds (the clock's) are for doRead.
  */
 #define FASTPATH_OBJECTS(X) \
-    X(protocol) X(queue) X(frames) X(info) X(dispatcher) X(handlers) X(latency) X(counts) \
-    X(waiting) X(transport) X(socket) X(factory) X(seconds)
+    X(protocol) X(queue) X(frames) X(info) X(dispatcher) X(handlers) X(latency) X(tallies) \
+    X(waiting) X(transport) X(socket) X(factory) X(seconds) X(callTally) X(lastType) X(lastTally)
 
 #define DECLARE(name) PyObject *name;
 
@@ -239,7 +263,7 @@ typedef struct {
     /* Where ConnectionInfo's and HandlerLatency's counters, and the
      * protocol's state read at every message, sit in their objects (they
      * have __slots__), or -1 to go through getattr. */
-    Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt, callsAt;
+    Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt;
     Py_ssize_t pausedAt, batchBytesAt, errorsInRowAt;
     /* Whether info is a Counters: its counts are then its C fields. */
     int counted;
@@ -394,12 +418,6 @@ attrAsLongLong(PyObject *obj, Py_ssize_t offset, PyObject *name)
     return n;
 }
 
-/* obj.name += 1, in the slot itself where there is one. */
-static int
-incrementAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long *after)
-{
-    return addAt(obj, offset, name, 1, after);
-}
 
 /*
  * info.member += amount, and info.member, for ConnectionInfo's counters:
@@ -516,8 +534,13 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     if (!(self->latency = PyObject_GetAttr(self->dispatcher, n_latency)))
         goto fail;
-    if (!(self->counts = getAttrOfType(self->latency, n_counts, &PyDict_Type, "the latency counts")))
+    if (!(self->tallies = getAttrOfType(self->latency, n_tallies, &PyDict_Type, "the latency tallies")))
         goto fail;
+    if (!(self->callTally = PyObject_GetAttr(self->latency, n_calls)))
+        goto fail;
+    if (!Py_IS_TYPE(self->callTally, &TallyType))
+        /* Python's: HandlerLatency.countCall counts. */
+        Py_CLEAR(self->callTally);
     if (!(self->waiting = PyObject_GetAttr(self->protocol, n_waiting)))
         goto fail;
     if (!(self->transport = PyObject_GetAttr(self->protocol, n_transport)))
@@ -572,7 +595,6 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     if (self->socket == Py_None)
         Py_CLEAR(self->socket);
-    self->callsAt = slotOffset(self->latency, n_calls);
     self->pausedAt = slotOffset(self->protocol, n_paused);
     self->batchBytesAt = slotOffset(self->protocol, n_batchBytes);
     self->errorsInRowAt = slotOffset(self->protocol, n_errorsInRow);
@@ -779,6 +801,30 @@ okReply(PyObject *result, PyObject *messageId)
 }
 
 /*
+ * HandlerLatency.countCall(messageType): count the message and the call,
+ * and return the call's start if it is one to time, else 0.0.  The Tally
+ * of the type last counted is kept: a run of one type looks up none.
+ */
+static PyObject *
+countCall(FastPath *st, PyObject *messageType)
+{
+    if (st->callTally == NULL)
+        return PyObject_CallMethodOneArg(st->latency, n_countCall, messageType);
+    if (messageType != st->lastType) {
+        PyObject *tally = PyDict_GetItemWithError(st->tallies, messageType);
+        if (tally == NULL || !Py_IS_TYPE(tally, &TallyType)) {
+            /* Its first message (which makes its Tally), or an error. */
+            return PyErr_Occurred() ? NULL : PyObject_CallMethodOneArg(st->latency, n_countCall, messageType);
+        }
+        Py_XSETREF(st->lastType, Py_NewRef(messageType));
+        Py_XSETREF(st->lastTally, Py_NewRef(tally));
+    }
+    ((Tally *)st->lastTally)->n++;
+    long long calls = ++((Tally *)st->callTally)->n;
+    return calls % st->sample == 0 ? now() : Py_NewRef(zeroSeconds);
+}
+
+/*
  * Answer one committed frame.  Returns 1 to go on to the next frame, 0 to
  * stop (something may have paused or closed the connection), -1 on error.
  */
@@ -790,26 +836,9 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
 
     if (COUNT(st, messagesIn, 1) < 0)
         return -1;
-    PyObject *seen = PyDict_GetItemWithError(st->counts, messageType);
-    if (seen == NULL && PyErr_Occurred())
+    if (!(started = countCall(st, messageType)))
         return -1;
-    PyObject *counted = seen ? PyNumber_Add(seen, one) : (Py_INCREF(one), one);
-    if (counted == NULL)
-        return -1;
-    int rc = PyDict_SetItem(st->counts, messageType, counted);
-    Py_DECREF(counted);
-    if (rc < 0)
-        return -1;
-    long callCount;
-    if (incrementAt(st->latency, st->callsAt, n_calls, &callCount) < 0)
-        return -1;
-    if (callCount % st->sample == 0) {
-        if (!(started = now()))
-            return -1;
-    }
-    else {
-        started = Py_NewRef(zeroSeconds);
-    }
+    int rc;
 
     PyObject *args[2] = {message, st->info};
     result = PyObject_Vectorcall(handler, args, 2, NULL);
@@ -1764,15 +1793,15 @@ PyInit__speedups(void)
     Py_DECREF(limit);
     if (nullScanLimit == -1 && PyErr_Occurred())
         return NULL;
-    if (!(one = PyLong_FromLong(1)) || !(zero = PyLong_FromLong(0)) || !(zeroSeconds = PyFloat_FromDouble(0.0)))
+    if (!(zero = PyLong_FromLong(0)) || !(zeroSeconds = PyFloat_FromDouble(0.0)))
         return NULL;
     if (intern(&s_OK, "OK") || intern(&s_ERROR, "ERROR") || intern(&n_frames, "_frames") ||
         intern(&n_next, "_next") || intern(&n_info, "info") || intern(&n_factory, "factory") ||
         intern(&n_dispatcher, "dispatcher") || intern(&n_handlers, "_handlers") ||
-        intern(&n_latency, "latency") || intern(&n_counts, "counts") || intern(&n_SAMPLE, "SAMPLE") ||
+        intern(&n_latency, "latency") || intern(&n_tallies, "_tallies") || intern(&n_countCall, "countCall") || intern(&n_SAMPLE, "SAMPLE") ||
         intern(&n_batch, "_batch") || intern(&n_waiting, "_waiting") ||
         intern(&n_lengthPrefixed, "lengthPrefixed") || intern(&n_messagesIn, "messagesIn") ||
-        intern(&n_messagesOut, "messagesOut") || intern(&n_calls, "calls") || intern(&n_reply, "_reply") ||
+        intern(&n_messagesOut, "messagesOut") || intern(&n_calls, "_calls") || intern(&n_reply, "_reply") ||
         intern(&n_raised, "raised") || intern(&n_returned, "returned") ||
         intern(&n_replyLater, "replyLater") || intern(&n_observe, "observe") ||
         intern(&n_encodeReply, "encodeReply") || intern(&n_batchBytes, "_batchBytes") ||
@@ -1803,8 +1832,10 @@ PyInit__speedups(void)
     PyType_Modified(&FastPathType);
     if (PyType_Ready(&CountersType) < 0)
         return NULL;
+    if (PyType_Ready(&TallyType) < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&moduledef);
-    if (module != NULL && PyModule_AddType(module, &CountersType) < 0)
+    if (module != NULL && (PyModule_AddType(module, &CountersType) < 0 || PyModule_AddType(module, &TallyType) < 0))
         Py_CLEAR(module);
     return module;
 }

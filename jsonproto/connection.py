@@ -11,7 +11,6 @@ L{twisted.internet.task.Clock}.
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -30,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from jsonproto.counters import Counters
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
 from jsonproto.limits import Limits
 
@@ -115,37 +115,6 @@ class ClientIdentity:
         except x509.ExtensionNotFound:
             dns, ips = (), ()
         return cls(str(names[0].value) if names else None, dns, ips)
-
-
-class _Counters:
-    """
-    A connection's message and byte counts, all 0 at first.
-
-    The Python twin of C{jsonproto._speedups.Counters}, which holds them as C
-    integers: the C fast path adds to them at every message and every read,
-    where an int attribute would cost an int object each time.
-    L{ConnectionInfo} builds on whichever is in use.
-    """
-
-    __slots__ = ("messagesIn", "messagesOut", "bytesIn", "bytesOut")
-
-    messagesIn: int
-    messagesOut: int
-    bytesIn: int
-    bytesOut: int
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        self = super().__new__(cls)
-        self.messagesIn = self.messagesOut = self.bytesIn = self.bytesOut = 0
-        return self
-
-
-Counters = _Counters
-if not TYPE_CHECKING and not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
-    try:
-        from jsonproto._speedups import Counters
-    except ImportError:  # pragma: no cover - built without a C compiler
-        pass
 
 
 @dataclass(eq=False, slots=True)

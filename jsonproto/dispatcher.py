@@ -18,6 +18,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from jsonproto.counters import Tally
 from jsonproto.errors import (
     INTERNAL_ERROR,
     ErrorCode,
@@ -98,21 +99,52 @@ class HandlerLatency:
 
     SAMPLE = 64
 
-    # Slots: the C fast path updates calls in place (jsonproto._speedups).
-    __slots__ = ("counts", "errors", "buckets", "sums", "calls")
+    __slots__ = ("_tallies", "_calls", "errors", "buckets", "sums")
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+        # Messages by type, and handler calls, as Tallies the C fast path
+        # adds to in place (jsonproto.counters).  A type's Tally, once made,
+        # is never replaced: the fast path keeps the last one it used.
+        self._tallies: dict[str, Tally] = {}
+        self._calls = Tally()
         # Requests of each type answered with an error (counted on the error
         # path only; "(unknown)" and "(invalid)" ones all are).
         self.errors: dict[str, int] = {}
         # Per type: bucket counts (the last for +Inf), and the sum.
         self.buckets: dict[str, list[int]] = {}
         self.sums: dict[str, float] = {}
-        self.calls = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """
+        Messages counted so far, by type: a new dict at each call.
+        """
+        return {label: tally.n for label, tally in self._tallies.items()}
+
+    @property
+    def calls(self) -> int:
+        """
+        Handler calls so far, which choose the ones timed.
+        """
+        return self._calls.n
 
     def count(self, label: str) -> None:
-        self.counts[label] = self.counts.get(label, 0) + 1
+        tally = self._tallies.get(label)
+        if tally is None:
+            tally = self._tallies[label] = Tally()
+        tally.n += 1
+
+    def countCall(self, messageType: str) -> float:
+        """
+        Count a message of a registered type and the call of its handler.
+
+        @return: The call's start (L{perf_counter}) if it is one to time,
+            else 0.0.
+        """
+        self.count(messageType)
+        calls = self._calls
+        calls.n += 1
+        return perf_counter() if calls.n % self.SAMPLE == 0 else 0.0
 
     def countError(self, messageType: Any) -> None:
         label = messageType if isinstance(messageType, str) else INVALID
@@ -222,10 +254,7 @@ class Dispatcher:
         if handler is None:
             latency.count(UNKNOWN)
             return _withId(UNKNOWN_TYPE.reply(), message)
-        counts = latency.counts
-        counts[messageType] = counts.get(messageType, 0) + 1
-        latency.calls += 1
-        started = perf_counter() if latency.calls % latency.SAMPLE == 0 else 0.0
+        started = latency.countCall(messageType)
         try:
             result = handler(message, context)
         except Exception as e:

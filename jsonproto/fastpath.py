@@ -73,8 +73,6 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
     dispatcher = protocol.factory.dispatcher
     handlers = dispatcher._handlers
     latency = dispatcher.latency
-    counts = latency.counts
-    sample = latency.SAMPLE
     transport = protocol.transport
     assert info is not None and protocol._batch is not None
     try:
@@ -109,9 +107,7 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
             # From here on the frame is this loop's to answer.
             index += 1
             info.messagesIn += 1
-            counts[messageType] = counts.get(messageType, 0) + 1
-            latency.calls += 1
-            started = perf_counter() if latency.calls % sample == 0 else 0.0
+            started = latency.countCall(messageType)
             try:
                 result = handler(message, info)
             except Exception as e:

@@ -64,16 +64,17 @@ class JSONProtoCollector:
             errors.add_metric([code], count)
         yield errors
         latency = self.dispatcher.latency
+        counts = latency.counts
         byType = CounterMetricFamily("jsonproto_messages_dispatched", "Messages dispatched, by type.", labels=["type"])
-        for messageType, count in sorted(latency.counts.items()):
+        for messageType, count in sorted(counts.items()):
             byType.add_metric([messageType], count)
         yield byType
         failed = CounterMetricFamily(
             "jsonproto_request_errors", "Requests answered with an error, by type.", labels=["type"]
         )
-        for messageType in sorted(latency.counts):
+        for messageType in sorted(counts):
             if messageType in (UNKNOWN, INVALID):
-                failed.add_metric([messageType], latency.counts[messageType])
+                failed.add_metric([messageType], counts[messageType])
             else:
                 failed.add_metric([messageType], latency.errors.get(messageType, 0))
         yield failed

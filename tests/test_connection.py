@@ -10,70 +10,14 @@ from typing import Any
 from twisted.internet.address import IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.builtin import defaultDispatcher
-from jsonproto import connection
-from jsonproto.connection import CLOSE_GRACE_PERIOD, ConnectionInfo, ConnectionRegistry, formatAddress
+from jsonproto.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry, formatAddress
 from jsonproto.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.protocol import DRAIN_TURN, JSONServerFactory
 from tests.support import LogCatcher, connect, int32, line, noPendingCalls, readInt32, readLines
-
-
-try:
-    from jsonproto._speedups import Counters as CCounters
-except ImportError:  # pragma: no cover - test_fastpath says whether it must exist
-    CCounters = None
-
-
-class CountersTests(SynchronousTestCase):
-    """
-    A connection's counts (C{messagesIn}, C{messagesOut}, C{bytesIn},
-    C{bytesOut}) behave as int attributes that start at 0, whether they are
-    C fields (C{jsonproto._speedups.Counters}) or the Python twin's slots.
-    """
-
-    def assertCounts(self, info: Any) -> None:
-        names = ("messagesIn", "messagesOut", "bytesIn", "bytesOut")
-        self.assertEqual([getattr(info, name) for name in names], [0, 0, 0, 0])
-        for n, name in enumerate(names, start=1):
-            setattr(info, name, getattr(info, name) + n * 1000)
-        info.messagesIn += 1
-        self.assertEqual([getattr(info, name) for name in names], [1001, 2000, 3000, 4000])
-        self.assertEqual({type(getattr(info, name)) for name in names}, {int})
-        # A connection's bytes may pass 4 GiB.
-        info.bytesIn += 2**40
-        self.assertEqual(info.bytesIn, 3000 + 2**40)
-
-    def test_inUse(self) -> None:
-        """
-        The connection record has its counts from whichever is in use.
-        """
-        self.assertTrue(issubclass(ConnectionInfo, connection.Counters))
-        self.assertCounts(ConnectionInfo(1, "peer", None, 0.0, 0.0))
-
-    def test_python(self) -> None:
-        """
-        The Python twin, used without the extension.
-        """
-
-        class Info(connection._Counters):
-            __slots__ = ()
-
-        self.assertCounts(Info())
-
-    def test_C(self) -> None:
-        """
-        The C fields, which the fast path adds to.
-        """
-        if CCounters is None:
-            raise SkipTest("built without the C extension")
-
-        class Info(CCounters):  # type: ignore[misc, valid-type]
-            __slots__ = ()
-
-        self.assertCounts(Info())
 
 
 class RegistryTests(SynchronousTestCase):
