@@ -21,6 +21,9 @@
  * hash computed, as orjson caches keys: a dict lookup by them costs no
  * hashing.
  *
+ * While reading, it notes the message's type and id (the Envelope), which
+ * saves the caller looking them up.
+ *
  * writeFlatValue is the other direction, for a reply's members: what
  * orjson.dumps writes for the same subset, byte for byte.
  */
@@ -165,9 +168,17 @@ readValue(const char **p, const char *end)
     }
 }
 
-PyObject *
-decodeFlat(const char *data, Py_ssize_t size)
+/* Whether the str `key` (ASCII) is `name`, of `length` bytes. */
+static int
+isKey(PyObject *key, const char *name, Py_ssize_t length)
 {
+    return PyUnicode_GET_LENGTH(key) == length && memcmp(PyUnicode_1BYTE_DATA(key), name, length) == 0;
+}
+
+PyObject *
+decodeFlat(const char *data, Py_ssize_t size, Envelope *envelope)
+{
+    envelope->type = envelope->id = NULL;
     if (size > MAX_FLAT_SIZE)
         return NULL;
     const char *end = data + size;
@@ -201,6 +212,12 @@ decodeFlat(const char *data, Py_ssize_t size)
             }
             Py_ssize_t before = PyDict_GET_SIZE(object);
             int rc = PyDict_SetItem(object, key, value);
+            /* The dict holds them now: value stays as long as it does (a
+             * second member of the same name is declined below). */
+            if (isKey(key, "type", 4))
+                envelope->type = value;
+            else if (isKey(key, "id", 2))
+                envelope->id = value;
             Py_DECREF(key);
             Py_DECREF(value);
             if (rc < 0)

@@ -11,11 +11,21 @@
 #include <Python.h>
 
 /*
- * The object data[:size] holds, as a new dict, when it is flat JSON; NULL
- * with no error set when it is anything else (orjson then decides), NULL
- * with an error set on failure (no memory).
+ * The two members of a message jsonproto reads before its handler runs,
+ * found while reading it: borrowed from the dict decodeFlat returns, NULL
+ * when absent.
  */
-PyObject *decodeFlat(const char *data, Py_ssize_t size);
+typedef struct {
+    PyObject *type;
+    PyObject *id;
+} Envelope;
+
+/*
+ * The object data[:size] holds, as a new dict, when it is flat JSON, with
+ * *envelope filled in; NULL with no error set when it is anything else
+ * (orjson then decides), NULL with an error set on failure (no memory).
+ */
+PyObject *decodeFlat(const char *data, Py_ssize_t size, Envelope *envelope);
 
 /*
  * Write the JSON for `value`, a str, int, bool or None that flat JSON can

@@ -774,13 +774,12 @@ takeException(void)
     return value;
 }
 
-/* Whether a message's id is absent or one jsonproto accepts. */
+/* Whether a message's id (NULL: it has none) is one jsonproto accepts. */
 static int
-validId(PyObject *message)
+validId(PyObject *messageId)
 {
-    PyObject *messageId = PyDict_GetItemWithError(message, k_id);
     if (messageId == NULL)
-        return PyErr_Occurred() ? -1 : 1;
+        return 1;
     return PyUnicode_CheckExact(messageId) || PyLong_CheckExact(messageId) ||
            PyFloat_CheckExact(messageId) || messageId == Py_None;
 }
@@ -1021,9 +1020,9 @@ enum { FAILED = -1, FAILED_LEFT = -2, ANSWERED_STOP = 0, ANSWERED = 1, LEFT = 2 
  * `frame` is data as bytes, or NULL to make them if orjson needs them.
  */
 static PyObject *
-decodeMessage(const char *data, Py_ssize_t size, PyObject *frame)
+decodeMessage(const char *data, Py_ssize_t size, PyObject *frame, Envelope *envelope)
 {
-    PyObject *message = decodeFlat(data, size);
+    PyObject *message = decodeFlat(data, size, envelope);
     if (message != NULL || PyErr_Occurred())
         return message;
     PyObject *made = NULL;
@@ -1038,26 +1037,29 @@ decodeMessage(const char *data, Py_ssize_t size, PyObject *frame)
     }
     if (hasLongNumber(data, size))
         Py_CLEAR(message);
+    else if (PyDict_CheckExact(message)) {
+        if (!(envelope->type = PyDict_GetItemWithError(message, k_type)) && PyErr_Occurred())
+            Py_CLEAR(message);
+        else if (!(envelope->id = PyDict_GetItemWithError(message, k_id)) && PyErr_Occurred())
+            Py_CLEAR(message);
+    }
     return message;
 }
 
 static int
 answerFrame(FastPath *st, PyObject *protocol, PyObject *batch, const char *data, Py_ssize_t size, PyObject *frame)
 {
-    PyObject *message = decodeMessage(data, size, frame);
+    Envelope envelope;
+    PyObject *message = decodeMessage(data, size, frame, &envelope);
     if (message == NULL)
         return PyErr_Occurred() ? FAILED_LEFT : LEFT;
     int usable = 0;
-    PyObject *messageType = NULL, *handler = NULL;
-    if (PyDict_CheckExact(message)) {
-        messageType = PyDict_GetItemWithError(message, k_type);
-        if (messageType != NULL && PyUnicode_CheckExact(messageType)) {
-            handler = PyDict_GetItemWithError(st->handlers, messageType);
-            if (handler != NULL) {
-                usable = validId(message);
-            }
-        }
-        if (PyErr_Occurred())
+    PyObject *messageType = envelope.type, *handler = NULL;
+    if (PyDict_CheckExact(message) && messageType != NULL && PyUnicode_CheckExact(messageType)) {
+        handler = PyDict_GetItemWithError(st->handlers, messageType);
+        if (handler != NULL)
+            usable = validId(envelope.id);
+        else if (PyErr_Occurred())
             usable = -1;
     }
     if (usable != 1) {
@@ -1713,7 +1715,10 @@ dispatchEvents(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* decodeFlat(data) -> dict | None: see _flatjson.c; for the tests. */
+/*
+ * decodeFlat(data) -> (dict, type, id) | None: see _flatjson.c; for the
+ * tests.  type and id are None when absent.
+ */
 static PyObject *
 decodeFlatBytes(PyObject *module, PyObject *data)
 {
@@ -1721,10 +1726,13 @@ decodeFlatBytes(PyObject *module, PyObject *data)
         PyErr_SetString(PyExc_TypeError, "decodeFlat(data: bytes)");
         return NULL;
     }
-    PyObject *message = decodeFlat(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-    if (message == NULL && !PyErr_Occurred())
-        Py_RETURN_NONE;
-    return message;
+    Envelope envelope;
+    PyObject *message = decodeFlat(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &envelope);
+    if (message == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    PyObject *result = Py_BuildValue("(NOO)", message, envelope.type ? envelope.type : Py_None,
+                                     envelope.id ? envelope.id : Py_None);
+    return result;
 }
 
 /* encodeFlat(value) -> bytes | None: see _flatjson.c; for the tests. */
@@ -1740,7 +1748,7 @@ encodeFlatValue(PyObject *module, PyObject *value)
 
 static PyMethodDef methods[] = {
     {"decodeFlat", (PyCFunction)decodeFlatBytes, METH_O,
-     "decodeFlat(data) -> dict | None: the object, when data is flat JSON."},
+     "decodeFlat(data) -> (dict, type, id) | None: the object and its envelope, when data is flat JSON."},
     {"encodeFlat", (PyCFunction)encodeFlatValue, METH_O,
      "encodeFlat(value) -> bytes | None: the JSON for a value flat JSON can carry."},
     {"cutLines", (PyCFunction)(void (*)(void))cutLines, METH_FASTCALL,

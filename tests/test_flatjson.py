@@ -97,9 +97,14 @@ class DecodeFlatTests(_Extension, SynchronousTestCase):
         C{decodeFlat} either declines C{data} or reads it as orjson does.
         """
         flat = _speedups.decodeFlat(data)
-        if flat is not None:
-            self.assertEqual(_items(flat), _items(orjson.loads(data)), data)
-        return flat
+        if flat is None:
+            return None
+        message, messageType, messageId = flat
+        self.assertEqual(_items(message), _items(orjson.loads(data)), data)
+        # The envelope, noted on the way: the very objects in the dict.
+        self.assertIs(messageType, message.get("type"))
+        self.assertIs(messageId, message.get("id"))
+        return message
 
     @settings(max_examples=400, deadline=None)
     @given(members=st.dictionaries(plainText, flatValues, max_size=8), data=st.data())
@@ -178,6 +183,21 @@ class DecodeFlatTests(_Extension, SynchronousTestCase):
         ]:
             self.assertIs(self.assertAsOrjson(message), None, message)
 
+    def test_envelope(self) -> None:
+        """
+        The message's type and id come with it, whichever members they are.
+        """
+        for message, envelope in [
+            (b'{"type":"SUM","a":1}', ("SUM", None)),
+            (b'{"a":1,"id":7,"type":"X"}', ("X", 7)),
+            (b'{"id":"abc"}', (None, "abc")),
+            (b'{"id":null,"type":true}', (True, None)),
+            (b'{"types":"no","ids":1,"typ":2,"i":3}', (None, None)),
+        ]:
+            decoded = _speedups.decodeFlat(message)
+            self.assertEqual(decoded[1:], envelope, message)
+            self.assertEqual(decoded[0], orjson.loads(message))
+
     def test_edges(self) -> None:
         """
         The edges of what flat JSON takes: the longest integers, minus zero,
@@ -200,8 +220,9 @@ class DecodeFlatTests(_Extension, SynchronousTestCase):
         """
         for n in range(5000):
             key, value = f"k{n}", f"v{n * 7919}"
-            decoded = _speedups.decodeFlat(f'{{"{key}":"{value}","type":"T{n % 3}"}}'.encode())
+            decoded, messageType, _ = _speedups.decodeFlat(f'{{"{key}":"{value}","type":"T{n % 3}"}}'.encode())
             self.assertEqual(list(decoded.items()), [(key, value), ("type", f"T{n % 3}")])
+            self.assertEqual(messageType, f"T{n % 3}")
 
 
 class EncodeFlatTests(_Extension, SynchronousTestCase):
