@@ -41,7 +41,7 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_handlers, *n_latency, *n_tallies, *n_countCall, *n_SAMPLE, *n_batch, *n_waiting,
     *n_lengthPrefixed, *n_messagesIn, *n_messagesOut, *n_calls, *n_reply,
     *n_raised, *n_returned, *n_replyLater, *n_observe, *n_encodeReply,
-    *n_batchBytes, *n_batchLimit, *n_errorReplied, *n_errorsInRow,
+    *n_batchBytes, *n_n, *n_batchLimit, *n_errorReplied, *n_errorsInRow,
     *n_flushBatch, *n_partialLength, *n_discarding, *n_processing,
     *n_processQueued, *n_feed, *n_maxLength, *n_bytesOut, *n_socket,
     *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_bytesIn,
@@ -248,7 +248,8 @@ static PyTypeObject TallyType = {
  */
 #define FASTPATH_OBJECTS(X) \
     X(protocol) X(queue) X(frames) X(info) X(dispatcher) X(handlers) X(latency) X(tallies) \
-    X(waiting) X(transport) X(socket) X(factory) X(seconds) X(callTally) X(lastType) X(lastTally)
+    X(waiting) X(transport) X(socket) X(factory) X(seconds) X(callTally) X(lastType) X(lastTally) \
+    X(batchBytes)
 
 #define DECLARE(name) PyObject *name;
 
@@ -264,7 +265,7 @@ typedef struct {
      * protocol's state read at every message, sit in their objects (they
      * have __slots__), or -1 to go through getattr. */
     Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt;
-    Py_ssize_t pausedAt, batchBytesAt, errorsInRowAt;
+    Py_ssize_t pausedAt, errorsInRowAt;
     /* Whether info is a Counters: its counts are then its C fields. */
     int counted;
     long sample;
@@ -418,6 +419,39 @@ attrAsLongLong(PyObject *obj, Py_ssize_t offset, PyObject *name)
     return n;
 }
 
+
+/*
+ * tally.n += amount, *after the new count: in C for a Tally, through the
+ * attribute otherwise.
+ */
+static int
+addTally(PyObject *tally, long amount, long long *after)
+{
+    if (Py_IS_TYPE(tally, &TallyType)) {
+        *after = ((Tally *)tally)->n += amount;
+        return 0;
+    }
+    PyObject *value = PyObject_GetAttr(tally, n_n);
+    PyObject *bigger = value ? plus(value, amount) : NULL;
+    Py_XDECREF(value);
+    if (bigger == NULL)
+        return -1;
+    *after = PyLong_AsLongLong(bigger);
+    int rc = *after == -1 && PyErr_Occurred() ? -1 : PyObject_SetAttr(tally, n_n, bigger);
+    Py_DECREF(bigger);
+    return rc;
+}
+
+/* tally.n = 0 */
+static int
+clearTally(PyObject *tally)
+{
+    if (Py_IS_TYPE(tally, &TallyType)) {
+        ((Tally *)tally)->n = 0;
+        return 0;
+    }
+    return PyObject_SetAttr(tally, n_n, zero);
+}
 
 /*
  * info.member += amount, and info.member, for ConnectionInfo's counters:
@@ -596,7 +630,8 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (self->socket == Py_None)
         Py_CLEAR(self->socket);
     self->pausedAt = slotOffset(self->protocol, n_paused);
-    self->batchBytesAt = slotOffset(self->protocol, n_batchBytes);
+    if (!(self->batchBytes = PyObject_GetAttr(self->protocol, n_batchBytes)))
+        goto fail;
     self->errorsInRowAt = slotOffset(self->protocol, n_errorsInRow);
     Py_DECREF(factory);
     return (PyObject *)self;
@@ -916,8 +951,8 @@ answerOne(FastPath *st, PyObject *protocol, PyObject *batch, PyObject *message, 
     }
     if (PyList_Append(batch, frame) < 0)
         goto done;
-    long batchBytes;
-    if (addAt(protocol, st->batchBytesAt, n_batchBytes, (long)PyBytes_GET_SIZE(frame), &batchBytes) < 0)
+    long long batchBytes;
+    if (addTally(st->batchBytes, (long)PyBytes_GET_SIZE(frame), &batchBytes) < 0)
         goto done;
     if (reply == NULL) {
         /* A spliced reply's status is OK. */
@@ -1245,7 +1280,7 @@ flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
         if (data == NULL)
             return -1;
     }
-    if (PyList_SetSlice(batch, 0, count, NULL) < 0 || setAttr(protocol, n_batchBytes, zero) < 0) {
+    if (PyList_SetSlice(batch, 0, count, NULL) < 0 || clearTally(st->batchBytes) < 0) {
         Py_DECREF(data);
         return -1;
     }
@@ -1812,7 +1847,7 @@ PyInit__speedups(void)
         intern(&n_messagesOut, "messagesOut") || intern(&n_calls, "_calls") || intern(&n_reply, "_reply") ||
         intern(&n_raised, "raised") || intern(&n_returned, "returned") ||
         intern(&n_replyLater, "replyLater") || intern(&n_observe, "observe") ||
-        intern(&n_encodeReply, "encodeReply") || intern(&n_batchBytes, "_batchBytes") ||
+        intern(&n_encodeReply, "encodeReply") || intern(&n_batchBytes, "_batchBytes") || intern(&n_n, "n") ||
         intern(&n_batchLimit, "batchLimit") || intern(&n_errorReplied, "errorReplied") ||
         intern(&n_errorsInRow, "_errorsInRow") || intern(&n_flushBatch, "_flushBatch") ||
         intern(&n_paused, "_paused") || intern(&n_partialLength, "_partialLength") ||

@@ -44,6 +44,7 @@ from zope.interface import implementer
 from jsonproto import codec, fastpath, framing
 from jsonproto.builtin import defaultDispatcher
 from jsonproto.connection import ConnectionInfo, ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
+from jsonproto.counters import Tally
 from jsonproto.dispatcher import Dispatcher, Reply, errorReply
 from jsonproto.errors import (
     INTERNAL_ERROR,
@@ -138,7 +139,7 @@ class JSONMessageProtocol(TrackedProtocol):
     # reads and writes them in place (jsonproto/_speedups.c).
     __slots__ = ("_batch", "_batchBytes", "_paused", "_processing", "_errorsInRow", "_drainStage", "_partialSince")
     _batch: list[bytes] | None
-    _batchBytes: int
+    _batchBytes: Tally
     _paused: int
     _processing: bool
     _errorsInRow: int
@@ -159,7 +160,8 @@ class JSONMessageProtocol(TrackedProtocol):
     def __init__(self) -> None:
         super().__init__()
         self._batch = None
-        self._batchBytes = 0
+        # A Tally: the C fast path adds to it at every reply.
+        self._batchBytes = Tally()
         self._paused = 0
         self._processing = False
         self._errorsInRow = 0
@@ -445,8 +447,9 @@ class JSONMessageProtocol(TrackedProtocol):
             self._write(frame)
             return
         batch.append(frame)
-        self._batchBytes += len(frame)
-        if self._batchBytes >= self.batchLimit:
+        size = self._batchBytes
+        size.n += len(frame)
+        if size.n >= self.batchLimit:
             self._flushBatch()
 
     def _flushBatch(self) -> None:
@@ -454,7 +457,7 @@ class JSONMessageProtocol(TrackedProtocol):
         if batch:
             data = b"".join(batch)
             batch.clear()
-            self._batchBytes = 0
+            self._batchBytes.n = 0
             self._write(data)
 
     def _write(self, data: bytes) -> None:
