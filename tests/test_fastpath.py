@@ -492,13 +492,11 @@ class OverTCPTests(TestCase):
     """
 
     @inlineCallbacks
-    def converse(self, general: bool, chunks: list[bytes], framing: str = "line") -> Any:
-        dispatcher = defaultDispatcher()
-        _handlers(dispatcher, [])
-        dispatcher._handlers["LATER"] = lambda m, c: deferLater(reactor, 0, lambda: {"later": True})
-        factory = JSONServerFactory(dispatcher, framing=framing, limits=Limits(maxMessageSize=MAX_MESSAGE_SIZE))
-        if general:
-            factory.protocol = _withoutFastPath(factory.protocol)
+    def connect(self, factory: JSONServerFactory) -> Any:
+        """
+        Listen on 127.0.0.1 with C{factory} and connect a L{Collector} that
+        never finishes by itself; return it and the server's protocol.
+        """
         built: list[Any] = []
         buildProtocol = factory.buildProtocol
         factory.buildProtocol = lambda addr: built.append(buildProtocol(addr)) or built[-1]  # type: ignore[method-assign]
@@ -506,7 +504,18 @@ class OverTCPTests(TestCase):
         self.addCleanup(port.stopListening)
         collector = Collector(lambda data: False)
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), collector)
-        readers = [type(p.transport.__dict__.get("doRead")).__name__ for p in built]
+        return collector, built[0]
+
+    @inlineCallbacks
+    def converse(self, general: bool, chunks: list[bytes], framing: str = "line") -> Any:
+        dispatcher = defaultDispatcher()
+        _handlers(dispatcher, [])
+        dispatcher._handlers["LATER"] = lambda m, c: deferLater(reactor, 0, lambda: {"later": True})
+        factory = JSONServerFactory(dispatcher, framing=framing, limits=Limits(maxMessageSize=MAX_MESSAGE_SIZE))
+        if general:
+            factory.protocol = _withoutFastPath(factory.protocol)
+        collector, server = yield self.connect(factory)
+        reader = type(server.transport.__dict__.get("doRead")).__name__
         for chunk in chunks:
             collector.transport.write(chunk)
             # A turn of the reactor, so the server may read this chunk
@@ -515,7 +524,7 @@ class OverTCPTests(TestCase):
             yield deferLater(reactor, 0, lambda: None)
         received = yield collector.finished
         self.flushLoggedErrors()
-        return received, factory.connections.totals(), dict(dispatcher.latency.counts), readers
+        return received, factory.connections.totals(), dict(dispatcher.latency.counts), reader
 
     @inlineCallbacks
     def test_activity(self) -> None:
@@ -525,16 +534,9 @@ class OverTCPTests(TestCase):
         """
         clock = Clock()
         clock.advance(1000)
-        factory = JSONServerFactory(defaultDispatcher(), clock=clock)
-        built: list[Any] = []
-        buildProtocol = factory.buildProtocol
-        factory.buildProtocol = lambda addr: built.append(buildProtocol(addr)) or built[-1]  # type: ignore[method-assign]
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        collector = Collector(lambda data: False)
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), collector)
+        collector, server = yield self.connect(JSONServerFactory(defaultDispatcher(), clock=clock))
         self.addCleanup(collector.transport.loseConnection)
-        info = built[0].info
+        info = server.info
         sum_ = b'{"type":"SUM","a":1,"b":2}'
 
         @inlineCallbacks
@@ -559,7 +561,7 @@ class OverTCPTests(TestCase):
         yield send(sum_[10:] + b"\n")
         self.assertEqual((info.messagesIn, info.lastActivity), (3, 1015))
         if fastpath.implementation == "C":
-            self.assertEqual(type(built[0].transport.__dict__.get("doRead")).__name__, "FastPath")
+            self.assertEqual(type(server.transport.__dict__.get("doRead")).__name__, "FastPath")
 
     @inlineCallbacks
     def test_sameReplies(self) -> None:
@@ -583,5 +585,5 @@ class OverTCPTests(TestCase):
             self.assertEqual(fast[1]["messagesOut"], len(messages))
             if fastpath.implementation == "C":
                 # The C fast path read from the socket itself.
-                self.assertEqual(fast[3], ["FastPath"])
-            self.assertEqual(general[3], ["NoneType"])
+                self.assertEqual(fast[3], "FastPath")
+            self.assertEqual(general[3], "NoneType")
