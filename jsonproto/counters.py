@@ -52,6 +52,6 @@ Counters = PyCounters
 Tally = PyTally
 if not TYPE_CHECKING and not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
     try:
-        from jsonproto._speedups import Counters, Tally
+        from jsonproto._speedups import Counters, Tally  # noqa: F401
     except ImportError:  # pragma: no cover - built without a C compiler
         pass

@@ -160,7 +160,8 @@ class JSONMessageProtocol(TrackedProtocol):
     def __init__(self) -> None:
         super().__init__()
         self._batch = None
-        # A Tally: the C fast path adds to it at every reply.
+        # A Tally, never replaced: the C fast path keeps it and adds to it
+        # at every reply.
         self._batchBytes = Tally()
         self._paused = 0
         self._processing = False
