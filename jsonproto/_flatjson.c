@@ -32,8 +32,12 @@
 
 #include <string.h>
 
-/* A byte that may stand for itself inside a flat string. */
-#define PLAIN(c) ((unsigned char)(c) >= 0x20 && (unsigned char)(c) <= 0x7E && (c) != '"' && (c) != '\\')
+/*
+ * The bytes that may stand for themselves inside a flat string: 0x20 to
+ * 0x7E but " and \ (a table: one load a byte).
+ */
+static const unsigned char plain[256] = {[0x20 ... '"' - 1] = 1, ['"' + 1 ... '\\' - 1] = 1, ['\\' + 1 ... 0x7E] = 1};
+#define PLAIN(c) (plain[(unsigned char)(c)])
 
 /*
  * Messages longer than this go to orjson: reading byte by byte, flat JSON
@@ -88,6 +92,9 @@ flatString(const char *s, Py_ssize_t n, unsigned int h)
 static const char *
 skipSpace(const char *p, const char *end)
 {
+    /* Most often there is none. */
+    if (p < end && (unsigned char)*p > ' ')
+        return p;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
