@@ -644,6 +644,11 @@ class JSONServerFactory(TrackingFactory):
 
     protocol: type[JSONMessageProtocol]
 
+    # Slots: the C fast path reads both at every read (jsonproto/_speedups.c).
+    __slots__ = ("dispatcher", "logMessages")
+    dispatcher: Dispatcher
+    logMessages: bool
+
     def __init__(
         self,
         dispatcher: Dispatcher | None = None,
