@@ -12,8 +12,9 @@ C{JSONPROTO_NO_SPEEDUPS}.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
+
+from jsonproto.extension import speedups
 
 
 class PyCounters:
@@ -50,8 +51,5 @@ class PyTally:
 
 Counters = PyCounters
 Tally = PyTally
-if not TYPE_CHECKING and not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
-    try:
-        from jsonproto._speedups import Counters, Tally  # noqa: F401
-    except ImportError:  # pragma: no cover - built without a C compiler
-        pass
+if not TYPE_CHECKING and speedups is not None:
+    Counters, Tally = speedups.Counters, speedups.Tally

@@ -36,11 +36,11 @@ one small thing to mirror.
 
 from __future__ import annotations
 
-import os
 from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from jsonproto import codec
+from jsonproto.extension import speedups
 
 if TYPE_CHECKING:
     from jsonproto.framing import _FrameQueue
@@ -195,11 +195,8 @@ The Python version, kept under this name when the C one replaces it.
 
 if loads is None:  # pragma: no cover - without orjson every message takes the general path
     bind = None  # type: ignore[assignment]
-elif not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
-    try:
-        from jsonproto._speedups import bind  # type: ignore[no-redef]  # noqa: F811
-    except ImportError:  # pragma: no cover - built without a C compiler
-        pass
+elif speedups is not None:
+    bind = speedups.bind
 
 implementation = "none" if bind is None else "python" if bind is pureBind else "C"
 """

@@ -18,9 +18,10 @@ their parsing of that read instead of skipping to the next line.
 from __future__ import annotations
 
 import enum
-import os
 import struct
 from typing import Final, Literal, Protocol
+
+from jsonproto.extension import speedups
 
 
 class _Marker(enum.Enum):
@@ -200,11 +201,8 @@ The Python version, kept under this name when C{jsonproto._speedups}
 replaces it with one in C.
 """
 
-if not os.environ.get("JSONPROTO_NO_SPEEDUPS"):
-    try:
-        from jsonproto._speedups import cutLines  # type: ignore[no-redef]  # noqa: F811
-    except ImportError:  # pragma: no cover - built without a C compiler
-        pass
+if speedups is not None:
+    cutLines = speedups.cutLines
 
 
 _LENGTH: Final = struct.Struct("!I")

@@ -21,7 +21,6 @@ caught and logged the same way either way.
 from __future__ import annotations
 
 import errno
-import os
 from typing import Any
 
 from twisted.internet import epollreactor
@@ -29,12 +28,9 @@ from twisted.internet.posixbase import _NO_FILEDESC
 from twisted.python import log
 from twisted.python.failure import Failure
 
-try:
-    from jsonproto._speedups import dispatchEvents
-except ImportError:  # pragma: no cover - built without a C compiler
-    dispatchEvents = None
-if os.environ.get("JSONPROTO_NO_SPEEDUPS"):
-    dispatchEvents = None
+from jsonproto.extension import speedups
+
+dispatchEvents = None if speedups is None else speedups.dispatchEvents
 
 
 class EPollReactor(epollreactor.EPollReactor):
