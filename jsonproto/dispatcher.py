@@ -261,15 +261,24 @@ class Dispatcher:
         except Exception as e:
             return self.raised(e, message, messageType, started)
         if type(result) is dict:
-            # The common case, without the checks in returned().
-            if started:
-                latency.observe(messageType, perf_counter() - started)
-            reply: Reply = {"status": "OK"}
-            reply.update(result)
-            if "id" in message:
-                reply["id"] = message["id"]
-            return reply
+            return self.returnedDict(result, message, messageType, started)
         return self.returned(result, message, messageType, started)
+
+    def returnedDict(self, result: dict[str, Any], message: Message, messageType: str, started: float) -> Reply:
+        """
+        Finish a call whose handler returned a plain C{dict}, the common
+        case, without the checks in L{returned}: the C{OK} reply.
+
+        Public for L{jsonproto.fastpath}, which calls handlers itself.
+
+        @param started: When the handler was called, or C{0.0} when this call
+            is not one of the sampled ones.
+        """
+        if started:
+            self.latency.observe(messageType, perf_counter() - started)
+        reply: Reply = {"status": "OK"}
+        reply.update(result)
+        return _withId(reply, message)
 
     def returned(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Reply]:
         """
@@ -311,8 +320,7 @@ class Dispatcher:
         if failure.check(CancelledError):
             # Raised by the handler itself, not a cancellation of ours: a bug.
             self.latency.countError(messageType)
-            log.failure("handler for message type {messageType!r} failed", failure, messageType=messageType)
-            return _withId(INTERNAL_ERROR.reply(), message)
+            return self._internalError(failure, message)
         reply = self._failed(failure, message)
         assert isinstance(reply, dict)
         return reply
@@ -324,9 +332,12 @@ class Dispatcher:
         self.latency.countError(message.get("type"))
         if failure.check(RequestError):
             return _withId(failure.value.reply(), message)
-        log.failure(
-            "handler for message type {messageType!r} failed",
-            failure,
-            messageType=message.get("type"),
-        )
+        return self._internalError(failure, message)
+
+    def _internalError(self, failure: Failure, message: Message) -> Reply:
+        """
+        A handler's bug: log it, and tell the client only C{"Internal
+        error"}.
+        """
+        log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
         return _withId(INTERNAL_ERROR.reply(), message)

@@ -10,9 +10,8 @@ whose handler returns a dict.  L{answerFrames} answers a run of such
 messages in one loop, with the same effect, message for message, as the
 general path: the same counters, the same replies in the same order, the
 same batching.  The first message it cannot answer that way is left for the
-general path, which it never duplicates: anything a handler returns or
-raises other than a dict is handed to the dispatcher and protocol methods
-the general path uses.
+general path, which it never duplicates: what a handler returns or raises
+is handed to the dispatcher and protocol methods the general path uses.
 
 L{bind} gives a connection its fast path.  When the C{jsonproto._speedups}
 extension is built, its C{bind} is used instead.  Its C{answer()} is a
@@ -36,10 +35,10 @@ one small thing to mirror.
 
 from __future__ import annotations
 
-from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from jsonproto import codec
+from jsonproto.dispatcher import _validId
 from jsonproto.extension import speedups
 
 if TYPE_CHECKING:
@@ -95,11 +94,8 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
             handler = handlers.get(messageType)
             if handler is None:
                 break
-            if "id" in message:
-                messageId = message["id"]
-                kind = type(messageId)
-                if not (kind is str or kind is int or kind is float or messageId is None):
-                    break
+            if not _validId(message.get("id")):
+                break
             if codec.mayHoldBigInteger(frame, message):
                 # An integer orjson may have read as a float.
                 break
@@ -120,15 +116,9 @@ def answerFrames(protocol: JSONMessageProtocol, queue: _FrameQueue) -> bool:
                 else:
                     protocol.replyLater(reply, message)
                 return True
-            if started:
-                latency.observe(messageType, perf_counter() - started)
-            reply = {"status": "OK"}
-            reply.update(result)
-            if "id" in message:
-                reply["id"] = message["id"]
             # Written, or queued behind a reply still being computed, as
             # the general path does (the C version inlines this).
-            protocol._reply(reply)
+            protocol._reply(dispatcher.returnedDict(result, message, messageType, started))
         return index < len(frames)
     finally:
         queue._next = index
