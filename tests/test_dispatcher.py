@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.builtin import defaultDispatcher
@@ -120,6 +120,21 @@ class DispatchTests(SynchronousTestCase):
         reply = self.answer({"type": "X", "id": 9})
         self.assertEqual(reply, {"status": "ERROR", "message": "Internal error", "code": "internal_error", "id": 9})
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+    def test_handlerRaisesCancelledError(self) -> None:
+        """
+        A handler that raises CancelledError itself (nobody cancelled it) is
+        a crash like any other: "Internal error", logged and counted.
+        """
+
+        def cancelled(message: Any, context: Any) -> Any:
+            raise CancelledError()
+
+        self.dispatcher.register("X", cancelled)
+        reply = self.answer({"type": "X", "id": 9})
+        self.assertEqual(reply, {"status": "ERROR", "message": "Internal error", "code": "internal_error", "id": 9})
+        self.assertEqual(len(self.flushLoggedErrors(CancelledError)), 1)
+        self.assertEqual(self.dispatcher.latency.errors, {"X": 1})
 
     def test_notADict(self) -> None:
         """
