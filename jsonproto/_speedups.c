@@ -235,16 +235,16 @@ static PyTypeObject TallyType = {
 
 /*
  * One connection's fast path: what answerFrames needs of the protocol,
- * gathered once, when the connection is made.  Called with no arguments
- * for each read.  None of these objects is replaced while a connection
- * lasts; the protocol's per-read state (_batch, _paused, ...) is read
- * afresh.
- */
-/*
- * The objects a FastPath holds, named once for the struct, the garbage
+ * gathered once, when the connection is made.  None of these objects is
+ * replaced while a connection lasts; the protocol's per-read state
+ * (_batch, _paused, ...) is read afresh.  Calling it is the transport's
+ * doRead.
+ *
+ * The objects it holds are named once, for the struct, the garbage
  * collector's traverse and clear.  socket is the protocol's _socket: the
  * plain TCP socket written to directly when the transport has nothing
  * queued, or NULL.  factory and seconds (the clock's) are for doRead.
+ * lastType and lastTally are the message type last counted and its Tally.
  */
 #define FASTPATH_OBJECTS(X) \
     X(protocol) X(queue) X(frames) X(info) X(dispatcher) X(handlers) X(latency) X(tallies) \
@@ -261,9 +261,9 @@ typedef struct {
     Py_ssize_t bufferSize;
     /* The decoder's maxLength, fixed when it was made. */
     Py_ssize_t maxLength;
-    /* Where ConnectionInfo's and HandlerLatency's counters, and the
-     * protocol's state read at every message, sit in their objects (they
-     * have __slots__), or -1 to go through getattr. */
+    /* Where ConnectionInfo's lastActivity and counters (these when info is
+     * not a Counters), and the protocol's state read at every message, sit
+     * in their objects (they have __slots__), or -1 to go through getattr. */
     Py_ssize_t messagesInAt, messagesOutAt, bytesOutAt, bytesInAt, lastActivityAt;
     Py_ssize_t pausedAt, errorsInRowAt;
     /* Whether info is a Counters: its counts are then its C fields. */
@@ -296,37 +296,6 @@ slotOffset(PyObject *obj, PyObject *name)
 {
     PyObject **slot = slotOf(obj, _PyType_Lookup(Py_TYPE(obj), name));
     return slot == NULL ? -1 : (char *)slot - (char *)obj;
-}
-
-/*
- * getattr and setattr for the attributes read and written several times a
- * read: the protocol's, the decoder's and ConnectionInfo's are object slots
- * (__slots__), read and written in place here.  Anything else is getattr
- * and setattr.
- */
-static PyObject *
-getAttr(PyObject *obj, PyObject *name)
-{
-    PyObject **slot = slotOf(obj, _PyType_Lookup(Py_TYPE(obj), name));
-    if (slot == NULL)
-        return PyObject_GetAttr(obj, name);
-    if (*slot == NULL) {
-        PyErr_SetObject(PyExc_AttributeError, name);
-        return NULL;
-    }
-    return Py_NewRef(*slot);
-}
-
-static int
-setAttr(PyObject *obj, PyObject *name, PyObject *value)
-{
-    PyObject **slot = slotOf(obj, _PyType_Lookup(Py_TYPE(obj), name));
-    if (slot == NULL || value == NULL)
-        return PyObject_SetAttr(obj, name, value);
-    PyObject *old = *slot;
-    *slot = Py_NewRef(value);
-    Py_XDECREF(old);
-    return 0;
 }
 
 /* obj.name, in the slot itself where there is one (offset >= 0). */
@@ -363,6 +332,24 @@ setAt(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *value)
     return 0;
 }
 
+/*
+ * getattr and setattr for the attributes read and written several times a
+ * read: the protocol's, the decoder's and the factory's are object slots
+ * (__slots__), read and written in place.  Anything else is getattr and
+ * setattr.
+ */
+static PyObject *
+getAttr(PyObject *obj, PyObject *name)
+{
+    return getAt(obj, slotOffset(obj, name), name);
+}
+
+static int
+setAttr(PyObject *obj, PyObject *name, PyObject *value)
+{
+    return setAt(obj, slotOffset(obj, name), name, value);
+}
+
 /* value + amount: in C when both fit a long, as most counters do. */
 static PyObject *
 plus(PyObject *value, long amount)
@@ -386,7 +373,7 @@ plus(PyObject *value, long amount)
  * asked for, is the new value.
  */
 static int
-addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long amount, long *after)
+addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long amount, long long *after)
 {
     PyObject *value = getAt(obj, offset, name);
     if (value == NULL)
@@ -396,7 +383,7 @@ addAt(PyObject *obj, Py_ssize_t offset, PyObject *name, long amount, long *after
     if (bigger == NULL)
         return -1;
     if (after != NULL) {
-        *after = PyLong_AsLong(bigger);
+        *after = PyLong_AsLongLong(bigger);
         if (*after == -1 && PyErr_Occurred()) {
             Py_DECREF(bigger);
             return -1;
@@ -431,15 +418,7 @@ addTally(PyObject *tally, long amount, long long *after)
         *after = ((Tally *)tally)->n += amount;
         return 0;
     }
-    PyObject *value = PyObject_GetAttr(tally, n_n);
-    PyObject *bigger = value ? plus(value, amount) : NULL;
-    Py_XDECREF(value);
-    if (bigger == NULL)
-        return -1;
-    *after = PyLong_AsLongLong(bigger);
-    int rc = *after == -1 && PyErr_Occurred() ? -1 : PyObject_SetAttr(tally, n_n, bigger);
-    Py_DECREF(bigger);
-    return rc;
+    return addAt(tally, -1, n_n, amount, after);
 }
 
 /* tally.n = 0 */
@@ -555,14 +534,13 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->protocol = Py_NewRef(args[0]);
     self->queue = Py_NewRef(args[1]);
     PyObject_GC_Track((PyObject *)self);
-    PyObject *factory = NULL;
     if (!(self->frames = getAttrOfType(self->queue, n_frames, &PyList_Type, "the decoder's _frames")))
         goto fail;
     if (!(self->info = PyObject_GetAttr(self->protocol, n_info)))
         goto fail;
-    if (!(factory = PyObject_GetAttr(self->protocol, n_factory)))
+    if (!(self->factory = PyObject_GetAttr(self->protocol, n_factory)))
         goto fail;
-    if (!(self->dispatcher = PyObject_GetAttr(factory, n_dispatcher)))
+    if (!(self->dispatcher = PyObject_GetAttr(self->factory, n_dispatcher)))
         goto fail;
     if (!(self->handlers = getAttrOfType(self->dispatcher, n_handlers, &PyDict_Type, "the dispatcher's _handlers")))
         goto fail;
@@ -601,7 +579,6 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->bytesInAt = slotOffset(self->info, n_bytesIn);
     self->lastActivityAt = slotOffset(self->info, n_lastActivity);
     self->counted = PyObject_TypeCheck(self->info, &CountersType);
-    self->factory = Py_NewRef(factory);
     PyObject *clock = PyObject_GetAttr(self->protocol, n_clock);
     if (clock == NULL)
         goto fail;
@@ -633,10 +610,8 @@ bindFastPath(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!(self->batchBytes = PyObject_GetAttr(self->protocol, n_batchBytes)))
         goto fail;
     self->errorsInRowAt = slotOffset(self->protocol, n_errorsInRow);
-    Py_DECREF(factory);
     return (PyObject *)self;
 fail:
-    Py_XDECREF(factory);
     Py_DECREF(self);
     return NULL;
 }
@@ -1202,9 +1177,6 @@ FastPath_answer(FastPath *st, PyObject *unused)
     return PyBool_FromLong(remain);
 }
 
-
-
-
 /*
  * The protocol's _write(data): count the bytes, send them at once if the
  * transport has nothing queued (a plain TCP socket), hand the rest to the
@@ -1213,7 +1185,7 @@ FastPath_answer(FastPath *st, PyObject *unused)
  * transport, which meets the error itself.
  */
 static int
-writeData(FastPath *st, PyObject *protocol, PyObject *data)
+writeData(FastPath *st, PyObject *data)
 {
     if (COUNT(st, bytesOut, (long)PyBytes_GET_SIZE(data)) < 0)
         return -1;
@@ -1264,7 +1236,7 @@ writeData(FastPath *st, PyObject *protocol, PyObject *data)
 
 /* The protocol's _flushBatch(), for the batch `batch`. */
 static int
-flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
+flushBatch(FastPath *st, PyObject *batch)
 {
     Py_ssize_t count = PyList_GET_SIZE(batch);
     if (count == 0)
@@ -1284,7 +1256,7 @@ flushBatch(FastPath *st, PyObject *protocol, PyObject *batch)
         Py_DECREF(data);
         return -1;
     }
-    int rc = writeData(st, protocol, data);
+    int rc = writeData(st, data);
     Py_DECREF(data);
     return rc;
 }
@@ -1400,7 +1372,7 @@ finish:;
     PyErr_Fetch(&type, &err, &traceback);
     int rc = setAttr(protocol, n_processing, Py_False);
     if (rc == 0)
-        rc = flushBatch(st, protocol, batch);
+        rc = flushBatch(st, batch);
     if (rc == 0)
         rc = setAttr(protocol, n_batch, Py_None);
     if (type != NULL) {
@@ -1527,9 +1499,10 @@ fastDataReceived(FastPath *st, PyObject *data)
 }
 
 /*
- * FastPath.doRead(): Twisted's tcp.Connection.doRead and _dataReceived for
- * this connection, installed in their place on plain TCP connections (the
- * FastPath object itself is the transport's doRead).  Receives as socket.recv(bufferSize) would, returns
+ * Calling a FastPath: Twisted's tcp.Connection.doRead and _dataReceived
+ * for this connection, installed in their place on plain TCP connections
+ * (the FastPath object itself is the transport's doRead).  Receives as
+ * socket.recv(bufferSize) would, returns
  * what they would (None, or CONNECTION_DONE / CONNECTION_LOST for the
  * reactor to close with), and answers the read with fastDataReceived, or
  * with the protocol's own dataReceived when the connection is in any
@@ -1657,8 +1630,7 @@ cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (rc < 0)
             return NULL;
     }
-    start = pos;
-    return PyLong_FromSsize_t(start);
+    return PyLong_FromSsize_t(pos);
 }
 
 /*
