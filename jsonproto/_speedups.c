@@ -649,12 +649,16 @@ isReservedKey(const char *key, Py_ssize_t size)
 }
 
 /*
- * spliceReply's common case, with no call to orjson: a result whose keys
- * and values, and an id, that are flat JSON (see _flatjson.c), in a short
- * reply.  NULL, with no error set, for any other.
+ * The framed reply for a handler's dict `result`, written without building
+ * the reply dict or calling orjson: {"status":"OK", the result's members,
+ * "id": the message's id}, byte for byte what encoding {"status": "OK",
+ * **result, "id": id} would give.  Only for a short reply whose keys and
+ * values, and id, are flat JSON (see _flatjson.c), and a result with no
+ * status or id of its own; NULL, with no error set, for any other: the
+ * caller then builds the reply dict.
  */
 static PyObject *
-spliceFlatReply(FastPath *st, PyObject *result, PyObject *messageId)
+spliceReply(FastPath *st, PyObject *result, PyObject *messageId)
 {
     char buffer[FLAT_REPLY_ROOM];
     char *out = buffer;
@@ -689,81 +693,6 @@ spliceFlatReply(FastPath *st, PyObject *result, PyObject *messageId)
     PyObject *frame = newFrame(out - buffer, st->lengthPrefixed, &body);
     if (frame != NULL)
         memcpy(body, buffer, out - buffer);
-    return frame;
-}
-
-/*
- * The framed reply for a handler's dict `result`, written without building
- * the reply dict: {"status":"OK", the result's members, "id": the
- * message's id}, byte for byte what encoding {"status": "OK", **result,
- * "id": id} would give.  Returns NULL with no error set when it cannot
- * (the result has its own status or id, orjson cannot write it, or a null
- * appears, which may be a NaN): the caller then builds the dict.
- */
-static PyObject *
-spliceReply(FastPath *st, PyObject *result, PyObject *messageId)
-{
-    PyObject *flat = spliceFlatReply(st, result, messageId);
-    if (flat != NULL || PyErr_Occurred())
-        return flat;
-    if (PyDict_GetItemWithError(result, k_status) != NULL || PyErr_Occurred())
-        return NULL;
-    if (PyDict_GetItemWithError(result, k_id) != NULL || PyErr_Occurred())
-        return NULL;
-    PyObject *body = PyObject_Vectorcall(orjson_dumps, &result, 1, NULL);
-    if (body == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError))
-            PyErr_Clear();
-        return NULL;
-    }
-    PyObject *id = NULL;
-    if (messageId != NULL) {
-        id = PyObject_Vectorcall(orjson_dumps, &messageId, 1, NULL);
-        if (id == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_TypeError))
-                PyErr_Clear();
-            Py_DECREF(body);
-            return NULL;
-        }
-    }
-    const char *members = PyBytes_AS_STRING(body) + 1; /* past the { */
-    Py_ssize_t membersSize = PyBytes_GET_SIZE(body) - 2; /* and the } */
-    Py_ssize_t idSize = id ? PyBytes_GET_SIZE(id) : 0;
-    int suspect = suspectNull(members, membersSize, result);
-    if (suspect == 0 && id != NULL)
-        suspect = memmem(PyBytes_AS_STRING(id), idSize, "null", 4) != NULL;
-    PyObject *frame = NULL;
-    if (suspect < 0) {
-        PyErr_Clear();
-    }
-    else if (!suspect) {
-        Py_ssize_t payloadSize = (sizeof(OK_PREFIX) - 1) + (membersSize ? 1 + membersSize : 0) +
-                                 (id ? (sizeof(ID_KEY) - 1) + idSize : 0) + 1;
-        char *out;
-        frame = newFrame(payloadSize, st->lengthPrefixed, &out);
-        if (frame == NULL) {
-            /* Too long to frame: the general path says so. */
-            PyErr_Clear();
-        }
-        else {
-            memcpy(out, OK_PREFIX, sizeof(OK_PREFIX) - 1);
-            out += sizeof(OK_PREFIX) - 1;
-            if (membersSize) {
-                *out++ = ',';
-                memcpy(out, members, membersSize);
-                out += membersSize;
-            }
-            if (id) {
-                memcpy(out, ID_KEY, sizeof(ID_KEY) - 1);
-                out += sizeof(ID_KEY) - 1;
-                memcpy(out, PyBytes_AS_STRING(id), idSize);
-                out += idSize;
-            }
-            *out = '}';
-        }
-    }
-    Py_DECREF(body);
-    Py_XDECREF(id);
     return frame;
 }
 
