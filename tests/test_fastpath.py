@@ -527,21 +527,21 @@ class OverTCPTests(TestCase):
         return received, factory.connections.totals(), dict(dispatcher.latency.counts), reader
 
     @inlineCallbacks
-    def test_activity(self) -> None:
+    def connectTimed(self) -> Any:
         """
-        Over a real socket too, reading part of a message is not activity for
-        the idle timer; completing one is.
+        Connect to a listener whose timers run on a L{Clock} (at 1000), and
+        return the clock, the server's protocol, and a C{send(data)} that
+        returns once the server has read C{data}.
         """
         clock = Clock()
         clock.advance(1000)
         collector, server = yield self.connect(JSONServerFactory(defaultDispatcher(), clock=clock))
         self.addCleanup(collector.transport.loseConnection)
         info = server.info
-        sum_ = b'{"type":"SUM","a":1,"b":2}'
 
         @inlineCallbacks
         def send(data: bytes) -> Any:
-            # Until the server has read it: a bounded number of reactor turns.
+            # A bounded number of reactor turns.
             before = info.bytesIn
             collector.transport.write(data)
             for _ in range(10_000):
@@ -550,6 +550,17 @@ class OverTCPTests(TestCase):
                 yield deferLater(reactor, 0, lambda: None)
             self.fail("the server did not read what was sent")
 
+        return clock, server, send
+
+    @inlineCallbacks
+    def test_activity(self) -> None:
+        """
+        Over a real socket too, reading part of a message is not activity for
+        the idle timer; completing one is.
+        """
+        clock, server, send = yield self.connectTimed()
+        info = server.info
+        sum_ = b'{"type":"SUM","a":1,"b":2}'
         yield send(sum_ + b"\n")
         clock.advance(5)
         yield send(sum_ + b"\n")
@@ -560,6 +571,25 @@ class OverTCPTests(TestCase):
         clock.advance(5)
         yield send(sum_[10:] + b"\n")
         self.assertEqual((info.messagesIn, info.lastActivity), (3, 1015))
+        if fastpath.implementation == "C":
+            self.assertEqual(type(server.transport.__dict__.get("doRead")).__name__, "FastPath")
+
+    @inlineCallbacks
+    def test_partialMessageTimed(self) -> None:
+        """
+        Over a real socket too, part of a message starts the message timer:
+        the rest not arriving in time closes the connection.
+        """
+        clock, server, send = yield self.connectTimed()
+        timeout = server.limits.messageTimeout
+        sum_ = b'{"type":"SUM","a":1,"b":2}'
+        yield send(sum_ + b"\n")
+        yield send(sum_ + b"\n" + sum_[:10])
+        clock.advance(timeout - 1)
+        self.assertFalse(server.transport.disconnecting)
+        clock.advance(1)
+        self.assertTrue(server.transport.disconnecting)
+        self.assertEqual(server.factory.connections.closedBy, {"message_timeout": 1})
         if fastpath.implementation == "C":
             self.assertEqual(type(server.transport.__dict__.get("doRead")).__name__, "FastPath")
 
