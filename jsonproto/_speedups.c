@@ -47,7 +47,7 @@ static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
     *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_bytesIn,
     *n_lastActivity, *n_clock, *n_seconds, *n_limits, *n_messageTimeout,
     *n_bufferSize, *n_proxied, *n_drainStage, *n_logMessages, *n_processFrames,
-    *n_partialMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_doRead, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
+    *n_partialMessage, *n_midMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_doRead, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
 
 /* codec.NULL_SCAN_LIMIT: see suspectNull. */
 static Py_ssize_t nullScanLimit;
@@ -1397,17 +1397,10 @@ fastDataReceived(FastPath *st, PyObject *data)
         *slot = now;
         Py_XDECREF(old);
     }
-    int mid = 0;
     /* Only what was fed to the decoder can leave part of a message in it. */
-    if (st->messageTimeout && fed) {
-        long buffered = st->lengthPrefixed ? lengthOf(st->queue, n_partial) : getLong(st->queue, n_partialLength);
-        if (buffered == -1 && PyErr_Occurred())
-            return -1;
-        /* The decoders' midMessage. */
-        mid = buffered > 0 ? 1 : st->lengthPrefixed ? 0 : attrIsTrue(st->queue, n_discarding);
-        if (mid < 0)
-            return -1;
-    }
+    int mid = st->messageTimeout && fed ? attrIsTrue(st->queue, n_midMessage) : 0;
+    if (mid < 0)
+        return -1;
     if (mid) {
         PyObject *flag = PyBool_FromLong(completed);
         PyObject *result = PyObject_CallMethodOneArg(protocol, n_partialMessage, flag);
@@ -1763,7 +1756,7 @@ PyInit__speedups(void)
         intern(&n_messageTimeout, "messageTimeout") || intern(&n_bufferSize, "bufferSize") ||
         intern(&n_proxied, "proxied") || intern(&n_drainStage, "_drainStage") ||
         intern(&n_logMessages, "logMessages") || intern(&n_processFrames, "_processFrames") ||
-        intern(&n_partialMessage, "_partialMessage") || intern(&n_partialSince, "_partialSince") ||
+        intern(&n_partialMessage, "_partialMessage") || intern(&n_midMessage, "midMessage") || intern(&n_partialSince, "_partialSince") ||
         intern(&n_dataReceived, "dataReceived") || intern(&n_partial, "_partial") ||
         intern(&n_failed, "_failed") || intern(&n_doRead, "doRead") || intern(&n_transport, "transport") ||
         intern(&n_disconnecting, "disconnecting") ||
