@@ -34,20 +34,39 @@ static PyObject *codec_all_finite;
 static PyObject *perf_counter;
 static PyObject *connectionDone, *connectionLost;
 static PyObject *zero, *zeroSeconds;
-static PyObject *s_OK, *s_ERROR;
 
-/* Attribute and key names, interned once. */
-static PyObject *n_frames, *n_next, *n_info, *n_factory, *n_dispatcher,
-    *n_handlers, *n_latency, *n_tallies, *n_countCall, *n_SAMPLE, *n_batch, *n_waiting,
-    *n_lengthPrefixed, *n_messagesIn, *n_messagesOut, *n_calls, *n_reply,
-    *n_raised, *n_returned, *n_replyLater, *n_observe, *n_encodeReply,
-    *n_batchBytes, *n_n, *n_batchLimit, *n_errorReplied, *n_errorsInRow,
-    *n_flushBatch, *n_partialLength, *n_discarding, *n_processing,
-    *n_processQueued, *n_feed, *n_maxLength, *n_bytesOut, *n_socket,
-    *n_dataBuffer, *n_tempDataBuffer, *n_fileno, *n_write, *n_bytesIn,
-    *n_lastActivity, *n_clock, *n_seconds, *n_limits, *n_messageTimeout,
-    *n_bufferSize, *n_proxied, *n_drainStage, *n_logMessages, *n_processFrames,
-    *n_partialMessage, *n_midMessage, *n_partialSince, *n_dataReceived, *n_partial, *n_failed, *n_doRead, *n_paused, *n_transport, *n_disconnecting, *k_type, *k_id, *k_status;
+/*
+ * Attribute names, dict keys and strings, interned once at import: each
+ * variable and its text, for the declarations here and PyInit__speedups.
+ */
+#define NAMES(X) \
+    X(s_OK, "OK") X(s_ERROR, "ERROR") X(n_frames, "_frames") X(n_next, "_next") \
+    X(n_info, "info") X(n_factory, "factory") X(n_dispatcher, "dispatcher") \
+    X(n_handlers, "_handlers") X(n_latency, "latency") X(n_tallies, "_tallies") \
+    X(n_countCall, "countCall") X(n_SAMPLE, "SAMPLE") X(n_batch, "_batch") \
+    X(n_waiting, "_waiting") X(n_lengthPrefixed, "lengthPrefixed") \
+    X(n_messagesIn, "messagesIn") X(n_messagesOut, "messagesOut") X(n_calls, "_calls") \
+    X(n_reply, "_reply") X(n_raised, "raised") X(n_returned, "returned") \
+    X(n_replyLater, "replyLater") X(n_observe, "observe") X(n_encodeReply, "encodeReply") \
+    X(n_batchBytes, "_batchBytes") X(n_n, "n") X(n_batchLimit, "batchLimit") \
+    X(n_errorReplied, "errorReplied") X(n_errorsInRow, "_errorsInRow") \
+    X(n_flushBatch, "_flushBatch") X(n_paused, "_paused") X(n_partialLength, "_partialLength") \
+    X(n_discarding, "_discarding") X(n_processing, "_processing") \
+    X(n_processQueued, "_processQueued") X(n_feed, "feed") X(n_maxLength, "maxLength") \
+    X(n_bytesOut, "bytesOut") X(n_socket, "_socket") X(n_dataBuffer, "dataBuffer") \
+    X(n_tempDataBuffer, "_tempDataBuffer") X(n_fileno, "fileno") X(n_write, "write") \
+    X(n_bytesIn, "bytesIn") X(n_lastActivity, "lastActivity") X(n_clock, "clock") \
+    X(n_seconds, "seconds") X(n_limits, "limits") X(n_messageTimeout, "messageTimeout") \
+    X(n_bufferSize, "bufferSize") X(n_proxied, "proxied") X(n_drainStage, "_drainStage") \
+    X(n_logMessages, "logMessages") X(n_processFrames, "_processFrames") \
+    X(n_partialMessage, "_partialMessage") X(n_midMessage, "midMessage") \
+    X(n_partialSince, "_partialSince") X(n_dataReceived, "dataReceived") \
+    X(n_partial, "_partial") X(n_failed, "_failed") X(n_doRead, "doRead") \
+    X(n_transport, "transport") X(n_disconnecting, "disconnecting") X(k_type, "type") \
+    X(k_id, "id") X(k_status, "status")
+
+#define DECLARE_NAME(variable, text) static PyObject *variable;
+NAMES(DECLARE_NAME)
 
 /* codec.NULL_SCAN_LIMIT: see suspectNull. */
 static Py_ssize_t nullScanLimit;
@@ -1732,36 +1751,10 @@ PyInit__speedups(void)
         return NULL;
     if (!(zero = PyLong_FromLong(0)) || !(zeroSeconds = PyFloat_FromDouble(0.0)))
         return NULL;
-    if (intern(&s_OK, "OK") || intern(&s_ERROR, "ERROR") || intern(&n_frames, "_frames") ||
-        intern(&n_next, "_next") || intern(&n_info, "info") || intern(&n_factory, "factory") ||
-        intern(&n_dispatcher, "dispatcher") || intern(&n_handlers, "_handlers") ||
-        intern(&n_latency, "latency") || intern(&n_tallies, "_tallies") || intern(&n_countCall, "countCall") || intern(&n_SAMPLE, "SAMPLE") ||
-        intern(&n_batch, "_batch") || intern(&n_waiting, "_waiting") ||
-        intern(&n_lengthPrefixed, "lengthPrefixed") || intern(&n_messagesIn, "messagesIn") ||
-        intern(&n_messagesOut, "messagesOut") || intern(&n_calls, "_calls") || intern(&n_reply, "_reply") ||
-        intern(&n_raised, "raised") || intern(&n_returned, "returned") ||
-        intern(&n_replyLater, "replyLater") || intern(&n_observe, "observe") ||
-        intern(&n_encodeReply, "encodeReply") || intern(&n_batchBytes, "_batchBytes") || intern(&n_n, "n") ||
-        intern(&n_batchLimit, "batchLimit") || intern(&n_errorReplied, "errorReplied") ||
-        intern(&n_errorsInRow, "_errorsInRow") || intern(&n_flushBatch, "_flushBatch") ||
-        intern(&n_paused, "_paused") || intern(&n_partialLength, "_partialLength") ||
-        intern(&n_discarding, "_discarding") || intern(&n_processing, "_processing") ||
-        intern(&n_processQueued, "_processQueued") || intern(&n_feed, "feed") ||
-        intern(&n_maxLength, "maxLength") || intern(&n_bytesOut, "bytesOut") ||
-        intern(&n_socket, "_socket") || intern(&n_dataBuffer, "dataBuffer") ||
-        intern(&n_tempDataBuffer, "_tempDataBuffer") || intern(&n_fileno, "fileno") ||
-        intern(&n_write, "write") || intern(&n_bytesIn, "bytesIn") ||
-        intern(&n_lastActivity, "lastActivity") || intern(&n_clock, "clock") ||
-        intern(&n_seconds, "seconds") || intern(&n_limits, "limits") ||
-        intern(&n_messageTimeout, "messageTimeout") || intern(&n_bufferSize, "bufferSize") ||
-        intern(&n_proxied, "proxied") || intern(&n_drainStage, "_drainStage") ||
-        intern(&n_logMessages, "logMessages") || intern(&n_processFrames, "_processFrames") ||
-        intern(&n_partialMessage, "_partialMessage") || intern(&n_midMessage, "midMessage") || intern(&n_partialSince, "_partialSince") ||
-        intern(&n_dataReceived, "dataReceived") || intern(&n_partial, "_partial") ||
-        intern(&n_failed, "_failed") || intern(&n_doRead, "doRead") || intern(&n_transport, "transport") ||
-        intern(&n_disconnecting, "disconnecting") ||
-        intern(&k_type, "type") || intern(&k_id, "id") || intern(&k_status, "status"))
+#define INTERN_NAME(variable, text) \
+    if (intern(&variable, text) < 0)    \
         return NULL;
+    NAMES(INTERN_NAME)
     if (PyType_Ready(&FastPathType) < 0)
         return NULL;
     if (PyDict_SetItemString(FastPathType.tp_dict, "readsSocket", Py_True) < 0)
