@@ -129,18 +129,21 @@ class LineDecoder(_FrameQueue):
             self._keepTail(data)
             return
         frames = self._startFeed()
+        # Where this read's own lines begin: past the first newline when it
+        # ends a line begun in an earlier read.
+        start = newline + 1
         if self._discarding:
             # The over-long line ends here; its TOO_LONG is already out.
             self._discarding = False
         elif self._partial:
-            self._partial.append(data[: newline + 1])
+            self._partial.append(data[:start])
             first = b"".join(self._partial)
             self._partial = []
             self._partialLength = 0
             cutLines(frames, first, 0, self.maxLength, TOO_LONG)
         else:
-            newline = -1
-        end = cutLines(frames, data, newline + 1, self.maxLength, TOO_LONG)
+            start = 0
+        end = cutLines(frames, data, start, self.maxLength, TOO_LONG)
         if end < len(data):
             self._keepTail(data[end:])
 
