@@ -134,9 +134,10 @@ class JSONMessageProtocol(TrackedProtocol):
     # Replies that must wait for an earlier, asynchronous one; each is a
     # one-item list holding the reply, or _NOT_READY.
     _waiting: deque[list[Any]]
-    # Frames written while handling one read, and their size.
     # The state each read and reply touches, in slots: the C fast path
-    # reads and writes them in place (jsonproto/_speedups.c).
+    # reads and writes them in place (jsonproto/_speedups.c).  _batch and
+    # _batchBytes: the frames written while handling one read, and their
+    # size.
     __slots__ = ("_batch", "_batchBytes", "_paused", "_processing", "_errorsInRow", "_drainStage", "_partialSince")
     _batch: list[bytes] | None
     _batchBytes: Tally
@@ -224,15 +225,12 @@ class JSONMessageProtocol(TrackedProtocol):
         before = info.messagesIn
         if self._drainStage:
             self._readDuringDrain = True
+        # The fast path's own read, if it has one, does the same as feed and
+        # _processFrames, in the common case.
+        fastPath = self._usableFastPath()
+        if fastPath is None or not fastPath.read(data):
             decoder.feed(data)
             self._processFrames()
-        else:
-            # The fast path's own read, if it has one, does the same as
-            # feed and _processFrames, in the common case.
-            fastPath = self._fastPath
-            if fastPath is None or self.factory.logMessages or not fastPath.read(data):
-                decoder.feed(data)
-                self._processFrames()
         completed = info.messagesIn != before
         if completed:
             # Activity, for the idle timer (one clock read serves both).
@@ -271,6 +269,15 @@ class JSONMessageProtocol(TrackedProtocol):
             self._flushBatch()
             self._batch = None
 
+    def _usableFastPath(self) -> fastpath.FastPath | None:
+        """
+        This connection's fast path, unless only the general path may answer
+        now: while messages are logged, or the connection drains.
+        """
+        if self._drainStage or self.factory.logMessages:
+            return None
+        return self._fastPath
+
     def _processQueued(self) -> None:
         """
         The loop of L{_processFrames}, for a caller that has set up the
@@ -278,9 +285,9 @@ class JSONMessageProtocol(TrackedProtocol):
         """
         decoder = self._decoder
         transport = self.transport
-        fastPath = None if self.factory.logMessages else self._fastPath
         while not self._paused and not transport.disconnecting:
-            if fastPath is not None and not self._drainStage:
+            fastPath = self._usableFastPath()
+            if fastPath is not None:
                 if not fastPath.answer():
                     break
                 if self._paused or transport.disconnecting:
