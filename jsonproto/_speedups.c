@@ -1132,8 +1132,26 @@ FastPath_answer(FastPath *st, PyObject *unused)
  * would, with no exception to raise: a failed send writes through the
  * transport, which meets the error itself.
  */
+/*
+ * A socket descriptor not known yet: socketFd asks.  A read passes the one
+ * it received from down to the write of its replies, for it cannot change
+ * in between (Twisted closes a socket only after the read returns).
+ */
+#define UNKNOWN_FD (-2)
+
+/* The descriptor of the FastPath's socket, -1 if it is closed; -1 with an
+ * error set on failure. */
+static long
+socketFd(FastPath *st)
+{
+    PyObject *fileno = PyObject_CallMethodNoArgs(st->socket, n_fileno);
+    long fd = fileno ? PyLong_AsLong(fileno) : -1;
+    Py_XDECREF(fileno);
+    return fd;
+}
+
 static int
-writeData(FastPath *st, PyObject *data)
+writeData(FastPath *st, PyObject *data, long fd)
 {
     if (COUNT(st, bytesOut, (long)PyBytes_GET_SIZE(data)) < 0)
         return -1;
@@ -1148,9 +1166,8 @@ writeData(FastPath *st, PyObject *data)
             return -1;
         }
         if (empty) {
-            PyObject *fileno = PyObject_CallMethodNoArgs(st->socket, n_fileno);
-            long fd = fileno ? PyLong_AsLong(fileno) : -1;
-            Py_XDECREF(fileno);
+            if (fd == UNKNOWN_FD)
+                fd = socketFd(st);
             if (fd == -1 && PyErr_Occurred()) {
                 Py_DECREF(data);
                 return -1;
@@ -1182,9 +1199,9 @@ writeData(FastPath *st, PyObject *data)
     return 0;
 }
 
-/* The protocol's _flushBatch(), for the batch `batch`. */
+/* The protocol's _flushBatch(), for the batch `batch`; fd as for writeData. */
 static int
-flushBatch(FastPath *st, PyObject *batch)
+flushBatch(FastPath *st, PyObject *batch, long fd)
 {
     Py_ssize_t count = PyList_GET_SIZE(batch);
     if (count == 0)
@@ -1204,7 +1221,7 @@ flushBatch(FastPath *st, PyObject *batch)
         Py_DECREF(data);
         return -1;
     }
-    int rc = writeData(st, data);
+    int rc = writeData(st, data, fd);
     Py_DECREF(data);
     return rc;
 }
@@ -1225,7 +1242,7 @@ flushBatch(FastPath *st, PyObject *batch)
  * flushed as _processFrames does.
  */
 static int
-answerRead(FastPath *st, PyObject *data, int *fed)
+answerRead(FastPath *st, PyObject *data, int *fed, long fd)
 {
     *fed = 0;
     if (st->protocol == NULL) {
@@ -1320,7 +1337,7 @@ finish:;
     PyErr_Fetch(&type, &err, &traceback);
     int rc = setAttr(protocol, n_processing, Py_False);
     if (rc == 0)
-        rc = flushBatch(st, batch);
+        rc = flushBatch(st, batch, fd);
     if (rc == 0)
         rc = setAttr(protocol, n_batch, Py_None);
     if (type != NULL) {
@@ -1341,7 +1358,7 @@ static PyObject *
 FastPath_read(FastPath *st, PyObject *data)
 {
     int fed;
-    int handled = answerRead(st, data, &fed);
+    int handled = answerRead(st, data, &fed, UNKNOWN_FD);
     if (handled < 0)
         return NULL;
     return PyBool_FromLong(handled);
@@ -1356,7 +1373,7 @@ static char readBuffer[65536];
  * logging messages.  Returns 0, having done nothing, in any other state.
  */
 static int
-fastDataReceived(FastPath *st, PyObject *data)
+fastDataReceived(FastPath *st, PyObject *data, long fd)
 {
     PyObject *protocol = st->protocol;
     if (st->lastActivityAt < 0)
@@ -1388,7 +1405,7 @@ fastDataReceived(FastPath *st, PyObject *data)
     if (before == -1 && PyErr_Occurred())
         return -1;
     int fed;
-    int handled = answerRead(st, data, &fed);
+    int handled = answerRead(st, data, &fed, fd);
     if (handled < 0)
         return -1;
     if (handled == 0) {
@@ -1440,7 +1457,8 @@ fastDataReceived(FastPath *st, PyObject *data)
 }
 
 /*
- * Calling a FastPath: Twisted's tcp.Connection.doRead and _dataReceived
+ * Calling a FastPath (readFrom its socket, whose descriptor is fd or
+ * UNKNOWN_FD): Twisted's tcp.Connection.doRead and _dataReceived
  * for this connection, installed in their place on plain TCP connections
  * (the FastPath object itself is the transport's doRead).  Receives as
  * socket.recv(bufferSize) would, returns
@@ -1450,15 +1468,14 @@ fastDataReceived(FastPath *st, PyObject *data)
  * other state.
  */
 static PyObject *
-FastPath_doRead(FastPath *st, PyObject *unused)
+readFrom(FastPath *st, long fd)
 {
     if (st->protocol == NULL || st->socket == NULL || st->bufferSize <= 0) {
         PyErr_SetString(PyExc_ValueError, "this FastPath cannot read");
         return NULL;
     }
-    PyObject *fileno = PyObject_CallMethodNoArgs(st->socket, n_fileno);
-    long fd = fileno ? PyLong_AsLong(fileno) : -1;
-    Py_XDECREF(fileno);
+    if (fd == UNKNOWN_FD)
+        fd = socketFd(st);
     if (fd == -1 && PyErr_Occurred())
         return NULL;
     if (fd < 0)
@@ -1483,7 +1500,7 @@ FastPath_doRead(FastPath *st, PyObject *unused)
     if (data == NULL)
         return NULL;
     PyObject *protocol = Py_NewRef(st->protocol);
-    int rc = fastDataReceived(st, data);
+    int rc = fastDataReceived(st, data, fd);
     PyObject *result;
     if (rc < 0)
         result = NULL;
@@ -1507,7 +1524,7 @@ FastPath_call(FastPath *st, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "a FastPath, as doRead, takes no arguments");
         return NULL;
     }
-    return FastPath_doRead(st, NULL);
+    return readFrom(st, UNKNOWN_FD);
 }
 
 static PyMethodDef FastPath_methods[] = {
@@ -1632,8 +1649,13 @@ dispatchEvents(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 why = NULL;
             else if (number == -1)
                 why = Py_NewRef(noFileDescriptor);
-            else
-                why = PyObject_CallMethodNoArgs(selectable, n_doRead);
+            else if ((why = PyObject_GetAttr(selectable, n_doRead)) != NULL) {
+                PyObject *doRead = why;
+                /* Our own doRead is told the descriptor just asked for. */
+                why = Py_IS_TYPE(doRead, &FastPathType) ? readFrom((FastPath *)doRead, number)
+                                                        : PyObject_CallNoArgs(doRead);
+                Py_DECREF(doRead);
+            }
         }
         if (why == NULL) {
             PyObject *value = takeException();
