@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # The C fast path is compiled in place at install: rebuild when its source changes.
-$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard jsonproto/_*.c jsonproto/_*.h)
+$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard jsonproto/core/_*.c jsonproto/core/_*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	# compat mode: a plain editable install hides twisted/plugins from twistd.

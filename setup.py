@@ -1,8 +1,8 @@
 """
 The one thing setup.cfg cannot say: the optional C extension.
 
-jsonproto._speedups answers the common messages of a read without the
-interpreter's overhead (see jsonproto/fastpath.py, which it mirrors).  It is
+jsonproto.core._speedups answers the common messages of a read without the
+interpreter's overhead (see jsonproto/core/fastpath.py, which it mirrors).  It is
 optional: where no C compiler is at hand the build goes on without it and
 the pure-Python fast path is used.
 """
@@ -12,9 +12,9 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "jsonproto._speedups",
-            ["jsonproto/_speedups.c", "jsonproto/_flatjson.c"],
-            depends=["jsonproto/_flatjson.h"],
+            "jsonproto.core._speedups",
+            ["jsonproto/core/_speedups.c", "jsonproto/core/_flatjson.c"],
+            depends=["jsonproto/core/_flatjson.h"],
             optional=True,
             # A call to an undeclared function builds a module that crashes: fail
             # the build instead (the install then goes on without it).

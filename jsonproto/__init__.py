@@ -8,14 +8,14 @@ The public names are importable from here::
 See C{docs/} for the wire protocol, writing message types, and operations.
 """
 
-from jsonproto.builtin import defaultDispatcher
+from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.client import Client, JSONClientProtocol, connect
-from jsonproto.connection import ClientIdentity, ConnectionInfo, ConnectionRegistry
-from jsonproto.dispatcher import Dispatcher
-from jsonproto.echo import EchoFactory, EchoProtocol
+from jsonproto.server.connection import ClientIdentity, ConnectionInfo, ConnectionRegistry
+from jsonproto.dispatch.dispatcher import Dispatcher
+from jsonproto.server.echo import EchoFactory, EchoProtocol
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.limits import Limits
-from jsonproto.protocol import (
+from jsonproto.server.protocol import (
     JSONInt32Protocol,
     JSONLineProtocol,
     JSONMessageProtocol,

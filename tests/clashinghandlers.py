@@ -2,7 +2,7 @@
 A handlers module that tries to take a type already taken, for the tests.
 """
 
-from jsonproto.dispatcher import Dispatcher
+from jsonproto.dispatch.dispatcher import Dispatcher
 
 
 def register(dispatcher: Dispatcher) -> None:

@@ -14,8 +14,8 @@ from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort
 
-from jsonproto import certs
-from jsonproto.tap import Options, makeService
+from jsonproto.tools import certs
+from jsonproto.daemon.tap import Options, makeService
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

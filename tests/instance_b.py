@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonproto.dispatcher import Dispatcher
+from jsonproto.dispatch.dispatcher import Dispatcher
 
 
 def register(dispatcher: Dispatcher) -> None:

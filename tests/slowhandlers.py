@@ -10,7 +10,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from jsonproto.dispatcher import Dispatcher
+from jsonproto.dispatch.dispatcher import Dispatcher
 
 
 def register(dispatcher: Dispatcher) -> None:

@@ -15,8 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from jsonproto.connection import TrackedProtocol, TrackingFactory
-from jsonproto.framing import encodeInt32, encodeLine
+from jsonproto.server.connection import TrackedProtocol, TrackingFactory
+from jsonproto.wire.framing import encodeInt32, encodeLine
 
 
 def line(message: Any) -> bytes:

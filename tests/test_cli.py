@@ -17,7 +17,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from jsonproto import cli
+from jsonproto.tools import cli
 from tests.e2e import startDaemon
 
 LOCAL = "tcp:0:interface=127.0.0.1"

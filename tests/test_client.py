@@ -17,7 +17,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from jsonproto import certs
+from jsonproto.tools import certs
 from jsonproto.client import Client, JSONClientProtocol, ProtocolError, RequestTimedOut, connect
 from tests.e2e import startDaemon
 from tests.support import line, readLines

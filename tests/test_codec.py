@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto import codec
+from jsonproto.wire import codec
 from jsonproto.errors import (
     INTERNAL_ERROR,
     INVALID_JSON,

@@ -12,11 +12,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry, formatAddress
-from jsonproto.echo import EchoFactory
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.server.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry, formatAddress
+from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
-from jsonproto.protocol import DRAIN_TURN, JSONServerFactory
+from jsonproto.server.protocol import DRAIN_TURN, JSONServerFactory
 from tests.support import LogCatcher, connect, int32, line, noPendingCalls, readInt32, readLines
 
 

@@ -1,5 +1,5 @@
 """
-The counts the fast path adds to (C{jsonproto.counters}) behave as int
+The counts the fast path adds to (C{jsonproto.core.counters}) behave as int
 attributes, whether they are C fields or the Python twins' slots.
 """
 
@@ -9,12 +9,12 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from jsonproto import counters
-from jsonproto.connection import ConnectionInfo
-from jsonproto.dispatcher import HandlerLatency
+from jsonproto.core import counters
+from jsonproto.server.connection import ConnectionInfo
+from jsonproto.dispatch.dispatcher import HandlerLatency
 
 try:
-    from jsonproto import _speedups
+    from jsonproto.core import _speedups
 except ImportError:  # pragma: no cover - test_fastpath says whether it must exist
     _speedups = None  # type: ignore[assignment]
 

@@ -10,8 +10,8 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.dispatcher import Dispatcher
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
 
 CONTEXT = object()

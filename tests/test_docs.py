@@ -19,7 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from jsonproto import cli
+from jsonproto.tools import cli
 from tests.e2e import REPO, startDaemon
 
 PAGES = [os.path.join(REPO, "README.md"), *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]
@@ -135,7 +135,7 @@ class DocumentationCommandTests(TestCase):
         files), in a directory holding the files the pages make.  Paths
         under /etc and /opt stand for files made the same way.
         """
-        from jsonproto.tap import Options
+        from jsonproto.daemon.tap import Options
 
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)

@@ -1,8 +1,8 @@
 """
 The fast path answers exactly as the general path does.
 
-L{jsonproto.fastpath.answerFrames} (and its C translation in
-C{jsonproto._speedups}) takes over the common messages of a read.  These
+L{jsonproto.core.fastpath.answerFrames} (and its C translation in
+C{jsonproto.core._speedups}) takes over the common messages of a read.  These
 tests hold it to one rule: whatever a client sends, in whatever reads, the
 client gets the same bytes back, the connection ends up in the same state,
 and every counter an operator reads says the same, whichever path answered.
@@ -31,19 +31,19 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from jsonproto import fastpath
-from jsonproto.framing import cutLines, pureCutLines
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.dispatcher import Dispatcher
+from jsonproto.core import fastpath
+from jsonproto.wire.framing import cutLines, pureCutLines
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
-from jsonproto.framing import TOO_LONG, encodeInt32, encodeLine
+from jsonproto.wire.framing import TOO_LONG, encodeInt32, encodeLine
 from jsonproto.limits import Limits
-from jsonproto.protocol import JSONMessageProtocol, JSONServerFactory
+from jsonproto.server.protocol import JSONMessageProtocol, JSONServerFactory
 from tests.e2e import Collector
 from tests.support import connect
 
 try:
-    from jsonproto import _speedups
+    from jsonproto.core import _speedups
 except ImportError:  # pragma: no cover - checked by test_extensionBuilt
     _speedups = None  # type: ignore[assignment]
 
@@ -165,7 +165,7 @@ SAMPLE_MESSAGES: list[bytes] = [
     b'{"type":"EMPTY","id":"\\u00e9\\n\\"x"}',
     b'{"type":"GREETING","name":"Bob","id":-0.25}',
     b'{"type":"OWN_STATUS","id":3}',
-    # Flat messages and replies (jsonproto/_flatjson.c), and near misses.
+    # Flat messages and replies (jsonproto/core/_flatjson.c), and near misses.
     b' { "type" : "MIRROR" ,\t"s" : "a b/" , "n" : -12 , "t" : true , "f" : false , "z" : null }\r ',
     b'{"type":"MIRROR","s":"quote\\"in","u":"\u00e9","raw":"\xc3\xa9","del":"\x7f"}',
     b'{"type":"MIRROR","big":123456789012345678,"bigger":-1234567890123456789,"u64":18446744073709551615}',
@@ -427,7 +427,7 @@ class CutLinesTests(SynchronousTestCase):
     )
     def test_sameLines(self, data: bytes, start: int, maxLength: int) -> None:
         if _speedups is None:
-            raise SkipTest("jsonproto._speedups is not built")
+            raise SkipTest("jsonproto.core._speedups is not built")
         start = min(start, len(data))
         expected: list[Any] = []
         got: list[Any] = []
@@ -471,7 +471,7 @@ class ImplementationTests(SynchronousTestCase):
         """
         env = dict(os.environ, JSONPROTO_NO_SPEEDUPS="1")
         out = subprocess.run(
-            [sys.executable, "-c", "import jsonproto.fastpath as f; print(f.implementation)"],
+            [sys.executable, "-c", "import jsonproto.core.fastpath as f; print(f.implementation)"],
             env=env,
             capture_output=True,
             text=True,

@@ -1,5 +1,5 @@
 """
-Flat JSON (C{jsonproto/_flatjson.c}) reads and writes what orjson does.
+Flat JSON (C{jsonproto/core/_flatjson.c}) reads and writes what orjson does.
 
 The C fast path reads a message made of one object of short ASCII strings,
 integers, booleans and nulls itself, and writes such a reply itself, and
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 try:
-    from jsonproto import _speedups
+    from jsonproto.core import _speedups
 except ImportError:  # pragma: no cover - test_fastpath says whether it must exist
     _speedups = None  # type: ignore[assignment]
 

@@ -9,7 +9,7 @@ import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto.framing import TOO_LONG, Int32Decoder, LineDecoder, encodeInt32
+from jsonproto.wire.framing import TOO_LONG, Int32Decoder, LineDecoder, encodeInt32
 
 
 def drain(decoder: LineDecoder | Int32Decoder) -> list[object]:

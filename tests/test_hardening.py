@@ -16,13 +16,13 @@ from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import ConnectionRegistry
-from jsonproto.echo import EchoFactory
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.server.connection import ConnectionRegistry
+from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
-from jsonproto.protocol import BATCH_BYTES, DRAIN_TURN, JSONServerFactory
-from jsonproto.service import JSONProtoService
-from jsonproto.threads import WorkerPool
+from jsonproto.server.protocol import BATCH_BYTES, DRAIN_TURN, JSONServerFactory
+from jsonproto.daemon.service import JSONProtoService
+from jsonproto.dispatch.threads import WorkerPool
 from tests.support import (
     LogCatcher,
     connect,

@@ -16,7 +16,7 @@ from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from jsonproto.protocol import BATCH_BYTES
+from jsonproto.server.protocol import BATCH_BYTES
 from tests.e2e import startDaemon, twistd
 from tests.test_twistd import DEADLINE, readUntil
 

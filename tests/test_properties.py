@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto.framing import encodeInt32
+from jsonproto.wire.framing import encodeInt32
 from jsonproto.limits import Limits
-from jsonproto.protocol import JSONServerFactory, _looksLikeClientHello
+from jsonproto.server.protocol import JSONServerFactory, _looksLikeClientHello
 from tests.support import connect
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

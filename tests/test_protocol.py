@@ -11,11 +11,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import ConnectionInfo
-from jsonproto.framing import encodeInt32
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.server.connection import ConnectionInfo
+from jsonproto.wire.framing import encodeInt32
 from jsonproto.limits import Limits
-from jsonproto.protocol import JSONInt32Protocol, JSONLineProtocol, JSONServerFactory
+from jsonproto.server.protocol import JSONInt32Protocol, JSONLineProtocol, JSONServerFactory
 from tests.support import connect, int32, line, readInt32, readLines
 
 SEED_REQUESTS = b'{"type":"GREETING","name":"Alice"}\n{"type":"SUM","a":10,"b":20}\n{"type":"NOPE"}\nnot json\n'

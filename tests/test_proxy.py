@@ -16,7 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from jsonproto import certs
+from jsonproto.tools import certs
 from tests.e2e import startDaemon
 
 PEER = b'{"type":"PEER"}\n'

@@ -1,5 +1,5 @@
 """
-jsonproto.reactor.EPollReactor dispatches events as Twisted's epoll reactor
+jsonproto.daemon.epoll.EPollReactor dispatches events as Twisted's epoll reactor
 does: what a selectable's doRead or doWrite returns or raises decides
 whether, and why, it is disconnected.
 """
@@ -14,9 +14,9 @@ from twisted.internet.main import CONNECTION_DONE
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from jsonproto import fastpath
-from jsonproto import reactor as reactorModule
-from jsonproto.reactor import EPollReactor
+from jsonproto.core import fastpath
+from jsonproto.daemon import epoll as reactorModule
+from jsonproto.daemon.epoll import EPollReactor
 
 
 class _Selectable:
@@ -51,7 +51,7 @@ class _Selectable:
 class EPollReactorTests(SynchronousTestCase):
     """
     The reactor as it runs here: with the events dispatched in C when
-    C{jsonproto._speedups} is built.
+    C{jsonproto.core._speedups} is built.
     """
 
     def setUp(self) -> None:

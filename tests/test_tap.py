@@ -12,8 +12,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from jsonproto.service import CannotListen, withBacklog
-from jsonproto.tap import DEFAULT_PORT, Options, makeService
+from jsonproto.daemon.service import CannotListen, withBacklog
+from jsonproto.daemon.tap import DEFAULT_PORT, Options, makeService
 from twisted.internet import endpoints, reactor
 
 from tests.e2e import Collector, exchange, lines, startDaemon, writeCertificate
@@ -99,7 +99,7 @@ class OptionsTests(TestCase):
         """
         import os
 
-        from jsonproto.workers import workerArguments
+        from jsonproto.daemon.supervisor import workerArguments
 
         self.assertEqual(self.parse("--workers", "3")["workers"], 3)
         self.assertEqual(self.parse("--workers", "auto")["workers"], os.cpu_count())
@@ -129,7 +129,7 @@ class OptionsTests(TestCase):
         """
         from prometheus_client.parser import text_string_to_metric_families
 
-        from jsonproto.workers import mergeMetrics
+        from jsonproto.daemon.supervisor import mergeMetrics
 
         one = '# HELP x_total X.\n# TYPE x_total counter\nx_total{code="a"} 1.0\n# HELP y Y.\n# TYPE y gauge\ny 2.0\n'
         two = '# HELP x_total X.\n# TYPE x_total counter\nx_total{code="a"} 3.0\n'

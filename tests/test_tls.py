@@ -21,11 +21,11 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import directlyProvides
 
-from jsonproto import certs
+from jsonproto.tools import certs
 from jsonproto.client import Client
-from jsonproto.connection import ClientIdentity
+from jsonproto.server.connection import ClientIdentity
 from jsonproto.limits import Limits
-from jsonproto.protocol import JSONServerFactory
+from jsonproto.server.protocol import JSONServerFactory
 from tests.e2e import Collector, certificateOnly, exchange, lines, startDaemon, twistd
 from tests.support import LogCatcher, line, readLines
 from tests.test_twistd import DEADLINE, readUntil
@@ -234,7 +234,7 @@ class ReloadTests(SynchronousTestCase):
         A reload from a file that is not a certificate keeps the one in
         use, and says so.
         """
-        from jsonproto.tls import ReloadableTLS
+        from jsonproto.server.tls import ReloadableTLS
 
         path = self.mktemp()
         certs.writeCertificate(path, ["localhost"])

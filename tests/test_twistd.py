@@ -85,9 +85,9 @@ class TwistdTests(SynchronousTestCase):
         self.addCleanup(lambda: process.poll() is None and process.kill())
         self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
-        self.assertIn(b"reactor class: jsonproto.reactor.EPollReactor", daemonLog(process))
+        self.assertIn(b"reactor class: jsonproto.daemon.epoll.EPollReactor", daemonLog(process))
         # Operators can tell from the log which fast path answers.
-        from jsonproto import fastpath
+        from jsonproto.core import fastpath
 
         self.assertIn(f"fast path: {fastpath.implementation}".encode(), daemonLog(process))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
@@ -143,12 +143,12 @@ class TwistdTests(SynchronousTestCase):
 class JSONLogTests(SynchronousTestCase):
     def test_jsonLogs(self) -> None:
         """
-        With twistd --logger jsonproto.logs.jsonLogObserver, every log line
+        With twistd --logger jsonproto.daemon.logs.jsonLogObserver, every log line
         is a JSON object; connection events carry the connection's id and
         peer as fields.
         """
         process = twistd(
-            "--logger", "jsonproto.logs.jsonLogObserver", "-n", "--pidfile=", "jsonproto",
+            "--logger", "jsonproto.daemon.logs.jsonLogObserver", "-n", "--pidfile=", "jsonproto",
             "--port", "tcp:0:interface=127.0.0.1",
         )
         self.addCleanup(lambda: process.poll() is None and process.kill())
@@ -284,7 +284,7 @@ class WorkersTests(SynchronousTestCase):
         """
         Workers share TLS listeners too (ssl: and jsonproto-tls:).
         """
-        from jsonproto import certs
+        from jsonproto.tools import certs
         from jsonproto.client import Client
 
         key = os.path.abspath(self.mktemp())

@@ -3,6 +3,6 @@ Adds the C{jsonproto-tls:} server endpoint (mutual TLS, reloadable certificates)
 Twisted's endpoint strings.  The parser imports OpenSSL only when used.
 """
 
-from jsonproto.tls import TLSServerParser
+from jsonproto.server.tls import TLSServerParser
 
 tlsServer = TLSServerParser()

@@ -1,5 +1,5 @@
 """
-Makes C{twistd jsonproto} exist.  Only names L{jsonproto.tap} by string, so
+Makes C{twistd jsonproto} exist.  Only names L{jsonproto.daemon.tap} by string, so
 that listing twistd's plugins stays cheap.
 """
 
@@ -7,7 +7,7 @@ from twisted.application.service import ServiceMaker
 
 jsonproto = ServiceMaker(
     "jsonproto",
-    "jsonproto.tap",
+    "jsonproto.daemon.tap",
     "JSON message service over TCP and TLS (newline or length-prefixed framing).",
     "jsonproto",
 )
@@ -17,6 +17,6 @@ from twisted.application.reactors import Reactor
 
 jsonprotoEpoll = Reactor(
     "jsonproto-epoll",
-    "jsonproto.reactor",
+    "jsonproto.daemon.epoll",
     "Twisted's epoll reactor without the per-event legacy log context (Linux).",
 )

@@ -13,7 +13,7 @@ same batching.  The first message it cannot answer that way is left for the
 general path, which it never duplicates: what a handler returns or raises
 is handed to the dispatcher and protocol methods the general path uses.
 
-L{bind} gives a connection its fast path.  When the C{jsonproto._speedups}
+L{bind} gives a connection its fast path.  When the C{jsonproto.core._speedups}
 extension is built, its C{bind} is used instead.  Its C{answer()} is a
 step-for-step C translation of L{answerFrames}, with the protocol's reply
 writing (C{_reply}, C{_writeReply}) written out too, and it goes further in
@@ -29,7 +29,7 @@ and compare the bytes sent and every counter.
 
 The loop reads and writes the protocol's and decoder's private state
 (C{_frames}, C{_batch}, C{_waiting}, ...): it is a part of
-L{jsonproto.protocol} kept in a module of its own so that the C version has
+L{jsonproto.server.protocol} kept in a module of its own so that the C version has
 one small thing to mirror.
 """
 
@@ -37,13 +37,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from jsonproto import codec
-from jsonproto.dispatcher import _validId
-from jsonproto.extension import speedups
+from jsonproto.wire import codec
+from jsonproto.dispatch.dispatcher import _validId
+from jsonproto.core.extension import speedups
 
 if TYPE_CHECKING:
-    from jsonproto.framing import _FrameQueue
-    from jsonproto.protocol import JSONMessageProtocol
+    from jsonproto.wire.framing import _FrameQueue
+    from jsonproto.server.protocol import JSONMessageProtocol
 
 try:
     from orjson import JSONDecodeError, loads

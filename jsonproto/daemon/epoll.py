@@ -9,7 +9,7 @@ with C{twisted.logger}, naming the connection in each event, so that layer
 only costs: four Python calls and a context dictionary per event, about a
 tenth of the daemon's CPU in ping-pong.
 
-With C{jsonproto._speedups} built, the loop over the events is C
+With C{jsonproto.core._speedups} built, the loop over the events is C
 (C{dispatchEvents}), and the commonest event, a descriptor that is
 readable and nothing else, is handled there as the reactor's own
 C{_doReadOrWrite} would: that call and its checks were another tenth of
@@ -28,7 +28,7 @@ from twisted.internet.posixbase import _NO_FILEDESC
 from twisted.python import log
 from twisted.python.failure import Failure
 
-from jsonproto.extension import speedups
+from jsonproto.core.extension import speedups
 
 dispatchEvents = None if speedups is None else speedups.dispatchEvents
 

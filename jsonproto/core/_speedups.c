@@ -1,7 +1,7 @@
 /*
- * jsonproto._speedups: the fast path (jsonproto/fastpath.py) in C, the
- * line cutter of jsonproto/framing.py, and the reactor's event loop
- * (jsonproto/reactor.py).
+ * jsonproto.core._speedups: the fast path (jsonproto/core/fastpath.py) in C, the
+ * line cutter of jsonproto/wire/framing.py, and the reactor's event loop
+ * (jsonproto/daemon/epoll.py).
  *
  * FastPath.answer() is answerFrames in fastpath.py, step for step, with
  * the protocol's _reply/_writeReply (which answerFrames calls) written out
@@ -201,7 +201,7 @@ frameMessage(PyObject *payload, int lengthPrefixed)
 
 /*
  * Counters: a connection's message and byte counts as C integers, the base
- * of jsonproto.connection.ConnectionInfo.  The fast path adds to them at
+ * of jsonproto.server.connection.ConnectionInfo.  The fast path adds to them at
  * every message and every read; as int attributes each addition would make
  * an int object and drop another.  Python reads and writes them as ints.
  */
@@ -220,7 +220,7 @@ static PyMemberDef Counters_members[] = {
 
 static PyTypeObject CountersType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "jsonproto._speedups.Counters",
+    .tp_name = "jsonproto.core._speedups.Counters",
     .tp_basicsize = sizeof(Counters),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "A connection's message and byte counts, all 0 at first.",
@@ -230,7 +230,7 @@ static PyTypeObject CountersType = {
 
 /*
  * Tally: one count as a C integer, in n: HandlerLatency's calls, and its
- * messages of each type (jsonproto/counters.py says why).
+ * messages of each type (jsonproto/core/counters.py says why).
  */
 typedef struct {
     PyObject_HEAD
@@ -244,7 +244,7 @@ static PyMemberDef Tally_members[] = {
 
 static PyTypeObject TallyType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "jsonproto._speedups.Tally",
+    .tp_name = "jsonproto.core._speedups.Tally",
     .tp_basicsize = sizeof(Tally),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One count, 0 at first, in n.",
@@ -1047,7 +1047,7 @@ goOn(int outcome, int *taken, int *failed)
 
 /*
  * FastPath.answer(): answer the frames the decoder holds; see
- * jsonproto.fastpath.answerFrames.  Returns whether frames remain.
+ * jsonproto.core.fastpath.answerFrames.  Returns whether frames remain.
  */
 static PyObject *
 FastPath_answer(FastPath *st, PyObject *unused)
@@ -1537,10 +1537,10 @@ static PyMethodDef FastPath_methods[] = {
 
 static PyTypeObject FastPathType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "jsonproto._speedups.FastPath",
+    .tp_name = "jsonproto.core._speedups.FastPath",
     .tp_basicsize = sizeof(FastPath),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One connection's fast path (see jsonproto.fastpath.FastPath); calling it is doRead.",
+    .tp_doc = "One connection's fast path (see jsonproto.core.fastpath.FastPath); calling it is doRead.",
     .tp_call = (ternaryfunc)FastPath_call,
     .tp_methods = FastPath_methods,
     .tp_traverse = (traverseproc)FastPath_traverse,
@@ -1550,7 +1550,7 @@ static PyTypeObject FastPathType = {
 
 /*
  * cutLines(frames, data, start, maxLength, tooLong) -> int: see
- * jsonproto.framing.cutLines, which this mirrors.
+ * jsonproto.wire.framing.cutLines, which this mirrors.
  */
 static PyObject *
 cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1593,7 +1593,7 @@ cutLines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /*
  * dispatchEvents(events, selectables, doReadOrWrite, disconnectSelectable,
- * readFailed, noFileDescriptor): jsonproto.reactor.EPollReactor.doPoll's
+ * readFailed, noFileDescriptor): jsonproto.daemon.epoll.EPollReactor.doPoll's
  * loop over what epoll returned.  A descriptor that is readable and nothing
  * else is read here: doRead(), unless its fileno() is -1 (the reason is then
  * noFileDescriptor); a true result is the reason to
@@ -1722,17 +1722,17 @@ static PyMethodDef methods[] = {
     {"encodeFlat", (PyCFunction)encodeFlatValue, METH_O,
      "encodeFlat(value) -> bytes | None: the JSON for a value flat JSON can carry."},
     {"cutLines", (PyCFunction)(void (*)(void))cutLines, METH_FASTCALL,
-     "cutLines(frames, data, start, maxLength, tooLong) -> int: see jsonproto.framing.cutLines."},
+     "cutLines(frames, data, start, maxLength, tooLong) -> int: see jsonproto.wire.framing.cutLines."},
     {"dispatchEvents", (PyCFunction)(void (*)(void))dispatchEvents, METH_FASTCALL,
-     "dispatchEvents(events, selectables, doReadOrWrite, disconnectSelectable, readFailed, noFileDescriptor): see jsonproto.reactor."},
+     "dispatchEvents(events, selectables, doReadOrWrite, disconnectSelectable, readFailed, noFileDescriptor): see jsonproto.daemon.epoll."},
     {"bind", (PyCFunction)(void (*)(void))bindFastPath, METH_FASTCALL,
-     "bind(protocol, queue) -> FastPath: see jsonproto.fastpath.bind."},
+     "bind(protocol, queue) -> FastPath: see jsonproto.core.fastpath.bind."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "jsonproto._speedups",
-    "jsonproto.fastpath.answerFrames in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "jsonproto.core._speedups",
+    "jsonproto.core.fastpath.answerFrames in C.", -1, methods,
 };
 
 static int
@@ -1759,12 +1759,12 @@ PyInit__speedups(void)
     if (!(orjson_loads = attribute("orjson", "loads")) ||
         !(orjson_dumps = attribute("orjson", "dumps")) ||
         !(orjson_decode_error = attribute("orjson", "JSONDecodeError")) ||
-        !(codec_all_finite = attribute("jsonproto.codec", "allFinite")) ||
+        !(codec_all_finite = attribute("jsonproto.wire.codec", "allFinite")) ||
         !(perf_counter = attribute("time", "perf_counter")) ||
         !(connectionDone = attribute("twisted.internet.main", "CONNECTION_DONE")) ||
         !(connectionLost = attribute("twisted.internet.main", "CONNECTION_LOST")))
         return NULL;
-    PyObject *limit = attribute("jsonproto.codec", "NULL_SCAN_LIMIT");
+    PyObject *limit = attribute("jsonproto.wire.codec", "NULL_SCAN_LIMIT");
     if (limit == NULL)
         return NULL;
     nullScanLimit = PyLong_AsSsize_t(limit);

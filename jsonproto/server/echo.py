@@ -7,7 +7,7 @@ limited and closed when idle like every other jsonproto connection.
 
 from __future__ import annotations
 
-from jsonproto.connection import TrackedProtocol, TrackingFactory
+from jsonproto.server.connection import TrackedProtocol, TrackingFactory
 
 
 class EchoProtocol(TrackedProtocol):

@@ -1,6 +1,6 @@
 """
 Counts the fast path adds to at every message and every read: C integers
-when C{jsonproto._speedups} is built, int attributes otherwise.
+when C{jsonproto.core._speedups} is built, int attributes otherwise.
 
 Adding to an int attribute makes a new int object and drops the old one;
 at a million messages a second that is a tenth of the daemon's work.  The C
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jsonproto.extension import speedups
+from jsonproto.core.extension import speedups
 
 
 class PyCounters:
     """
     A connection's message and byte counts, all 0 at first: the base of
-    L{jsonproto.connection.ConnectionInfo}.
+    L{jsonproto.server.connection.ConnectionInfo}.
     """
 
     __slots__ = ("messagesIn", "messagesOut", "bytesIn", "bytesOut")

@@ -1,7 +1,7 @@
 """
 Logs for log shippers: one JSON object per event.
 
-    twistd --logger jsonproto.logs.jsonLogObserver -n jsonproto ...
+    twistd --logger jsonproto.daemon.logs.jsonLogObserver -n jsonproto ...
 
 Every event about a connection carries its C{connectionId} and C{peer} as
 fields of their own, so a shipper can index them without parsing text.

@@ -18,7 +18,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jsonproto.counters import Tally
+from jsonproto.core.counters import Tally
 from jsonproto.errors import (
     INTERNAL_ERROR,
     ErrorCode,
@@ -35,7 +35,7 @@ HandlerResult = Union[Reply, "Deferred[Reply]", Awaitable[Reply]]
 Handler = Callable[[Message, Any], HandlerResult]
 """
 A handler takes the decoded message and the connection's context (see
-L{jsonproto.connection.ConnectionInfo}) and returns the reply's fields: a
+L{jsonproto.server.connection.ConnectionInfo}) and returns the reply's fields: a
 dict, a L{Deferred} firing with one, or (being a coroutine function) an
 awaitable of one.  C{"status": "OK"} is put first unless the handler sets a
 status of its own.
@@ -103,7 +103,7 @@ class HandlerLatency:
 
     def __init__(self) -> None:
         # Messages by type, and handler calls, as Tallies the C fast path
-        # adds to in place (jsonproto.counters).  A type's Tally, once made,
+        # adds to in place (jsonproto.core.counters).  A type's Tally, once made,
         # is never replaced: the fast path keeps the last one it used.
         self._tallies: dict[str, Tally] = {}
         self._calls = Tally()
@@ -189,7 +189,7 @@ class Dispatcher:
         Messages dispatched, by type; types nobody handles count as
         C{"(unknown)"} and messages with no usable type as C{"(invalid)"},
         so the labels stay as few as the registered types.  A new dict at
-        each call: the counts go on in C (L{jsonproto.counters}).
+        each call: the counts go on in C (L{jsonproto.core.counters}).
         """
         return self.latency.counts
 
@@ -269,7 +269,7 @@ class Dispatcher:
         Finish a call whose handler returned a plain C{dict}, the common
         case, without the checks in L{returned}: the C{OK} reply.
 
-        Public for L{jsonproto.fastpath}, which calls handlers itself.
+        Public for L{jsonproto.core.fastpath}, which calls handlers itself.
 
         @param started: When the handler was called, or C{0.0} when this call
             is not one of the sampled ones.
@@ -285,7 +285,7 @@ class Dispatcher:
         Finish a call whose handler returned something other than a plain
         C{dict}: a L{Deferred}, an awaitable, a dict subclass, or a mistake.
 
-        Public for L{jsonproto.fastpath}, which calls handlers itself and
+        Public for L{jsonproto.core.fastpath}, which calls handlers itself and
         hands over only these rarer results.
 
         @param started: When the handler was called, or C{0.0} when this call

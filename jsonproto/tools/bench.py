@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonproto.framing import encodeInt32, encodeLine
+from jsonproto.wire.framing import encodeInt32, encodeLine
 
 
 @dataclass

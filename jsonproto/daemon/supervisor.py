@@ -84,7 +84,7 @@ def shareable(reactor: Any, endpoint: Any) -> Any:
 
     @raise CannotShare: For any other (a Unix socket, systemd's sockets).
     """
-    from jsonproto.tls import TLSServerEndpoint
+    from jsonproto.server.tls import TLSServerEndpoint
 
     if isinstance(endpoint, (endpoints.TCP4ServerEndpoint, endpoints.TCP6ServerEndpoint)):
         return ReusePortTCPEndpoint(reactor, endpoint._port, endpoint._backlog, endpoint._interface)

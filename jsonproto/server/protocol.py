@@ -3,21 +3,21 @@ The JSON message protocols: one message pipeline, two framings.
 
 L{JSONLineProtocol} speaks newline-delimited JSON (the seed's protocol) and
 L{JSONInt32Protocol} 4-byte length-prefixed JSON.  Both decode each message
-with L{jsonproto.codec}, hand it to the factory's
-L{jsonproto.dispatcher.Dispatcher}, and write the replies in request order,
+with L{jsonproto.wire.codec}, hand it to the factory's
+L{jsonproto.dispatch.dispatcher.Dispatcher}, and write the replies in request order,
 framed like the requests.
 
 They inherit the interface of Twisted's C{LineOnlyReceiver} and
 C{Int32StringReceiver} (C{lineReceived}/C{stringReceived},
 C{sendLine}/C{sendString}, C{MAX_LENGTH}) so they sit where Twisted users
 expect them, but replace the receivers' C{dataReceived} with
-L{jsonproto.framing}'s decoders, which are linear in the bytes received, skip
+L{jsonproto.wire.framing}'s decoders, which are linear in the bytes received, skip
 an over-long line instead of dropping the read it came in, and can stop in
 the middle of a read.
 
 The common messages of a read (well-formed, of a registered type, whose
 handler returns a dict) are answered by the connection's fast path,
-L{jsonproto.fastpath}, with the same replies, counters and limits as the
+L{jsonproto.core.fastpath}, with the same replies, counters and limits as the
 general path in this module, which answers everything else.
 
 Stopping mid-read is what keeps memory bounded.  A protocol is a push
@@ -41,11 +41,12 @@ from twisted.protocols import basic
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from jsonproto import codec, fastpath, framing
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import ConnectionInfo, ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
-from jsonproto.counters import Tally
-from jsonproto.dispatcher import Dispatcher, Reply, errorReply
+from jsonproto.core import fastpath
+from jsonproto.wire import codec, framing
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.server.connection import ConnectionInfo, ConnectionRegistry, TrackedProtocol, TrackingFactory, recheckAfter
+from jsonproto.core.counters import Tally
+from jsonproto.dispatch.dispatcher import Dispatcher, Reply, errorReply
 from jsonproto.errors import (
     INTERNAL_ERROR,
     MESSAGE_TOO_LONG,
@@ -135,7 +136,7 @@ class JSONMessageProtocol(TrackedProtocol):
     # one-item list holding the reply, or _NOT_READY.
     _waiting: deque[list[Any]]
     # The state each read and reply touches, in slots: the C fast path
-    # reads and writes them in place (jsonproto/_speedups.c).  _batch and
+    # reads and writes them in place (jsonproto/core/_speedups.c).  _batch and
     # _batchBytes: the frames written while handling one read, and their
     # size.
     __slots__ = ("_batch", "_batchBytes", "_paused", "_processing", "_errorsInRow", "_drainStage", "_partialSince")
@@ -154,7 +155,7 @@ class JSONMessageProtocol(TrackedProtocol):
     # The socket of a plain TCP transport, written to directly when the
     # transport has nothing queued; None for any other transport.
     _socket: Any = None
-    # This connection's fast path (jsonproto.fastpath.bind), or None.  It
+    # This connection's fast path (jsonproto.core.fastpath.bind), or None.  It
     # is not used while the factory logs messages.
     _fastPath: fastpath.FastPath | None = None
 
@@ -195,7 +196,7 @@ class JSONMessageProtocol(TrackedProtocol):
                 if self._fastPath.readsSocket and self._socket is not None:
                     # Reads of a plain TCP connection go straight from the
                     # socket to the fast path (FastPath.__call__ in
-                    # jsonproto/_speedups.c is the transport's doRead).
+                    # jsonproto/core/_speedups.c is the transport's doRead).
                     self.transport.doRead = self._fastPath
 
     def refuse(self, error: ErrorCode) -> None:
@@ -651,7 +652,7 @@ class JSONServerFactory(TrackingFactory):
 
     protocol: type[JSONMessageProtocol]
 
-    # Slots: the C fast path reads both at every read (jsonproto/_speedups.c).
+    # Slots: the C fast path reads both at every read (jsonproto/core/_speedups.c).
     __slots__ = ("dispatcher", "logMessages")
     dispatcher: Dispatcher
     logMessages: bool

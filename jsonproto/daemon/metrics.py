@@ -4,7 +4,7 @@ HTTP (C{--metrics}), and the C{STATS} message type (C{--enable-stats}).
 
 The counters themselves live where the work happens, as plain integers
 (L{ConnectionRegistry} for connections, traffic and errors,
-L{jsonproto.dispatcher.HandlerLatency} for messages by type); nothing here
+L{jsonproto.dispatch.dispatcher.HandlerLatency} for messages by type); nothing here
 runs per message.  A scrape reads them and builds the metric families.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from jsonproto.connection import ConnectionRegistry
-from jsonproto.dispatcher import INVALID, LATENCY_BUCKETS, UNKNOWN, Dispatcher
+from jsonproto.server.connection import ConnectionRegistry
+from jsonproto.dispatch.dispatcher import INVALID, LATENCY_BUCKETS, UNKNOWN, Dispatcher
 
 
 class JSONProtoCollector:

@@ -18,7 +18,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from jsonproto.dispatcher import Handler, Message, Reply
+from jsonproto.dispatch.dispatcher import Handler, Message, Reply
 from jsonproto.errors import SERVER_BUSY, RequestError
 
 

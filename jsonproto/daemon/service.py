@@ -17,7 +17,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
-from jsonproto.connection import ConnectionRegistry
+from jsonproto.server.connection import ConnectionRegistry
 
 log = Logger()
 
@@ -56,7 +56,7 @@ class JSONProtoService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        from jsonproto import fastpath
+        from jsonproto.core import fastpath
 
         log.info("fast path: {implementation}", implementation=fastpath.implementation)
         if threading.current_thread() is threading.main_thread():
@@ -201,7 +201,7 @@ class ListenerService(StreamServerEndpointService):
     ) -> None:
         listen = description if backlog is None else withBacklog(description, backlog)
         if reusePort:
-            from jsonproto.workers import reusePortEndpoint
+            from jsonproto.daemon.supervisor import reusePortEndpoint
 
             endpoint = reusePortEndpoint(reactor, listen)
         else:

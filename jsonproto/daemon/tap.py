@@ -19,14 +19,14 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 from twisted.web.server import Site
 
-from jsonproto.builtin import defaultDispatcher
-from jsonproto.connection import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
-from jsonproto.echo import EchoFactory
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.server.connection import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
+from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
-from jsonproto.metrics import metricsSite, registerStats
-from jsonproto.protocol import FRAMINGS, JSONServerFactory
-from jsonproto.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
-from jsonproto.workers import MergedMetricsResource, WorkerSupervisor, workerArguments
+from jsonproto.daemon.metrics import metricsSite, registerStats
+from jsonproto.server.protocol import FRAMINGS, JSONServerFactory
+from jsonproto.daemon.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
+from jsonproto.daemon.supervisor import MergedMetricsResource, WorkerSupervisor, workerArguments
 
 DEFAULT_PORT = "tcp:3001:interface=127.0.0.1"
 DEFAULT_BACKLOG = 4096
@@ -130,7 +130,7 @@ def _chooseReactor() -> None:
     if "twisted.internet.reactor" in sys.modules:
         return
     try:
-        from jsonproto.reactor import install
+        from jsonproto.daemon.epoll import install
     except ImportError:  # no epoll on this platform: Twisted's default
         return
     install()
@@ -232,7 +232,7 @@ class Options(usage.Options):
                 ) from None
         self["dispatcher"] = dispatcher
         if self["workers"] > 1 or self["reuse-port"]:
-            from jsonproto.workers import CannotShare, reusePortEndpoint
+            from jsonproto.daemon.supervisor import CannotShare, reusePortEndpoint
 
             for option, descriptions in (("port", self["ports"]), ("echo", self["echo"])):
                 for description in descriptions:

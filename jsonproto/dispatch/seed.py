@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from jsonproto.dispatcher import Dispatcher, Message, Reply
+from jsonproto.dispatch.dispatcher import Dispatcher, Message, Reply
 from jsonproto.errors import INVALID_FIELD, NUMBER_OUT_OF_RANGE, RequestError
 
 

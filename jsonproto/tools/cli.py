@@ -147,7 +147,7 @@ def send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
 
 
 def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.certs import writeCertificate
+    from jsonproto.tools.certs import writeCertificate
 
     try:
         writeCertificate(args.output, args.names, days=args.days, ca=args.ca, isCA=args.make_ca)
@@ -160,7 +160,7 @@ def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
 
 
 def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.bench import Benchmark, Settings, describe
+    from jsonproto.tools.bench import Benchmark, Settings, describe
 
     endpoint = parseEndpoint(args.endpoint)
     if endpoint["unixPath"]:

@@ -21,7 +21,7 @@ import enum
 import struct
 from typing import Final, Literal, Protocol
 
-from jsonproto.extension import speedups
+from jsonproto.core.extension import speedups
 
 
 class _Marker(enum.Enum):
@@ -200,7 +200,7 @@ def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLo
 
 pureCutLines = cutLines
 """
-The Python version, kept under this name when C{jsonproto._speedups}
+The Python version, kept under this name when C{jsonproto.core._speedups}
 replaces it with one in C.
 """
 

@@ -29,12 +29,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from jsonproto.counters import Counters
+from jsonproto.core.counters import Counters
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
 from jsonproto.limits import Limits
 
 if TYPE_CHECKING:
-    from jsonproto.dispatcher import Reply
+    from jsonproto.dispatch.dispatcher import Reply
 
 log = Logger()
 

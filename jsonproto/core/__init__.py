@@ -1,0 +1,3 @@
+"""
+The per-connection message pipeline and its compiled twin.
+"""

@@ -1,0 +1,3 @@
+"""
+The C{jsonproto} command and what it runs: send, bench, cert.
+"""
