@@ -1,24 +1,37 @@
 """
-The one thing setup.cfg cannot say: the optional C extension.
+The one thing setup.cfg cannot say: the compiled core.
 
-jsonproto.core._speedups answers the common messages of a read without the
-interpreter's overhead (see jsonproto/core/fastpath.py, which it mirrors).  It is
-optional: where no C compiler is at hand the build goes on without it and
-the pure-Python fast path is used.
+The pipeline's modules (jsonproto.core.compiled.COMPILED) are compiled by
+Cython, each as it is, into an extension module beside its source; the
+.pxd files beside them give the compiled code its C types.  It is optional:
+where no C compiler (or no Cython) is at hand the build goes on without it,
+and the same modules run as Python.
 """
+
+import os
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension(
-            "jsonproto.core._speedups",
-            ["jsonproto/core/_speedups.c", "jsonproto/core/_flatjson.c"],
-            depends=["jsonproto/core/_flatjson.h"],
-            optional=True,
-            # A call to an undeclared function builds a module that crashes: fail
-            # the build instead (the install then goes on without it).
-            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
-        )
-    ]
+COMPILED = (
+    "jsonproto.wire.framing",
+    "jsonproto.wire.codec",
+    "jsonproto.core.traffic",
+    "jsonproto.dispatch.latency",
+    "jsonproto.core.pipeline",
 )
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # pragma: no cover - pyproject.toml asks for Cython
+    extensions = []
+else:
+    extensions = cythonize(
+        [
+            Extension(name, [name.replace(".", os.sep) + ".py"], optional=True, extra_compile_args=["-O2"])
+            for name in COMPILED
+        ],
+        compiler_directives={"language_level": 3, "annotation_typing": False},
+        quiet=True,
+    )
+
+setup(ext_modules=extensions)

@@ -8,19 +8,17 @@ The public names are importable from here::
 See C{docs/} for the wire protocol, writing message types, and operations.
 """
 
+from jsonproto.core import compiled as _compiled  # first: it decides which core is imported
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.client import Client, JSONClientProtocol, connect
-from jsonproto.server.connection import ClientIdentity, ConnectionInfo, ConnectionRegistry
+from jsonproto.server.identity import ClientIdentity
+from jsonproto.server.registry import ConnectionInfo, ConnectionRegistry
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.server.echo import EchoFactory, EchoProtocol
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.limits import Limits
-from jsonproto.server.protocol import (
-    JSONInt32Protocol,
-    JSONLineProtocol,
-    JSONMessageProtocol,
-    JSONServerFactory,
-)
+from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import JSONInt32Protocol, JSONLineProtocol, JSONMessageProtocol
 
 __version__ = "0.1.0"
 

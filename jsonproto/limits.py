@@ -31,10 +31,17 @@ class Limits:
         replies (reading is paused for backpressure) for this long.
     @ivar messageTimeout: Close a connection that has sent part of a
         message and not finished it within this long.
-    @ivar maxErrors: Close a connection after this many bad messages in a
-        row, telling it why.
+    @ivar maxErrors: The error budget: close a connection, telling it why,
+        once its bad messages add up to more than this, less those forgiven
+        by C{errorDecay}.  However a client interleaves good and bad
+        messages, one that is mostly wrong runs out.
+    @ivar errorDecay: Bad messages forgiven per second: a client that makes
+        an occasional mistake never runs out of budget.
     @ivar handshakeTimeout: Drop a TLS connection whose handshake has not
         completed within this long.
+    @ivar turnBudget: The longest, in seconds, that one connection's
+        messages may keep the server before the other connections get their
+        turn; the rest are answered on the next turn.  0 for no bound.
     """
 
     idleTimeout: float = 300.0
@@ -44,7 +51,9 @@ class Limits:
     sendTimeout: float = 60.0
     messageTimeout: float = 30.0
     maxErrors: int = 100
+    errorDecay: float = 10.0
     handshakeTimeout: float = 10.0
+    turnBudget: float = 0.0002
 
     def __post_init__(self) -> None:
         for f in fields(self):

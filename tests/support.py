@@ -15,7 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from jsonproto.server.connection import TrackedProtocol, TrackingFactory
+from jsonproto.server.connection import TrackedProtocol
+from jsonproto.server.factory import TrackingFactory
 from jsonproto.wire.framing import encodeInt32, encodeLine
 
 

@@ -13,10 +13,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.dispatch.seed import defaultDispatcher
-from jsonproto.server.connection import CLOSE_GRACE_PERIOD, ConnectionRegistry, formatAddress
+from jsonproto.server.connection import CLOSE_GRACE_PERIOD
+from jsonproto.server.registry import ConnectionRegistry, formatAddress
 from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
-from jsonproto.server.protocol import DRAIN_TURN, JSONServerFactory
+from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import DRAIN_TURN
 from tests.support import LogCatcher, connect, int32, line, noPendingCalls, readInt32, readLines
 
 

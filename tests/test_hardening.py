@@ -17,10 +17,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from jsonproto.dispatch.seed import defaultDispatcher
-from jsonproto.server.connection import ConnectionRegistry
+from jsonproto.server.registry import ConnectionRegistry
 from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
-from jsonproto.server.protocol import BATCH_BYTES, DRAIN_TURN, JSONServerFactory
+from jsonproto.core.pipeline import BATCH_BYTES
+from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import DRAIN_TURN
 from jsonproto.daemon.service import JSONProtoService
 from jsonproto.dispatch.threads import WorkerPool
 from tests.support import (
@@ -184,24 +186,58 @@ class _Hardening:
 
     def test_errorBudget(self) -> None:
         """
-        More than max-errors bad messages in a row: the client is told why,
-        then the connection closes.  A good message resets the count.
+        Bad messages adding up to more than max-errors: the client is told
+        why, then the connection closes.  Good messages between them do not
+        refill the budget; only time does.
         """
-        proto, transport = connect(self.factory(maxErrors=3))
+        proto, transport = connect(self.factory(maxErrors=3, errorDecay=1))
         bad = self.frame({"type": "NOPE"})
-        proto.dataReceived(bad * 3 + self.sums(1) + bad * 3)
+        proto.dataReceived(bad * 2 + self.sums(1) + bad)
         self.assertFalse(transport.disconnecting)
-        proto.dataReceived(bad + self.sums(1))
+        proto.dataReceived(self.sums(1) + bad + self.sums(1))
         replies = self.read(transport.value())
         self.assertEqual(
             replies[-2:],
             [
                 {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
-                {"status": "ERROR", "message": "Too many errors", "code": "too_many_errors", "detail": "more than 3 bad messages in a row"},
+                {
+                    "status": "ERROR",
+                    "message": "Too many errors",
+                    "code": "too_many_errors",
+                    "detail": "more than 3 bad messages (less 1 forgiven a second)",
+                },
             ],
         )
-        self.assertEqual(len(replies), 9)
+        self.assertEqual(len(replies), 7)
         self.assertTrue(transport.disconnecting)
+
+    def test_errorBudgetDecays(self) -> None:
+        """
+        A client whose mistakes are spread out in time is forgiven them: at
+        one bad message a second, with one forgiven a second, it never runs
+        out.
+        """
+        proto, transport = connect(self.factory(maxErrors=3, errorDecay=1, idleTimeout=0))
+        bad = self.frame({"type": "NOPE"})
+        for _ in range(100):
+            proto.dataReceived(bad)
+            self.clock.advance(1)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.read(transport.value())), 100)
+
+    def test_errorBudgetInterleaved(self) -> None:
+        """
+        A client that is mostly wrong is closed however it interleaves good
+        messages among its bad ones: one good one in every 50 does not keep
+        it alive.
+        """
+        proto, transport = connect(self.factory(maxErrors=100, idleTimeout=0))
+        bad = self.frame({"type": "NOPE"})
+        for _ in range(20):
+            proto.dataReceived(bad * 49 + self.sums(1))
+            self.clock.advance(0.01)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.read(transport.value())[-1]["code"], "too_many_errors")
 
     def test_serverErrorsNotCounted(self) -> None:
         """
@@ -323,7 +359,7 @@ class LineHardeningTests(_Hardening, SynchronousTestCase):
         for _ in range(29):
             proto.dataReceived(b"z" * 10_000)
             self.clock.advance(1)
-        self.assertLessEqual(proto._decoder.bufferedBytes, 100)
+        self.assertLessEqual(proto.pipeline.bufferedBytes, 100)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(1)
         self.assertTrue(transport.disconnecting)

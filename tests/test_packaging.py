@@ -67,8 +67,8 @@ class WheelTests(SynchronousTestCase):
             self.assertIn(option, options)
         where = _run(python, "-c", "import jsonproto; print(jsonproto.__file__)", cwd=work)
         self.assertTrue(where.startswith(venv), where)
-        # The wheel carries the C fast path, built from its source.
-        implementation = _run(python, "-c", "import jsonproto.core.fastpath as f; print(f.implementation)", cwd=work)
-        self.assertEqual(implementation.strip(), "C")
+        # The wheel carries the compiled core, built from its source.
+        implementation = _run(python, "-c", "from jsonproto.core import compiled; print(compiled.implementation())", cwd=work)
+        self.assertEqual(implementation.strip(), "compiled")
         self.assertIn("jsonproto-tls", _run(python, "-c", "from twisted.plugin import getPlugins; from twisted.internet.interfaces import IStreamServerEndpointStringParser as I; print([p.prefix for p in getPlugins(I)])", cwd=work))
         self.assertIn("send", _run(os.path.join(venv, "bin", "jsonproto"), "--help", cwd=work))

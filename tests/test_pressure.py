@@ -16,7 +16,7 @@ from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from jsonproto.server.protocol import BATCH_BYTES
+from jsonproto.core.pipeline import BATCH_BYTES
 from tests.e2e import startDaemon, twistd
 from tests.test_twistd import DEADLINE, readUntil
 
@@ -75,7 +75,7 @@ class SlowReaderTests(TestCase):
         yield endpoints.connectProtocol(endpoints.clientFromString(reactor, f"tcp:127.0.0.1:{port}"), client)
 
         [info] = list(service.connections)
-        server = info.protocol
+        server = info._connection
         peak = [0]
         write = server.transport.write
 

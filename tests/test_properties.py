@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.wire.framing import encodeInt32
 from jsonproto.limits import Limits
-from jsonproto.server.protocol import JSONServerFactory, _looksLikeClientHello
+from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import _looksLikeClientHello
 from tests.support import connect
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

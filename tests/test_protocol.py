@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.dispatch.seed import defaultDispatcher
-from jsonproto.server.connection import ConnectionInfo
+from jsonproto.server.registry import ConnectionInfo
 from jsonproto.wire.framing import encodeInt32
 from jsonproto.limits import Limits
-from jsonproto.server.protocol import JSONInt32Protocol, JSONLineProtocol, JSONServerFactory
+from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import JSONInt32Protocol, JSONLineProtocol
 from tests.support import connect, int32, line, readInt32, readLines
 
 SEED_REQUESTS = b'{"type":"GREETING","name":"Alice"}\n{"type":"SUM","a":10,"b":20}\n{"type":"NOPE"}\nnot json\n'
@@ -213,13 +216,33 @@ class _FramingTests:
         self.proto.closeConnection("test")
         self.proto.dataReceived(self.frame({"type": "SUM", "a": 1, "b": 1}) * 100)
         self.assertEqual(self.replies(), [])
-        self.assertEqual(self.proto._decoder.bufferedBytes, 0)
+        self.assertEqual(self.proto.pipeline.bufferedBytes, 0)
 
-    def test_maxLength(self) -> None:
+    def test_notTwistedsReceivers(self) -> None:
         """
-        MAX_LENGTH, the receivers' name for the limit, is the factory's.
+        The protocols do not pretend to be Twisted's line and string
+        receivers, whose methods (lineReceived, sendLine, stringReceived)
+        overriding would have no effect on: a subclass that tried would
+        find out at once rather than silently.
         """
-        self.assertEqual(self.proto.MAX_LENGTH, 1000)
+        from twisted.protocols import basic
+
+        self.assertFalse(isinstance(self.proto, (basic.LineOnlyReceiver, basic.IntNStringReceiver)))
+        for name in ("lineReceived", "sendLine", "stringReceived", "sendString", "MAX_LENGTH"):
+            self.assertFalse(hasattr(self.proto, name), name)
+
+    def test_plainFactory(self) -> None:
+        """
+        Built by a plain Factory, which has no dispatcher, limits or
+        registry, the protocol says what it needs instead of failing with
+        an AttributeError deep inside.
+        """
+        from twisted.internet.protocol import Factory
+
+        proto = Factory.forProtocol(self.factory.protocol).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        with self.assertRaises(TypeError) as caught:
+            proto.makeConnection(StringTransport())
+        self.assertIn("must be built by a JSONServerFactory", str(caught.exception))
 
     def test_halfClose(self) -> None:
         """
@@ -246,6 +269,7 @@ class _FramingTests:
         self.proto.dataReceived(self.frame({"type": "SUM", "a": 1, "b": 1}))
         self.assertEqual(logged.matching("sent {"), [])
         self.factory.logMessages = True
+        self.proto, self.transport = connect(self.factory)
         self.proto.dataReceived(self.frame({"type": "SUM", "a": 2, "b": 2}))
         [received] = logged.matching(":40000 sent {")
         [replied] = logged.matching("was sent {")
@@ -310,7 +334,7 @@ class LineProtocolTests(_FramingTests, SynchronousTestCase):
         self.proto.dataReceived(b'{"type":"GREETING","name":"')
         for _ in range(200):
             self.proto.dataReceived(b"y" * 100)
-            self.assertLessEqual(self.proto._decoder.bufferedBytes, 1001)
+            self.assertLessEqual(self.proto.pipeline.bufferedBytes, 1001)
         self.proto.dataReceived(b'"}\n' + line({"type": "SUM", "a": 1, "b": 1}))
         self.assertEqual([r.get("code") for r in self.replies()], ["message_too_long", None])
 
@@ -324,13 +348,6 @@ class LineProtocolTests(_FramingTests, SynchronousTestCase):
         self.assertEqual(self.replies(), [])
         slow.callback({})
         self.assertEqual([r.get("code") for r in self.replies()], [None, "message_too_long"])
-
-    def test_lineReceived(self) -> None:
-        """
-        lineReceived, Twisted's entry point for a line, answers it.
-        """
-        self.proto.lineReceived(b'{"type":"SUM","a":2,"b":3}')
-        self.assertEqual(self.replies(), [{"status": "OK", "result": 5}])
 
 
 class Int32ProtocolTests(_FramingTests, SynchronousTestCase):
@@ -369,13 +386,6 @@ class Int32ProtocolTests(_FramingTests, SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
         self.proto.dataReceived(int32({"type": "SUM", "a": 3, "b": 3}))
         self.assertEqual(self.replies(), [])
-
-    def test_stringReceived(self) -> None:
-        """
-        stringReceived, Twisted's entry point for a frame, answers it.
-        """
-        self.proto.stringReceived(b'{"type":"SUM","a":2,"b":3}')
-        self.assertEqual(self.replies(), [{"status": "OK", "result": 5}])
 
 
 class FactoryArgumentTests(SynchronousTestCase):

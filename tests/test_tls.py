@@ -23,9 +23,9 @@ from zope.interface import directlyProvides
 
 from jsonproto.tools import certs
 from jsonproto.client import Client
-from jsonproto.server.connection import ClientIdentity
+from jsonproto.server.identity import ClientIdentity
 from jsonproto.limits import Limits
-from jsonproto.server.protocol import JSONServerFactory
+from jsonproto.server.factory import JSONServerFactory
 from tests.e2e import Collector, certificateOnly, exchange, lines, startDaemon, twistd
 from tests.support import LogCatcher, line, readLines
 from tests.test_twistd import DEADLINE, readUntil

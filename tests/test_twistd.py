@@ -85,11 +85,11 @@ class TwistdTests(SynchronousTestCase):
         self.addCleanup(lambda: process.poll() is None and process.kill())
         self.addCleanup(os.unlink, process.logPath)
         port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
-        self.assertIn(b"reactor class: jsonproto.daemon.epoll.EPollReactor", daemonLog(process))
-        # Operators can tell from the log which fast path answers.
-        from jsonproto.core import fastpath
+        self.assertIn(b"reactor class: jsonproto.compat.EPollReactor", daemonLog(process))
+        # Operators can tell from the log which core answers.
+        from jsonproto.core import compiled
 
-        self.assertIn(f"fast path: {fastpath.implementation}".encode(), daemonLog(process))
+        self.assertIn(f"core: {compiled.implementation()}".encode(), daemonLog(process))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SUM","a":10,"b":20,"id":"x"}\n')
             reply = client.makefile("rb").readline()

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from jsonproto.server.connection import ConnectionRegistry
-from jsonproto.dispatch.dispatcher import INVALID, LATENCY_BUCKETS, UNKNOWN, Dispatcher
+from jsonproto.server.registry import ConnectionRegistry
+from jsonproto.dispatch.dispatcher import Dispatcher
+from jsonproto.dispatch.latency import INVALID, LATENCY_BUCKETS, UNKNOWN
 
 
 class JSONProtoCollector:

@@ -17,7 +17,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
-from jsonproto.server.connection import ConnectionRegistry
+from jsonproto.server.registry import ConnectionRegistry
 
 log = Logger()
 
@@ -56,9 +56,9 @@ class JSONProtoService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        from jsonproto.core import fastpath
+        from jsonproto.core import compiled
 
-        log.info("fast path: {implementation}", implementation=fastpath.implementation)
+        log.info("core: {implementation}", implementation=compiled.implementation())
         if threading.current_thread() is threading.main_thread():
             callFromThread = getattr(self.clock, "callFromThread", None)
             if callFromThread is not None:

@@ -20,11 +20,12 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from jsonproto.dispatch.seed import defaultDispatcher
-from jsonproto.server.connection import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
+from jsonproto.server.registry import DEFAULT_MAX_CONNECTIONS, ConnectionRegistry
 from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.daemon.metrics import metricsSite, registerStats
-from jsonproto.server.protocol import FRAMINGS, JSONServerFactory
+from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import FRAMINGS
 from jsonproto.daemon.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
 from jsonproto.daemon.supervisor import MergedMetricsResource, WorkerSupervisor, workerArguments
 

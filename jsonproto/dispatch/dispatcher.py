@@ -10,7 +10,6 @@ given.
 from __future__ import annotations
 
 import inspect
-from bisect import bisect_left
 from time import perf_counter
 from typing import Any, Awaitable, Callable, TypeVar, Union
 
@@ -18,16 +17,9 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jsonproto.core.counters import Tally
-from jsonproto.errors import (
-    INTERNAL_ERROR,
-    ErrorCode,
-    INVALID_ID,
-    INVALID_TYPE,
-    NOT_AN_OBJECT,
-    UNKNOWN_TYPE,
-    RequestError,
-)
+from jsonproto.core import pipeline
+from jsonproto.dispatch.latency import HandlerLatency
+from jsonproto.errors import INTERNAL_ERROR, NUMBER_OUT_OF_RANGE, RequestError
 
 Message = dict[str, Any]
 Reply = dict[str, Any]
@@ -52,21 +44,7 @@ def _withId(reply: Reply, message: Message) -> Reply:
     return reply
 
 
-def _validId(messageId: Any) -> bool:
-    return messageId is None or (
-        isinstance(messageId, (str, int, float)) and not isinstance(messageId, bool)
-    )
-
-
-def errorReply(error: ErrorCode, message: Any) -> Reply:
-    """
-    The reply telling the sender of C{message} about C{error}, with the
-    message's id when it has a valid one.
-    """
-    reply = error.reply()
-    if isinstance(message, dict) and "id" in message and _validId(message["id"]):
-        reply["id"] = message["id"]
-    return reply
+errorReply = pipeline.errorReply
 
 
 def _okReply(result: Any, message: Message) -> Reply:
@@ -75,95 +53,6 @@ def _okReply(result: Any, message: Message) -> Reply:
     reply: Reply = {"status": "OK"}
     reply.update(result)
     return _withId(reply, message)
-
-
-UNKNOWN = "(unknown)"
-INVALID = "(invalid)"
-
-LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
-"""
-Upper bounds, in seconds, of the handler latency histogram's buckets.
-"""
-
-
-class HandlerLatency:
-    """
-    Messages counted by type, and how long their handlers took, in a
-    histogram per type.
-
-    Counting is exact.  Timing every call would cost more than a fast
-    handler itself, so synchronous handlers are timed one call in
-    L{SAMPLE}; handlers that return a Deferred or are coroutines are timed
-    on every call, from their return to their reply.
-    """
-
-    SAMPLE = 64
-
-    __slots__ = ("_tallies", "_calls", "errors", "buckets", "sums")
-
-    def __init__(self) -> None:
-        # Messages by type, and handler calls, as Tallies the C fast path
-        # adds to in place (jsonproto.core.counters).  A type's Tally, once made,
-        # is never replaced: the fast path keeps the last one it used.
-        self._tallies: dict[str, Tally] = {}
-        self._calls = Tally()
-        # Requests of each type answered with an error (counted on the error
-        # path only; "(unknown)" and "(invalid)" ones all are).
-        self.errors: dict[str, int] = {}
-        # Per type: bucket counts (the last for +Inf), and the sum.
-        self.buckets: dict[str, list[int]] = {}
-        self.sums: dict[str, float] = {}
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """
-        Messages counted so far, by type: a new dict at each call.
-        """
-        return {label: tally.n for label, tally in self._tallies.items()}
-
-    @property
-    def calls(self) -> int:
-        """
-        Handler calls so far, which choose the ones timed.
-        """
-        return self._calls.n
-
-    def count(self, label: str) -> None:
-        tally = self._tallies.get(label)
-        if tally is None:
-            tally = self._tallies[label] = Tally()
-        tally.n += 1
-
-    def countCall(self, messageType: str) -> float:
-        """
-        Count a message of a registered type and the call of its handler.
-
-        @return: The call's start (L{perf_counter}) if it is one to time,
-            else 0.0.
-        """
-        self.count(messageType)
-        calls = self._calls
-        calls.n += 1
-        return perf_counter() if calls.n % self.SAMPLE == 0 else 0.0
-
-    def countError(self, messageType: Any) -> None:
-        label = messageType if isinstance(messageType, str) else INVALID
-        self.errors[label] = self.errors.get(label, 0) + 1
-
-    def observe(self, messageType: str, seconds: float) -> None:
-        buckets = self.buckets.get(messageType)
-        if buckets is None:
-            buckets = self.buckets[messageType] = [0] * (len(LATENCY_BUCKETS) + 1)
-            self.sums[messageType] = 0.0
-        buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sums[messageType] += seconds
-
-    def observeLater(self, result: Any, messageType: str, started: float) -> Any:
-        """
-        A Deferred callback: observe, and pass the result on.
-        """
-        self.observe(messageType, perf_counter() - started)
-        return result
 
 
 class Dispatcher:
@@ -189,7 +78,7 @@ class Dispatcher:
         Messages dispatched, by type; types nobody handles count as
         C{"(unknown)"} and messages with no usable type as C{"(invalid)"},
         so the labels stay as few as the registered types.  A new dict at
-        each call: the counts go on in C (L{jsonproto.core.counters}).
+        each call.
         """
         return self.latency.counts
 
@@ -224,9 +113,18 @@ class Dispatcher:
         """
         return frozenset(self._handlers)
 
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """
+        The handlers by message type, as the pipeline looks them up.  Add
+        to it with L{register}, not directly.
+        """
+        return self._handlers
+
     def dispatch(self, message: Any, context: Any) -> Reply | Deferred[Reply]:
         """
-        Answer one decoded message.
+        Answer one decoded message, as a connection's pipeline does
+        (L{jsonproto.core.pipeline.answer}).
 
         Never raises, and fails only when cancelled: every problem becomes
         an error reply.  A handler's L{RequestError} is sent as it is; any
@@ -240,53 +138,15 @@ class Dispatcher:
         @return: The reply, or a L{Deferred} that fires with it when the
             handler is asynchronous.
         """
-        latency = self.latency
-        if not isinstance(message, dict):
-            latency.count(INVALID)
-            return NOT_AN_OBJECT.reply()
-        if not _validId(message.get("id")):
-            latency.count(INVALID)
-            return INVALID_ID.reply()
-        messageType = message.get("type")
-        if not isinstance(messageType, str):
-            latency.count(INVALID)
-            return _withId(INVALID_TYPE.reply(), message)
-        handler = self._handlers.get(messageType)
-        if handler is None:
-            latency.count(UNKNOWN)
-            return _withId(UNKNOWN_TYPE.reply(), message)
-        started = latency.countCall(messageType)
-        try:
-            result = handler(message, context)
-        except Exception as e:
-            return self.raised(e, message, messageType, started)
-        if type(result) is dict:
-            return self.returnedDict(result, message, messageType, started)
-        return self.returned(result, message, messageType, started)
-
-    def returnedDict(self, result: dict[str, Any], message: Message, messageType: str, started: float) -> Reply:
-        """
-        Finish a call whose handler returned a plain C{dict}, the common
-        case, without the checks in L{returned}: the C{OK} reply.
-
-        Public for L{jsonproto.core.fastpath}, which calls handlers itself.
-
-        @param started: When the handler was called, or C{0.0} when this call
-            is not one of the sampled ones.
-        """
-        if started:
-            self.latency.observe(messageType, perf_counter() - started)
-        reply: Reply = {"status": "OK"}
-        reply.update(result)
-        return _withId(reply, message)
+        return pipeline.answer(self, message, context)  # type: ignore[no-any-return]
 
     def returned(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Reply]:
         """
         Finish a call whose handler returned something other than a plain
         C{dict}: a L{Deferred}, an awaitable, a dict subclass, or a mistake.
 
-        Public for L{jsonproto.core.fastpath}, which calls handlers itself and
-        hands over only these rarer results.
+        Called by the pipeline (L{jsonproto.core.pipeline.answer}), which
+        finishes the common case, a plain C{dict}, itself.
 
         @param started: When the handler was called, or C{0.0} when this call
             is not one of the sampled ones.
@@ -341,3 +201,16 @@ class Dispatcher:
         """
         log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
         return _withId(INTERNAL_ERROR.reply(), message)
+
+    def unencodable(self, reply: Reply, error: RequestError) -> Reply:
+        """
+        A reply JSON cannot carry (NaN, infinity, a set, a lone surrogate):
+        the server's mistake, not the client's.  Log it, and tell the client
+        only C{"Internal error"}, with the request's id.
+        """
+        what = "it holds a number JSON cannot carry (NaN or infinity)" if error.error is NUMBER_OUT_OF_RANGE else str(error)
+        log.error("a handler's reply cannot be sent: {what}", what=what)
+        fallback = INTERNAL_ERROR.reply()
+        if "id" in reply:
+            fallback["id"] = reply["id"]
+        return fallback

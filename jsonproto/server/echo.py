@@ -7,7 +7,8 @@ limited and closed when idle like every other jsonproto connection.
 
 from __future__ import annotations
 
-from jsonproto.server.connection import TrackedProtocol, TrackingFactory
+from jsonproto.server.connection import TrackedProtocol
+from jsonproto.server.factory import TrackingFactory
 
 
 class EchoProtocol(TrackedProtocol):
@@ -22,14 +23,16 @@ class EchoProtocol(TrackedProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         if self.info is not None:
-            self.transport.registerProducer(self.transport, True)
+            self.registerProducer(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         info = self.info
         if info is None or (self.proxied and not self.learnProxiedPeer()):
             return
-        info.bytesIn += len(data)
-        info.bytesOut += len(data)
+        if self.closing:
+            return
+        info.traffic.bytesIn += len(data)
+        info.traffic.bytesOut += len(data)
         self.touch()
         self.transport.write(data)
 

@@ -21,11 +21,10 @@ import enum
 import struct
 from typing import Final, Literal, Protocol
 
-from jsonproto.core.extension import speedups
-
 
 class _Marker(enum.Enum):
     TOO_LONG = "TOO_LONG"
+    ABANDONED = "ABANDONED"
 
 
 TOO_LONG: Final = _Marker.TOO_LONG
@@ -35,7 +34,14 @@ at the position in the stream where that message stood, so that the reply
 telling the client keeps its place among the other replies.
 """
 
-Frame = bytes | Literal[_Marker.TOO_LONG]
+ABANDONED: Final = _Marker.ABANDONED
+"""
+Returned by C{nextFrame} in place of a message the decoder was told to give
+up on while it was arriving (L{LineDecoder.abandon}): the server could not
+afford to hold the rest.
+"""
+
+Frame = bytes | Literal[_Marker.TOO_LONG, _Marker.ABANDONED]
 
 
 class Decoder(Protocol):
@@ -55,15 +61,22 @@ class Decoder(Protocol):
     def bufferedBytes(self) -> int: ...
 
     @property
+    def partialBytes(self) -> int: ...
+
+    @property
     def midMessage(self) -> bool: ...
+
+    @property
+    def hasFrames(self) -> bool: ...
+
+    def abandon(self) -> None: ...
 
 
 class _FrameQueue:
     """
     Complete frames cut from the reads so far, handed out one at a time.
 
-    The decoders keep their state in slots: less memory per connection, and
-    the C fast path reads it in place.
+    The decoders keep their state in slots: less memory per connection.
     """
 
     __slots__ = ("_frames", "_next")
@@ -89,6 +102,13 @@ class _FrameQueue:
             self._next += 1
             return frame
         return None
+
+    @property
+    def hasFrames(self) -> bool:
+        """
+        Whether complete messages are waiting to be taken.
+        """
+        return self._next < len(self._frames)
 
     def _queuedBytes(self, overhead: int) -> int:
         return sum(len(f) + overhead for f in self._frames[self._next :] if isinstance(f, bytes))
@@ -171,11 +191,31 @@ class LineDecoder(_FrameQueue):
         return self._partialLength + self._queuedBytes(0)
 
     @property
+    def partialBytes(self) -> int:
+        """
+        Bytes held of the unfinished message: what a server pays in memory
+        for a message still arriving.
+        """
+        return self._partialLength
+
+    @property
     def midMessage(self) -> bool:
         """
         Whether part of a message has arrived and the rest has not.
         """
         return self._partialLength > 0 or self._discarding
+
+    def abandon(self) -> None:
+        """
+        Give up on the unfinished message: drop what is held of it, discard
+        the rest as it arrives, and hand out L{ABANDONED} in its place.
+        Decoding resumes after its newline.
+        """
+        if self._partialLength:
+            self._partial = []
+            self._partialLength = 0
+            self._discarding = True
+            self._startFeed().append(ABANDONED)
 
 
 def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLong: Frame) -> int:
@@ -196,16 +236,6 @@ def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLo
             continue
         frames.append(line if len(line) <= maxLength else tooLong)
     return end
-
-
-pureCutLines = cutLines
-"""
-The Python version, kept under this name when C{jsonproto.core._speedups}
-replaces it with one in C.
-"""
-
-if speedups is not None:
-    cutLines = speedups.cutLines
 
 
 _LENGTH: Final = struct.Struct("!I")
@@ -277,12 +307,30 @@ class Int32Decoder(_FrameQueue):
         return len(self._partial) + self._queuedBytes(4)
 
     @property
+    def partialBytes(self) -> int:
+        """
+        Bytes held of the unfinished message.
+        """
+        return len(self._partial)
+
+    @property
     def midMessage(self) -> bool:
         """
         Whether part of a message has arrived and the rest has not
         (complete frames not yet taken do not count).
         """
         return bool(self._partial)
+
+    def abandon(self) -> None:
+        """
+        Give up on the unfinished message: L{ABANDONED} takes its place,
+        and, the stream having lost its frame boundaries, nothing more is
+        decoded.
+        """
+        if self._partial:
+            self._failed = True
+            self._partial = bytearray()
+            self._startFeed().append(ABANDONED)
 
 
 def encodeLine(payload: bytes) -> bytes:

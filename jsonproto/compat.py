@@ -1,0 +1,240 @@
+"""
+Every use jsonproto makes of Twisted's private names, in one place.
+
+Each is here because Twisted's public API offers no way to do what a
+production server needs, and each says why.  Each is guarded: it checks
+that the installed Twisted still has what it relies on, and
+C{tests/test_compat.py} fails loudly, naming the piece, when an upgrade
+takes it away, instead of jsonproto falling back silently to something
+slower or wrong.  The Twisted requirement in C{setup.cfg} is bounded to the
+releases these were checked against.
+
+Nothing else in the package may touch a private name of Twisted.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from twisted.internet import abstract, endpoints, tcp
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamServerEndpoint
+from twisted.protocols.haproxy import _wrapper as _haproxy
+from zope.interface import implementer
+
+
+class TwistedChanged(RuntimeError):
+    """
+    The installed Twisted no longer has something this module relies on.
+    """
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise TwistedChanged(f"the installed Twisted has changed: {what}; jsonproto.compat needs updating")
+
+
+# Writing a reply at once
+#
+# Twisted's transport.write() only queues: the bytes go out in the reactor's
+# next turn, after an epoll update to watch for writability and another to
+# stop.  When nothing is queued, sending straight away saves both updates
+# and a turn for every reply written (a fifth of the CPU of a ping-pong
+# exchange).  It must never overtake queued bytes, so it looks at the
+# transport's two buffers, which are private.
+
+
+def checkDirectWrite() -> None:
+    """
+    @raise TwistedChanged: If a TCP server transport no longer keeps its
+        queued bytes where L{writeNow} looks for them.
+    """
+    _require(issubclass(tcp.Server, abstract.FileDescriptor), "tcp.Server is no longer a FileDescriptor")
+    for name in ("dataBuffer", "_writeDisconnecting", "socket"):
+        _require(hasattr(tcp.Server, name) or name == "socket", f"tcp.Server has no {name}")
+    _require(
+        "_tempDataBuffer" in abstract.FileDescriptor.__init__.__code__.co_names
+        and {"dataBuffer", "_tempDataBuffer"} <= set(abstract.FileDescriptor.doWrite.__code__.co_names),
+        "FileDescriptor no longer queues writes in dataBuffer and _tempDataBuffer",
+    )
+
+
+def writeNow(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} to C{transport}: straight to the socket when it is a plain
+    TCP server transport with nothing queued, else (and for whatever the
+    socket does not take) through C{transport.write}.
+    """
+    if (
+        type(transport) is tcp.Server
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnecting
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            # Full (EAGAIN) or failed: the transport's own write queues the
+            # bytes, or meets the error and closes.
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
+# The PROXY protocol, half-closed
+#
+# Twisted's PROXY protocol wrapper (haproxy:) does not provide
+# IHalfCloseableProtocol, so when a client behind it shuts down its sending
+# side, the TCP transport ends the whole connection and every reply still to
+# be written is lost.  This subclass passes the half-close on.  Twisted
+# exposes neither the wrapper class nor the endpoint that applies it.
+
+
+def checkProxyWrapper() -> None:
+    """
+    @raise TwistedChanged: If Twisted's PROXY wrapper or its endpoint are
+        no longer where, or what, this module expects.
+    """
+    _require(hasattr(_haproxy, "HAProxyProtocolWrapper"), "no twisted.protocols.haproxy._wrapper.HAProxyProtocolWrapper")
+    _require(hasattr(_haproxy, "HAProxyWrappingFactory"), "no twisted.protocols.haproxy._wrapper.HAProxyWrappingFactory")
+    _require(hasattr(endpoints, "_WrapperServerEndpoint"), "no twisted.internet.endpoints._WrapperServerEndpoint")
+    probe = endpoints._WrapperServerEndpoint(None, _haproxy.HAProxyWrappingFactory)
+    _require(
+        getattr(probe, "_wrappedEndpoint", "missing") is None
+        and getattr(probe, "_wrapperFactory", None) is _haproxy.HAProxyWrappingFactory,
+        "_WrapperServerEndpoint keeps its endpoint and factory under other names",
+    )
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseableProxyWrapper(_haproxy.HAProxyProtocolWrapper):  # type: ignore[misc]
+    """
+    Twisted's PROXY protocol wrapper, passing a half-close through to the
+    protocol it wraps (and a half-close of ours to the transport).
+    """
+
+    def readConnectionLost(self) -> None:
+        wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if wrapped is not None:
+            wrapped.readConnectionLost()
+        else:
+            self.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if wrapped is not None:
+            wrapped.writeConnectionLost()
+
+    def loseWriteConnection(self) -> None:
+        self.transport.loseWriteConnection()
+
+
+class HalfCloseableProxyFactory(_haproxy.HAProxyWrappingFactory):  # type: ignore[misc]
+    """
+    Wraps connections in L{HalfCloseableProxyWrapper}.
+    """
+
+    protocol = HalfCloseableProxyWrapper
+
+
+def proxyEndpoint(wrapped: IStreamServerEndpoint) -> IStreamServerEndpoint:
+    """
+    C{wrapped}, its connections starting with a PROXY protocol header, as
+    Twisted's C{haproxy:} endpoint reads it, half-closes passed on.
+    """
+    return endpoints._WrapperServerEndpoint(wrapped, HalfCloseableProxyFactory)  # type: ignore[no-any-return]
+
+
+def halfCloseableProxies(endpoint: Any) -> Any:
+    """
+    The endpoint a C{haproxy:} description gave, with Twisted's PROXY
+    wrapper replaced by L{HalfCloseableProxyWrapper}; any other endpoint as
+    it is.
+    """
+    if (
+        isinstance(endpoint, endpoints._WrapperServerEndpoint)
+        and endpoint._wrapperFactory is _haproxy.HAProxyWrappingFactory
+    ):
+        return proxyEndpoint(endpoint._wrappedEndpoint)
+    return endpoint
+
+
+def behindProxy(transport: Any) -> bool:
+    """
+    Whether a PROXY protocol wrapper sits under this transport (directly,
+    or under TLS): the real client's address is known only once the header
+    has been read.
+    """
+    for _ in range(3):
+        if isinstance(transport, _haproxy.HAProxyProtocolWrapper):
+            return True
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return False
+    return False
+
+
+def check() -> None:
+    """
+    Check everything this module relies on.
+
+    @raise TwistedChanged: Naming the first piece the installed Twisted no
+        longer has.
+    """
+    checkDirectWrite()
+    checkProxyWrapper()
+    checkReactor()
+
+
+# The reactor's loop
+#
+# Twisted's epoll reactor hands every ready descriptor to
+# log.callWithLogger, which sets up a legacy logging context (a prefix for
+# twisted.python.log.msg lines) around each read or write.  jsonproto logs
+# with twisted.logger, naming the connection in every event, so that layer
+# only costs: four Python calls and a dictionary per event, about a tenth of
+# the daemon's CPU in ping-pong.  The loop that skips it reads the reactor's
+# private table of selectables and its poller.
+
+from twisted.internet import epollreactor  # noqa: E402
+
+
+def checkReactor() -> None:
+    """
+    @raise TwistedChanged: If the epoll reactor's loop no longer works the
+        way L{EPollReactor} repeats it.
+    """
+    reactor = epollreactor.EPollReactor.__new__(epollreactor.EPollReactor)
+    for name in ("_doReadOrWrite", "doPoll"):
+        _require(hasattr(reactor, name), f"EPollReactor has no {name}")
+    code = epollreactor.EPollReactor.doPoll.__code__.co_names
+    _require({"_poller", "_selectables", "_doReadOrWrite"} <= set(code), "EPollReactor.doPoll no longer polls _poller for _selectables")
+
+
+class EPollReactor(epollreactor.EPollReactor):  # type: ignore[misc]
+    """
+    Twisted's epoll reactor, dispatching events without the legacy logging
+    context.
+    """
+
+    def doPoll(self, timeout: float | None) -> None:
+        if timeout is None:
+            timeout = -1
+        try:
+            events = self._poller.poll(timeout, len(self._selectables))
+        except OSError as err:
+            if err.errno == errno.EINTR:
+                return
+            raise
+        selectables = self._selectables
+        doReadOrWrite = self._doReadOrWrite
+        for fd, event in events:
+            selectable = selectables.get(fd)
+            if selectable is not None:
+                doReadOrWrite(selectable, fd, event)
+
+    doIteration = doPoll

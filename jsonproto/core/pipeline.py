@@ -1,0 +1,541 @@
+"""
+One connection's message pipeline, without I/O: the specification of how
+jsonproto answers a connection.
+
+Bytes the peer sent go in (L{Pipeline.receive}); framed replies come out
+(L{Pipeline.takeOutput}), in the order of the requests, whatever order
+their handlers finish in.  In between, every rule a message is held to:
+
+    bytes -> frames -> strict JSON -> the envelope (an object, a string
+    C{type}, a valid C{id}) -> the handler -> the reply -> encoded, framed
+
+with the limits a connection answers to (message size, requests in flight,
+the error budget, the work done in one turn, the shared budget for
+unfinished messages) and the counters it keeps (L{Traffic}, and the
+dispatcher's counts by type).
+
+Nothing here knows of Twisted, sockets or timers.  The protocol adapter
+(L{jsonproto.server.protocol}) feeds the pipeline, writes what it produces,
+waits for replies still being computed (L{Pipeline.complete}), and acts on
+what L{Pipeline.run} returns: L{IDLE}, L{FLUSH}, L{YIELD}, L{BLOCKED} or
+L{CLOSE}.
+
+Where a C compiler was at hand at install, this module is also compiled by
+Cython, as it is (C{pipeline.pxd} gives it C types): the compiled core is
+this source, and L{jsonproto.core.compiled} says which one a process runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+from jsonproto.core.budget import BufferBudget
+from jsonproto.core.traffic import Traffic
+from jsonproto.dispatch.latency import INVALID, UNKNOWN, HandlerLatency
+from jsonproto.errors import (
+    INVALID_ID,
+    INVALID_TYPE,
+    MESSAGE_TOO_LONG,
+    NOT_AN_OBJECT,
+    SERVER_BUSY,
+    SERVER_SIDE_CODES,
+    SHUTTING_DOWN,
+    TOO_MANY_ERRORS,
+    UNKNOWN_TYPE,
+    ErrorCode,
+    RequestError,
+)
+from jsonproto.limits import Limits
+from jsonproto.wire import codec
+from jsonproto.wire.framing import ABANDONED, TOO_LONG, Decoder, encodeInt32
+
+IDLE = 0
+"""
+L{Pipeline.run}: every complete message is handled; wait for more bytes.
+"""
+
+FLUSH = 1
+"""
+L{Pipeline.run}: the output has grown past L{BATCH_BYTES}: write it, then
+run again (unless writing it paused the connection).
+"""
+
+YIELD = 2
+"""
+L{Pipeline.run}: this turn's share of work (C{Limits.turnBudget}) is spent:
+let the other connections have theirs, and run again on the next turn.
+"""
+
+BLOCKED = 3
+"""
+L{Pipeline.run}: C{Limits.maxPending} requests are being answered: run again
+once L{Pipeline.complete} has brought the count under the limit.
+"""
+
+CLOSE = 4
+"""
+L{Pipeline.run}: the connection must close, for L{Pipeline.closeReason},
+once the replies it is owed are written.
+"""
+
+BATCH_BYTES = 64 * 1024
+"""
+Replies are gathered into one write up to this many bytes; past it they go
+out at once, so that a full transport can pause the connection before the
+rest of a read is handled.
+"""
+
+TIME_CHECK_EVERY = 16
+"""
+Messages between two looks at the clock for L{YIELD}: a look costs about as
+much as a small message.
+"""
+
+
+def _validId(messageId: Any) -> bool:
+    kind = type(messageId)
+    return messageId is None or kind is str or kind is int or kind is float or (
+        isinstance(messageId, (str, int, float)) and not isinstance(messageId, bool)
+    )
+
+
+def errorReply(error: ErrorCode, message: Any, detail: str | None = None) -> dict[str, Any]:
+    """
+    The reply telling the sender of C{message} about C{error}, with the
+    message's id when it has a valid one.
+    """
+    reply = error.reply(detail)
+    if type(message) is dict and "id" in message and _validId(message["id"]):
+        reply["id"] = message["id"]
+    return reply
+
+
+def answer(dispatcher: Any, message: Any, context: Any) -> Any:
+    """
+    Answer one decoded message: check its envelope, call its type's handler,
+    build the reply.
+
+    Never raises: every problem is an error reply (a handler's bug is logged
+    by the dispatcher and answered C{"Internal error"}).
+
+    @param dispatcher: The L{jsonproto.dispatch.dispatcher.Dispatcher}, for
+        its handlers, its counts and its rarer outcomes.
+    @return: The reply, or, for a handler still computing it, what the
+        dispatcher made of its result (a Twisted C{Deferred}) for the caller
+        to wait on.
+    """
+    latency: HandlerLatency = dispatcher.latency
+    if type(message) is not dict:
+        latency.count(INVALID)
+        return NOT_AN_OBJECT.reply()
+    messageId = message.get("id")
+    if messageId is not None and not _validId(messageId):
+        latency.count(INVALID)
+        return INVALID_ID.reply()
+    messageType = message.get("type")
+    if type(messageType) is not str:
+        latency.count(INVALID)
+        return _withId(INVALID_TYPE.reply(), message)
+    handler = dispatcher.handlers.get(messageType)
+    if handler is None:
+        latency.count(UNKNOWN)
+        return _withId(UNKNOWN_TYPE.reply(), message)
+    started = latency.countCall(messageType)
+    try:
+        result = handler(message, context)
+    except Exception as e:
+        return dispatcher.raised(e, message, messageType, started)
+    if type(result) is not dict:
+        return dispatcher.returned(result, message, messageType, started)
+    if started:
+        latency.finished(messageType, started)
+    reply = {"status": "OK"}
+    reply.update(result)
+    if "id" in message:
+        reply["id"] = messageId
+    return reply
+
+
+def _withId(reply: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    if "id" in message:
+        reply["id"] = message["id"]
+    return reply
+
+
+class Owed:
+    """
+    A reply owed to a request whose handler has not finished: its place in
+    the order of replies.  C{frame} is L{None} until L{Pipeline.complete}.
+    """
+
+    __slots__ = ("frame",)
+
+    def __init__(self) -> None:
+        self.frame: bytes | None = None
+
+
+class Pipeline:
+    """
+    One connection's messages, from bytes in to framed replies out.
+
+    @ivar traffic: The connection's counts of messages and bytes.
+    @ivar refusing: Set while the service drains: messages read from now on
+        are answered C{"Shutting down"}.
+    @ivar closeReason: Why the connection must close, once L{run} has
+        returned L{CLOSE}; L{None} until then.
+    @ivar closeKind: That reason's category (a metrics label).
+    """
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        lengthPrefixed: bool,
+        dispatcher: Any,
+        limits: Limits,
+        context: Any,
+        traffic: Traffic,
+        *,
+        now: Callable[[], float],
+        awaitReply: Callable[[Owed, Any, Any], None],
+        errorCounts: dict[str, int] | None = None,
+        budget: BufferBudget | None = None,
+        host: str | None = None,
+        logMessage: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        """
+        @param decoder: Cuts the byte stream into messages (the framing).
+        @param lengthPrefixed: Whether replies are framed with a 4-byte
+            length (else a newline after each).
+        @param dispatcher: Answers messages (L{answer} says what of it is
+            used).
+        @param context: Every handler's second argument.
+        @param now: The current time in seconds (the reactor's): for the
+            error budget's decay, and to measure a turn's work against
+            C{Limits.turnBudget}.
+        @param awaitReply: Called with the place (L{Owed}), the handler's
+            pending result and the message, whenever a reply must be waited
+            for; the caller later hands the reply to L{complete}.
+        @param errorCounts: Error replies by code, shared by the service.
+        @param budget: The service's budget for unfinished messages.
+        @param host: The client's address, which the budget counts by.
+        @param logMessage: Called with C{"sent"} or C{"was sent"} and each
+            message in and out, when messages are logged.
+        """
+        self.traffic = traffic
+        self.refusing = False
+        self.closeReason: str | None = None
+        self.closeKind: str | None = None
+        self._decoder = decoder
+        self._lengthPrefixed = lengthPrefixed
+        self._closesOnTooLong = lengthPrefixed
+        self._dispatcher = dispatcher
+        self._context = context
+        self._maxMessageSize = limits.maxMessageSize
+        self._maxPending = limits.maxPending
+        self._maxErrors = limits.maxErrors
+        self._errorDecay = limits.errorDecay
+        self._turnBudget = limits.turnBudget
+        self._now = now
+        self._awaitReply = awaitReply
+        self._errorCounts = errorCounts if errorCounts is not None else {}
+        self._budget = budget
+        self.host = host
+        self._held = 0
+        self._logMessage = logMessage
+        self._out: list[bytes] = []
+        self._outBytes = 0
+        self._owed: deque[Owed] = deque()
+        self._errorCost = 0.0
+        self._errorTime = 0.0
+        self._errorCode: str | None = None
+        self._stopped = False
+
+    # Bytes in
+
+    def receive(self, data: bytes) -> None:
+        """
+        Take the bytes of one read.  Nothing is answered until L{run}.
+
+        The bytes an unfinished message holds are charged to the budget; a
+        message that would overdraw it is abandoned, and answered
+        C{"Server busy"} in its place.
+        """
+        self.traffic.bytesIn += len(data)
+        decoder = self._decoder
+        decoder.feed(data)
+        if self._budget is not None:
+            held = decoder.partialBytes
+            if held != self._held:
+                self._charge(held)
+
+    def _charge(self, held: int) -> None:
+        budget = self._budget
+        assert budget is not None
+        grown = held - self._held
+        if grown <= 0:
+            budget.give(self.host, -grown)
+            self._held = held
+        elif budget.take(self.host, grown):
+            self._held = held
+        else:
+            # Nothing of it stays: give back what the message held so far.
+            budget.give(self.host, self._held)
+            self._held = 0
+            self._decoder.abandon()
+
+    def release(self) -> None:
+        """
+        The connection has ended: give back the budget its unfinished
+        message held.
+        """
+        if self._budget is not None and self._held:
+            self._budget.give(self.host, self._held)
+        self._held = 0
+
+    @property
+    def bufferedBytes(self) -> int:
+        """
+        Bytes received and not yet answered: an unfinished message, and
+        complete ones waiting their turn.
+        """
+        return self._decoder.bufferedBytes
+
+    @property
+    def midMessage(self) -> bool:
+        """
+        Whether part of a message has arrived and the rest has not.
+        """
+        return self._decoder.midMessage
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether work is under way: messages received and not yet answered,
+        or replies owed.  A close waits for it; an idle timeout spares it.
+        """
+        return bool(self._owed) or (not self._stopped and self._decoder.hasFrames)
+
+    @property
+    def owes(self) -> bool:
+        """
+        Whether replies are owed that are not in the output yet: requests
+        still being answered, or replies waiting behind them.
+        """
+        return bool(self._owed)
+
+    @property
+    def owed(self) -> int:
+        """
+        Replies owed that are not in the output yet: requests being answered
+        now, and replies waiting behind them.  L{run} answers nothing more
+        while C{Limits.maxPending} are.
+        """
+        return len(self._owed)
+
+    # Answering
+
+    def run(self) -> int:
+        """
+        Answer the complete messages received, in order, until there are
+        none left or the connection must wait.
+
+        @return: L{IDLE}, L{FLUSH}, L{YIELD}, L{BLOCKED} or L{CLOSE}.
+        """
+        if self._stopped:
+            return CLOSE
+        decoder = self._decoder
+        traffic = self.traffic
+        handled = 0
+        turnStarted = 0.0
+        while True:
+            if len(self._owed) >= self._maxPending:
+                return BLOCKED
+            if self._outBytes >= BATCH_BYTES:
+                return FLUSH
+            frame = decoder.nextFrame()
+            if frame is None:
+                return IDLE
+            traffic.messagesIn += 1
+            if type(frame) is bytes:
+                self._answerFrame(frame)
+            else:
+                self._refuseFrame(frame)
+            if self._stopped:
+                return CLOSE
+            handled += 1
+            if handled % TIME_CHECK_EVERY == 0 and self._turnBudget:
+                if turnStarted == 0.0:
+                    turnStarted = self._now()
+                elif self._now() - turnStarted >= self._turnBudget:
+                    return YIELD
+
+    def _answerFrame(self, frame: bytes) -> None:
+        if self._logMessage is not None:
+            self._logMessage("sent", frame)
+        try:
+            message = codec.decode(frame)
+        except RequestError as e:
+            self._emit(e.reply(), None)
+            return
+        if self.refusing:
+            self._emit(errorReply(SHUTTING_DOWN, message), message)
+            return
+        result = answer(self._dispatcher, message, self._context)
+        if type(result) is dict:
+            self._emit(result, message)
+        else:
+            self._wait(result, message)
+
+    def _refuseFrame(self, frame: Any) -> None:
+        """
+        Answer a message the decoder could not hand out whole: too long, or
+        abandoned for the budget.  Over the length-prefixed framing the
+        stream has lost its frame boundaries, so the connection ends.
+        """
+        if frame is TOO_LONG:
+            self._emit(MESSAGE_TOO_LONG.reply(), None)
+            if self._closesOnTooLong and not self._stopped:
+                self._stop(
+                    f"message longer than {self._maxMessageSize} bytes; the stream cannot be resynchronised",
+                    "message_too_long",
+                )
+        else:
+            assert frame is ABANDONED
+            self._emit(SERVER_BUSY.reply("the server's memory for unfinished messages is spent"), None)
+            if self._closesOnTooLong and not self._stopped:
+                self._stop("a message could not be held: the buffer budget is spent", "buffer_budget")
+
+    def _wait(self, pending: Any, message: Any) -> None:
+        """
+        Keep the reply's place until its handler finishes.
+        """
+        owed = Owed()
+        self._owed.append(owed)
+        self._awaitReply(owed, pending, message)
+
+    def complete(self, owed: Owed, reply: dict[str, Any]) -> None:
+        """
+        A reply that was waited for is ready: frame it in its place, and
+        move every reply now ready at the head of the order to the output.
+        """
+        owed.frame = self._frame(reply)
+        queue = self._owed
+        while queue and queue[0].frame is not None:
+            frame = queue.popleft().frame
+            assert frame is not None
+            self._out.append(frame)
+            self._outBytes += len(frame)
+        if self._errorCode is not None:
+            self._errorReplied(self._errorCode)
+
+    # Bytes out
+
+    def _emit(self, reply: dict[str, Any], message: Any) -> None:
+        """
+        Encode and frame a reply, into the output or behind replies owed.
+        """
+        frame = self._frame(reply)
+        if self._owed:
+            owed = Owed()
+            owed.frame = frame
+            self._owed.append(owed)
+        else:
+            self._out.append(frame)
+            self._outBytes += len(frame)
+        if self._errorCode is not None:
+            self._errorReplied(self._errorCode)
+
+    def _frame(self, reply: dict[str, Any]) -> bytes:
+        """
+        The framed bytes of one reply, counted as a message out; notes the
+        reply's error code, if it is an error reply, in C{_errorCode}.
+        """
+        try:
+            payload = codec.encode(reply)
+        except RequestError as e:
+            # A handler's reply JSON cannot carry (NaN, a set): the server's
+            # mistake, logged by the dispatcher.
+            reply = self._dispatcher.unencodable(reply, e)
+            payload = codec.encode(reply)
+        self.traffic.messagesOut += 1
+        if self._logMessage is not None:
+            self._logMessage("was sent", payload)
+        if reply.get("status") == "ERROR":
+            code = reply.get("code")
+            self._errorCode = code if type(code) is str else "none"
+        else:
+            self._errorCode = None
+        if self._lengthPrefixed:
+            return encodeInt32(payload)
+        return payload + b"\n"
+
+    def push(self, message: dict[str, Any]) -> None:
+        """
+        Frame a message the server sends of its own accord, into the output
+        now: it may overtake replies still being computed.
+
+        @raise ValueError: If it carries C{status}, which would make clients
+            take it for a reply.
+        @raise RequestError: If JSON cannot carry it.
+        """
+        if "status" in message:
+            raise ValueError(
+                "a pushed message must not have a 'status': clients take any message with one for a reply"
+            )
+        payload = codec.encode(message)
+        self.traffic.messagesOut += 1
+        if self._logMessage is not None:
+            self._logMessage("was sent", payload)
+        frame = encodeInt32(payload) if self._lengthPrefixed else payload + b"\n"
+        self._out.append(frame)
+        self._outBytes += len(frame)
+
+    def takeOutput(self) -> bytes:
+        """
+        The framed replies ready to write, in order, as one string (empty if
+        none); they are counted as sent.
+        """
+        if not self._out:
+            return b""
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._outBytes = 0
+        self.traffic.bytesOut += len(data)
+        return data
+
+    # The error budget
+
+    def _errorReplied(self, code: str) -> None:
+        """
+        Count an error reply by its code and charge the client's error
+        budget with it, unless the error is the server's own.  Past the
+        budget, the connection ends, after telling the client why.
+        """
+        counts = self._errorCounts
+        counts[code] = counts.get(code, 0) + 1
+        if not self._maxErrors or code in SERVER_SIDE_CODES or self._stopped:
+            return
+        now = self._now()
+        cost = self._errorCost - (now - self._errorTime) * self._errorDecay
+        self._errorCost = (cost if cost > 0.0 else 0.0) + 1.0
+        self._errorTime = now
+        if self._errorCost > self._maxErrors:
+            why = f"more than {self._maxErrors} bad messages (less {self._errorDecay:g} forgiven a second)"
+            self._stop(why, "too_many_errors")
+            self._emit(TOO_MANY_ERRORS.reply(why), None)
+
+    def halt(self) -> None:
+        """
+        Answer nothing more (the connection is closing for a reason of its
+        own); the replies already owed are still produced.
+        """
+        self._stopped = True
+
+    def _stop(self, reason: str, kind: str) -> None:
+        """
+        Answer nothing more: the connection closes once its replies are out.
+        """
+        self._stopped = True
+        self.closeReason = reason
+        self.closeKind = kind
