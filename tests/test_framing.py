@@ -187,4 +187,4 @@ class Int32DecoderTests(SynchronousTestCase):
             decoder.feed(encodeInt32(b"y" * 50)[10:])
             drain(decoder)
         self.assertEqual(decoder.bufferedBytes, 0)
-        self.assertEqual(len(decoder._partial), 0)
+        self.assertEqual(decoder.partialBytes, 0)

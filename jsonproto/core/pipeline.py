@@ -47,8 +47,8 @@ from jsonproto.errors import (
     RequestError,
 )
 from jsonproto.limits import Limits
-from jsonproto.wire import codec
-from jsonproto.wire.framing import ABANDONED, TOO_LONG, Decoder, encodeInt32
+from jsonproto.wire.codec import decode, encode
+from jsonproto.wire.framing import ABANDONED, TOO_LONG, FrameQueue, encodeInt32
 
 IDLE = 0
 """
@@ -125,7 +125,14 @@ def answer(dispatcher: Any, message: Any, context: Any) -> Any:
         dispatcher made of its result (a Twisted C{Deferred}) for the caller
         to wait on.
     """
-    latency: HandlerLatency = dispatcher.latency
+    return _answer(dispatcher.handlers, dispatcher.latency, dispatcher, message, context)
+
+
+def _answer(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, message: Any, context: Any) -> Any:
+    """
+    L{answer}, with the dispatcher's handlers and counts already looked up
+    (a pipeline looks them up once).
+    """
     if type(message) is not dict:
         latency.count(INVALID)
         return NOT_AN_OBJECT.reply()
@@ -137,7 +144,7 @@ def answer(dispatcher: Any, message: Any, context: Any) -> Any:
     if type(messageType) is not str:
         latency.count(INVALID)
         return _withId(INVALID_TYPE.reply(), message)
-    handler = dispatcher.handlers.get(messageType)
+    handler = handlers.get(messageType)
     if handler is None:
         latency.count(UNKNOWN)
         return _withId(UNKNOWN_TYPE.reply(), message)
@@ -189,7 +196,7 @@ class Pipeline:
 
     def __init__(
         self,
-        decoder: Decoder,
+        decoder: FrameQueue,
         lengthPrefixed: bool,
         dispatcher: Any,
         limits: Limits,
@@ -230,6 +237,8 @@ class Pipeline:
         self._lengthPrefixed = lengthPrefixed
         self._closesOnTooLong = lengthPrefixed
         self._dispatcher = dispatcher
+        self._handlers = dispatcher.handlers
+        self._latency = dispatcher.latency
         self._context = context
         self._maxMessageSize = limits.maxMessageSize
         self._maxPending = limits.maxPending
@@ -374,14 +383,14 @@ class Pipeline:
         if self._logMessage is not None:
             self._logMessage("sent", frame)
         try:
-            message = codec.decode(frame)
+            message = decode(frame)
         except RequestError as e:
             self._emit(e.reply(), None)
             return
         if self.refusing:
             self._emit(errorReply(SHUTTING_DOWN, message), message)
             return
-        result = answer(self._dispatcher, message, self._context)
+        result = _answer(self._handlers, self._latency, self._dispatcher, message, self._context)
         if type(result) is dict:
             self._emit(result, message)
         else:
@@ -452,12 +461,12 @@ class Pipeline:
         reply's error code, if it is an error reply, in C{_errorCode}.
         """
         try:
-            payload = codec.encode(reply)
+            payload = encode(reply)
         except RequestError as e:
             # A handler's reply JSON cannot carry (NaN, a set): the server's
             # mistake, logged by the dispatcher.
             reply = self._dispatcher.unencodable(reply, e)
-            payload = codec.encode(reply)
+            payload = encode(reply)
         self.traffic.messagesOut += 1
         if self._logMessage is not None:
             self._logMessage("was sent", payload)
@@ -483,7 +492,7 @@ class Pipeline:
             raise ValueError(
                 "a pushed message must not have a 'status': clients take any message with one for a reply"
             )
-        payload = codec.encode(message)
+        payload = encode(message)
         self.traffic.messagesOut += 1
         if self._logMessage is not None:
             self._logMessage("was sent", payload)

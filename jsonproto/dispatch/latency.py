@@ -31,6 +31,12 @@ Upper bounds, in seconds, of the handler latency histogram's buckets.
 """
 
 
+SAMPLE = 64
+"""
+Synchronous handlers are timed one call in this many.
+"""
+
+
 class Tally:
     """
     One count, 0 at first, in C{n}: the messages of one type.
@@ -52,7 +58,7 @@ class HandlerLatency:
     on every call, from their return to their reply.
     """
 
-    SAMPLE = 64
+    SAMPLE = SAMPLE
 
     __slots__ = ("_tallies", "_calls", "errors", "buckets", "sums")
 
@@ -100,7 +106,7 @@ class HandlerLatency:
         """
         self.count(messageType)
         self._calls += 1
-        return perf_counter() if self._calls % self.SAMPLE == 0 else 0.0
+        return perf_counter() if self._calls % SAMPLE == 0 else 0.0
 
     def countError(self, messageType: Any) -> None:
         """

@@ -226,8 +226,7 @@ class JSONMessageProtocol(TrackedProtocol):
             if self._turnCall is None:
                 self._turnCall = self.clock.callLater(0, self._nextTurn)
             return
-        if self._paused & _TURN:
-            self._resume(_TURN)
+        self._readIfUnpaused()
         if outcome == BLOCKED:
             self._pause(_TOO_MANY_PENDING)
         elif outcome == CLOSE:
@@ -238,7 +237,9 @@ class JSONMessageProtocol(TrackedProtocol):
 
     def _nextTurn(self) -> None:
         self._turnCall = None
-        if self.connected and not self.closing:
+        self._paused &= ~_TURN
+        if not self._paused and self.connected and not self.closing:
+            # Reading resumes once the pipeline runs out of messages.
             self._run()
 
     def _flush(self) -> None:
@@ -347,11 +348,16 @@ class JSONMessageProtocol(TrackedProtocol):
         self._paused &= ~reason
         if self._paused or not self.connected or self.closing:
             return
-        if self._transportPaused:
+        # Answer what is held first; reading resumes when it runs out.
+        self._run()
+
+    def _readIfUnpaused(self) -> None:
+        """
+        Resume reading from the transport if no reason to pause holds.
+        """
+        if self._transportPaused and not self._paused and self.connected and not self.closing:
             self._transportPaused = False
             self.transport.resumeProducing()
-        if reason != _TURN:
-            self._run()
 
     def _sendTimedOut(self) -> None:
         self._sendCall = None

@@ -72,9 +72,10 @@ class Decoder(Protocol):
     def abandon(self) -> None: ...
 
 
-class _FrameQueue:
+class FrameQueue:
     """
-    Complete frames cut from the reads so far, handed out one at a time.
+    Complete frames cut from the reads so far, handed out one at a time: the
+    base of every decoder (the compiled pipeline calls decoders through it).
 
     The decoders keep their state in slots: less memory per connection.
     """
@@ -84,6 +85,12 @@ class _FrameQueue:
     def __init__(self) -> None:
         self._frames: list[Frame] = []
         self._next = 0
+
+    def feed(self, data: bytes) -> None:
+        """
+        Take the bytes of one read.
+        """
+        raise NotImplementedError
 
     def _startFeed(self) -> list[Frame]:
         # Frames all taken: reuse the list rather than let it grow.
@@ -114,7 +121,7 @@ class _FrameQueue:
         return sum(len(f) + overhead for f in self._frames[self._next :] if isinstance(f, bytes))
 
 
-class LineDecoder(_FrameQueue):
+class LineDecoder(FrameQueue):
     """
     Newline-delimited messages: C{\\n} ends a message, a C{\\r} before it is
     dropped, empty and all-blank lines are skipped.
@@ -241,7 +248,7 @@ def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLo
 _LENGTH: Final = struct.Struct("!I")
 
 
-class Int32Decoder(_FrameQueue):
+class Int32Decoder(FrameQueue):
     """
     Length-prefixed messages: a 4-byte big-endian unsigned length, then that
     many bytes.
@@ -279,11 +286,10 @@ class Int32Decoder(_FrameQueue):
             source: bytes | bytearray = partial
         else:
             source = data
-        unpack = _LENGTH.unpack_from
         maxLength = self.maxLength
         offset, end = 0, len(source)
         while end - offset >= 4:
-            (length,) = unpack(source, offset)
+            length = (source[offset] << 24) | (source[offset + 1] << 16) | (source[offset + 2] << 8) | source[offset + 3]
             if length > maxLength:
                 self._failed = True
                 self._partial = bytearray()

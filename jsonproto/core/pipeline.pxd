@@ -1,0 +1,69 @@
+# C types for the compiled twin of pipeline.py (see jsonproto.core.compiled).
+
+from jsonproto.core.traffic cimport Traffic
+from jsonproto.dispatch.latency cimport HandlerLatency
+from jsonproto.wire.codec cimport decode, encode
+from jsonproto.wire.framing cimport FrameQueue, encodeInt32
+
+
+cdef bint _validId(object messageId) except -1
+
+cpdef object answer(object dispatcher, object message, object context)
+
+@cython.locals(started=double)
+cdef object _answer(dict handlers, HandlerLatency latency, object dispatcher, object message, object context)
+
+cdef dict _withId(dict reply, dict message)
+
+
+cdef class Owed:
+    cdef public object frame
+
+
+cdef class Pipeline:
+    cdef public Traffic traffic
+    cdef public bint refusing
+    cdef public object closeReason
+    cdef public object closeKind
+    cdef public object host
+    cdef FrameQueue _decoder
+    cdef bint _lengthPrefixed
+    cdef bint _closesOnTooLong
+    cdef object _dispatcher
+    cdef dict _handlers
+    cdef HandlerLatency _latency
+    cdef object _context
+    cdef Py_ssize_t _maxMessageSize
+    cdef Py_ssize_t _maxPending
+    cdef long long _maxErrors
+    cdef double _errorDecay
+    cdef double _turnBudget
+    cdef object _now
+    cdef object _awaitReply
+    cdef dict _errorCounts
+    cdef object _budget
+    cdef Py_ssize_t _held
+    cdef object _logMessage
+    cdef list _out
+    cdef Py_ssize_t _outBytes
+    cdef object _owed
+    cdef double _errorCost
+    cdef double _errorTime
+    cdef object _errorCode
+    cdef bint _stopped
+
+    cpdef receive(self, bytes data)
+    cdef _charge(self, Py_ssize_t held)
+    @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
+    cpdef int run(self) except -1
+    cdef _answerFrame(self, bytes frame)
+    cdef _refuseFrame(self, object frame)
+    cdef _wait(self, object pending, object message)
+    cpdef complete(self, Owed owed, dict reply)
+    cdef _emit(self, dict reply, object message)
+    cdef bytes _frame(self, dict reply)
+    cpdef push(self, dict message)
+    cpdef bytes takeOutput(self)
+    cdef _errorReplied(self, str code)
+    cpdef halt(self)
+    cdef _stop(self, str reason, str kind)

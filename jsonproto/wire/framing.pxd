@@ -1,0 +1,35 @@
+# C types for the compiled twin of framing.py (see jsonproto.core.compiled).
+
+cdef class FrameQueue:
+    cdef list _frames
+    cdef Py_ssize_t _next
+    cpdef feed(self, bytes data)
+    cdef list _startFeed(self)
+    cpdef object nextFrame(self)
+    cdef Py_ssize_t _queuedBytes(self, Py_ssize_t overhead)
+
+
+cdef class LineDecoder(FrameQueue):
+    cdef public Py_ssize_t maxLength
+    cdef list _partial
+    cdef Py_ssize_t _partialLength
+    cdef bint _discarding
+    cpdef feed(self, bytes data)
+    cdef _keepTail(self, bytes tail)
+    cpdef abandon(self)
+
+
+cdef class Int32Decoder(FrameQueue):
+    cdef public Py_ssize_t maxLength
+    cdef bytearray _partial
+    cdef bint _failed
+    @cython.locals(offset=Py_ssize_t, end=Py_ssize_t, stop=Py_ssize_t, length=Py_ssize_t, maxLength=Py_ssize_t)
+    cpdef feed(self, bytes data)
+    cpdef abandon(self)
+
+
+@cython.locals(end=Py_ssize_t)
+cpdef Py_ssize_t cutLines(list frames, bytes data, Py_ssize_t start, Py_ssize_t maxLength, object tooLong) except -1
+
+cpdef bytes encodeLine(bytes payload)
+cpdef bytes encodeInt32(bytes payload)
