@@ -1,10 +1,15 @@
 # C types for the compiled twin of pipeline.py (see jsonproto.core.compiled).
 
+cimport cython
+
 from jsonproto.core.traffic cimport Traffic
 from jsonproto.dispatch.latency cimport HandlerLatency
 from jsonproto.wire.codec cimport decode, encode
 from jsonproto.wire.framing cimport FrameQueue, encodeInt32
 
+
+cdef Py_ssize_t _BATCH_BYTES
+cdef Py_ssize_t _TIME_CHECK_EVERY
 
 cdef bint _validId(object messageId) except -1
 
@@ -16,6 +21,7 @@ cdef object _answer(dict handlers, HandlerLatency latency, object dispatcher, ob
 cdef dict _withId(dict reply, dict message)
 
 
+@cython.final
 cdef class Owed:
     cdef public object frame
 

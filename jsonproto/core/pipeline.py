@@ -92,6 +92,10 @@ Messages between two looks at the clock for L{YIELD}: a look costs about as
 much as a small message.
 """
 
+# C integers in the compiled module.
+_BATCH_BYTES = BATCH_BYTES
+_TIME_CHECK_EVERY = TIME_CHECK_EVERY
+
 
 def _validId(messageId: Any) -> bool:
     kind = type(messageId)
@@ -360,7 +364,7 @@ class Pipeline:
         while True:
             if len(self._owed) >= self._maxPending:
                 return BLOCKED
-            if self._outBytes >= BATCH_BYTES:
+            if self._outBytes >= _BATCH_BYTES:
                 return FLUSH
             frame = decoder.nextFrame()
             if frame is None:
@@ -373,7 +377,7 @@ class Pipeline:
             if self._stopped:
                 return CLOSE
             handled += 1
-            if handled % TIME_CHECK_EVERY == 0 and self._turnBudget:
+            if handled % _TIME_CHECK_EVERY == 0 and self._turnBudget:
                 if turnStarted == 0.0:
                     turnStarted = self._now()
                 elif self._now() - turnStarted >= self._turnBudget:

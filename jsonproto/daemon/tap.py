@@ -115,7 +115,11 @@ _NUMBERS = [
     _NumberOption("message-timeout", float, 0, Limits.messageTimeout,
                   "Close a connection that takes more than this many seconds to send one message; 0 never."),
     _NumberOption("max-errors", int, 0, Limits.maxErrors,
-                  "Close a connection after this many bad messages in a row; 0 never."),
+                  "The error budget: close a connection whose bad messages add up to more than this, less those forgiven; 0 never."),
+    _NumberOption("error-decay", float, 0, Limits.errorDecay,
+                  "Bad messages forgiven a second, so that occasional mistakes never use up the error budget."),
+    _NumberOption("turn-budget", float, 0, Limits.turnBudget,
+                  "Seconds of work one connection may take before the others get their turn; 0 for no bound."),
     _NumberOption("handshake-timeout", float, 0, Limits.handshakeTimeout,
                   "Drop a TLS connection whose handshake takes longer than this many seconds; 0 never."),
     _NumberOption("shutdown-timeout", float, 0, DEFAULT_SHUTDOWN_TIMEOUT,
@@ -253,6 +257,8 @@ class Options(usage.Options):
             sendTimeout=self["send-timeout"],
             messageTimeout=self["message-timeout"],
             maxErrors=self["max-errors"],
+            errorDecay=self["error-decay"],
+            turnBudget=self["turn-budget"],
             handshakeTimeout=self["handshake-timeout"],
         )
 

@@ -1,5 +1,11 @@
 # C types for the compiled twin of latency.py (see jsonproto.core.compiled).
 
+cimport cython
+
+cdef long long _SAMPLE
+
+
+@cython.final
 cdef class Tally:
     cdef public long long n
 
@@ -10,6 +16,7 @@ cdef class HandlerLatency:
     cdef public dict errors
     cdef public dict buckets
     cdef public dict sums
+    @cython.locals(tally=Tally)
     cpdef count(self, str label)
     cpdef double countCall(self, str messageType) except -1.0
     cpdef countError(self, object messageType)

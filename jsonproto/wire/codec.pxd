@@ -1,8 +1,9 @@
 # C types for the compiled twin of codec.py (see jsonproto.core.compiled).
 
+cimport cython
+
 cpdef object decode(bytes payload)
 
-@cython.boundscheck(False)
 @cython.locals(size=Py_ssize_t, position=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t)
 cpdef bint mayHoldBigInteger(bytes payload) except -1
 

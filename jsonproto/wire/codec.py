@@ -12,8 +12,8 @@ L{jsonproto.errors.RequestError}, so callers have one exception to handle.
 Every rule here is cheap on ordinary messages: the walk that checks nesting
 and surrogates runs only when a quick byte count says a message could fail it.
 
-Where orjson is installed it does the work, about five times faster than the
-standard library; the rules stay the same.  orjson would read an integer
+orjson does the work, about five times faster than the standard library;
+the rules stay the same.  orjson would read an integer
 past 64 bits as a float and write NaN as null, so a message that may hold
 such an integer, or a reply orjson cannot write or writes with a null in
 it, goes through the standard library instead, which keeps big integers
@@ -28,10 +28,7 @@ import re
 import sys
 from typing import Any
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - the package depends on it
-    orjson = None
+from orjson import JSONDecodeError, dumps as _dumps, loads as _loads
 
 from jsonproto.errors import (
     INTERNAL_ERROR,
@@ -120,11 +117,9 @@ def decode(payload: bytes) -> Any:
         L{NUMBER_OUT_OF_RANGE} for a number no double can hold or an integer
         too long to parse, with L{NESTING_TOO_DEEP} past L{MAX_DEPTH}.
     """
-    if orjson is None:
-        return _decodeStrictly(payload)
     try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError as e:
+        value = _loads(payload)
+    except JSONDecodeError as e:
         reason = str(e)
         if "infinity" in reason:
             raise RequestError(NUMBER_OUT_OF_RANGE) from None
@@ -229,17 +224,16 @@ def encode(value: Any) -> bytes:
         else JSON cannot represent (a set, a lone surrogate); the caller
         decides what to tell the client.
     """
-    if orjson is not None:
-        try:
-            encoded: bytes = orjson.dumps(value)
-        except TypeError:
-            pass
-        else:
-            # orjson writes NaN and Infinity as null: where there is a null,
-            # make sure it was one.  Scanning a long reply costs more than
-            # walking it.
-            if b"null" not in encoded if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value):
-                return encoded
+    try:
+        encoded: bytes = _dumps(value)
+    except TypeError:
+        pass
+    else:
+        # orjson writes NaN and Infinity as null: where there is a null,
+        # make sure it was one.  Scanning a long reply costs more than
+        # walking it.
+        if encoded.find(b"null") < 0 if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value):
+            return encoded
     try:
         return _encoder.encode(value).encode("utf-8")
     except ValueError as e:

@@ -1,5 +1,7 @@
 # C types for the compiled twin of framing.py (see jsonproto.core.compiled).
 
+cimport cython
+
 cdef class FrameQueue:
     cdef list _frames
     cdef Py_ssize_t _next
@@ -28,7 +30,7 @@ cdef class Int32Decoder(FrameQueue):
     cpdef abandon(self)
 
 
-@cython.locals(end=Py_ssize_t)
+@cython.locals(end=Py_ssize_t, size=Py_ssize_t, line=bytes)
 cpdef Py_ssize_t cutLines(list frames, bytes data, Py_ssize_t start, Py_ssize_t maxLength, object tooLong) except -1
 
 cpdef bytes encodeLine(bytes payload)

@@ -237,11 +237,15 @@ def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLo
     if end == 0:
         return start
     for line in data[start : end - 1].split(b"\n"):
-        if line[-1:] == b"\r":
-            line = line[:-1]
-        if not line or line.isspace():
+        size = len(line)
+        if size and line[size - 1] == 13:  # \r
+            line = line[: size - 1]
+            size -= 1
+        # Blank: empty, or (rarely) all whitespace, which starts with a byte
+        # no greater than a space.
+        if not size or (line[0] <= 32 and line.isspace()):
             continue
-        frames.append(line if len(line) <= maxLength else tooLong)
+        frames.append(line if size <= maxLength else tooLong)
     return end
 
 
