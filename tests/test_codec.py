@@ -169,17 +169,19 @@ class EncodeTests(SynchronousTestCase):
 
 class StandardLibraryDecodeTests(DecodeTests):
     """
-    The same rules where orjson is not installed.
+    The same rules held by the standard library's parser, which reads
+    whatever orjson cannot read exactly.
     """
 
     def setUp(self) -> None:
-        self.patch(codec, "orjson", None)
+        self.patch(codec, "decode", codec._decodeStrictly)
 
 
 class StandardLibraryEncodeTests(EncodeTests):
     """
-    The same rules where orjson is not installed.
+    The same rules held by the standard library's encoder, which writes
+    whatever orjson cannot.
     """
 
     def setUp(self) -> None:
-        self.patch(codec, "orjson", None)
+        self.patch(codec, "encode", codec._encodeStrictly)

@@ -8,3 +8,5 @@ cpdef object decode(bytes payload)
 cpdef bint mayHoldBigInteger(bytes payload) except -1
 
 cpdef bytes encode(object value)
+cpdef bytes _encodeStrictly(object value)
+cpdef object _decodeStrictly(bytes payload)

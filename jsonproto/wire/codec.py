@@ -234,6 +234,13 @@ def encode(value: Any) -> bytes:
         # walking it.
         if encoded.find(b"null") < 0 if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value):
             return encoded
+    return _encodeStrictly(value)
+
+
+def _encodeStrictly(value: Any) -> bytes:
+    """
+    The standard library's encoder, held to the same rules.
+    """
     try:
         return _encoder.encode(value).encode("utf-8")
     except ValueError as e:
