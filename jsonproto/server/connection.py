@@ -155,7 +155,19 @@ class ConnectionInfo(Counters):
         Push a message to this client now, outside request and reply (a
         notification, a broadcast).  It is framed like the connection's
         replies and may overtake replies still being computed.
+
+        A message from the server is a reply if and only if it carries
+        C{status}: that is how clients tell the two apart, so a push with a
+        C{status} would be taken for the reply to a request and every reply
+        after it would go to the wrong one.
+
+        @raise ValueError: C{message} has a C{status} key.
         """
+        if isinstance(message, dict) and "status" in message:
+            raise ValueError(
+                "a pushed message must not have a 'status' key: clients take every message "
+                "with a status for a reply (name the field something else, such as 'state')"
+            )
         if self.protocol is not None:
             self.protocol.sendMessage(message)
 
