@@ -31,6 +31,11 @@ LOCAL = "tcp:0:interface=127.0.0.1"
 
 
 class TwistedClientInMemoryTests(SynchronousTestCase):
+    """
+    The Twisted client on a StringTransport: it never hands a reply to the
+    wrong request, and tells pushes from replies by C{status} alone.
+    """
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.client = JSONClientProtocol(clock=self.clock, timeout=5)
@@ -114,19 +119,6 @@ class TwistedClientInMemoryTests(SynchronousTestCase):
         """
         for message in [[], {"a": 1}, {"type": 1}, {"type": "X", "id": True}]:
             self.assertRaises(ValueError, self.client.request, message)
-
-
-class TwistedClientMatchingTests(SynchronousTestCase):
-    """
-    The Twisted client never hands a reply to the wrong request, and tells
-    pushes from replies by C{status} alone.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.client = JSONClientProtocol(clock=self.clock, timeout=5)
-        self.transport = StringTransport()
-        self.client.makeConnection(self.transport)
 
     def test_timeoutWithIds(self) -> None:
         """
