@@ -204,7 +204,7 @@ class _Hardening:
                     "status": "ERROR",
                     "message": "Too many errors",
                     "code": "too_many_errors",
-                    "detail": "more than 3 bad messages (less 1 forgiven a second)",
+                    "detail": "more than 3 bad messages, with 1 forgiven a second",
                 },
             ],
         )

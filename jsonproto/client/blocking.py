@@ -4,33 +4,68 @@ tests and programs that run no reactor.
 
     with Client("localhost", 3001) as client:
         client.request({"type": "SUM", "a": 1, "b": 2})
+        push = client.receivePush(timeout=5)
+
+A message from the server is a reply if and only if it carries C{status}.
+Each reply goes to its own request (by order, or by C{id}); a request that
+timed out keeps its place, and its late reply is dropped, so no later
+request can be handed it.  Other messages are pushes, queued for
+L{Client.receivePush} and L{Client.pushes}, or handed to C{onMessage}.
 """
 
 from __future__ import annotations
 
+import enum
+import math
 import selectors
 import socket
 import ssl
+import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Literal
 
-from jsonproto.client.common import ProtocolError, checkRequest, decoderFor
-from jsonproto.errors import RequestError
+from jsonproto.client.common import ProtocolError, checkRequest, decoderFor, readMessage
+from jsonproto.client.matching import Pending, ReplyMatcher, Route, describeClosing
 from jsonproto.limits import Limits
-from jsonproto.wire import codec, framing
+
+
+class _Default(enum.Enum):
+    TIMEOUT = "the client's timeout"
+
+
+CLIENT_TIMEOUT: Literal[_Default.TIMEOUT] = _Default.TIMEOUT
+"""
+The default of every C{timeout} parameter of L{Client}'s methods: the
+C{timeout} the client was made with.
+"""
+
+Timeout = float | None | Literal[_Default.TIMEOUT]
+
+_READ = 65536
+
+
+def checkTimeout(timeout: Any) -> float | None:
+    """
+    A timeout as the clients take it: positive seconds, or L{None} for no
+    limit.
+
+    @raise ValueError: Anything else (zero would mean "do not wait at all",
+        which makes no connection and no reply).
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, or None for no limit, not {timeout!r}")
+    return float(timeout)
 
 
 class Client:
     """
     A blocking client, stdlib sockets and C{ssl} only.
 
-    @param host: The server's name or address (for TLS, the name its
-        certificate must carry, unless C{serverHostname} says otherwise).
-    @param tls: Speak TLS, verifying the server's certificate and hostname.
-    @param ca: A PEM file of certificates to trust instead of the system's.
-    @param certificate: A PEM file with this client's certificate (and key,
-        unless C{privateKey} names another file), for mutual TLS.
-    @param timeout: Seconds to wait for connecting and for each reply.
+    @ivar onMessage: L{None}, to queue each push for L{receivePush} and
+        L{pushes}; or a function, called with each push as it is read
+        (while the client waits for a reply, say) instead.
     """
 
     def __init__(
@@ -45,30 +80,67 @@ class Client:
         privateKey: str | None = None,
         serverHostname: str | None = None,
         timeout: float | None = 10.0,
-        maxMessageSize: int = Limits.maxMessageSize,
+        maxReplySize: int = Limits.maxMessageSize,
         unixPath: str | None = None,
     ) -> None:
-        self._decoder, self._frame = decoderFor(framing, maxMessageSize)
+        """
+        Connect.
+
+        @param host: The server's name or address (for TLS, the name its
+            certificate must carry, unless C{serverHostname} says
+            otherwise).
+        @param framing: C{line} or C{int32}, as the server speaks.
+        @param tls: Speak TLS, verifying the server's certificate and
+            hostname.
+        @param ca: A PEM file of certificates to trust instead of the
+            system's.
+        @param certificate: A PEM file with this client's certificate (and
+            key, unless C{privateKey} names another file), for mutual TLS.
+        @param timeout: Seconds to wait for connecting, and the default for
+            each reply and each push waited for; L{None} for no limit.
+        @param maxReplySize: The longest message taken from the server, in
+            bytes: the daemon's default C{--max-message-size} unless told.
+            A longer one raises L{jsonproto.client.common.ReplyTooLong}
+            and ends the connection.
+        @param unixPath: Connect to this Unix socket instead of C{host} and
+            C{port}.
+        @raise ValueError: A bad port, framing, timeout or size.
+        @raise OSError: The connection failed (C{ConnectionRefusedError},
+            C{TimeoutError}, C{ssl.SSLCertVerificationError}, ...).
+        """
+        self._timeout = checkTimeout(timeout)
+        self._decoder, self._frame = decoderFor(framing, maxReplySize)
         if unixPath is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(unixPath)
+            try:
+                sock.settimeout(self._timeout)
+                sock.connect(unixPath)
+            except BaseException:
+                sock.close()
+                raise
         else:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
+            sock = socket.create_connection((host, port), timeout=self._timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls:
-            context = ssl.create_default_context(cafile=ca)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if certificate:
-                context.load_cert_chain(certificate, privateKey)
             try:
+                context = ssl.create_default_context(cafile=ca)
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                if certificate:
+                    context.load_cert_chain(certificate, privateKey)
                 sock = context.wrap_socket(sock, server_hostname=serverHostname or host)
             except BaseException:
                 sock.close()
                 raise
         self._socket = sock
-        self._pushed: deque[Any] = deque()
-        self.onMessage: Callable[[Any], None] = self._pushed.append
+        self._matcher = ReplyMatcher()
+        # Requests made with send(), for receive() to answer in order.
+        self._unreceived: deque[Pending] = deque()
+        self._pushes: deque[Any] = deque()
+        # Why the connection cannot go on, once it cannot.
+        self._broken: Exception | None = None
+        self.onMessage: Callable[[Any], None] | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -77,61 +149,75 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """
+        Close the connection.  Replies and pushes already read can still be
+        taken; anything else raises C{ConnectionError}.
+        """
+        if self._broken is None:
+            self._broken = ConnectionError("the client was closed")
         self._socket.close()
+
+    def fileno(self) -> int:
+        """
+        The socket's file descriptor, for a program that waits on it with
+        C{selectors} among other files, then calls L{poll}.
+        """
+        return self._socket.fileno()
+
+    # Replies
+
+    def request(self, message: dict[str, Any], timeout: Timeout = CLIENT_TIMEOUT) -> dict[str, Any]:
+        """
+        Send one request and return its reply (errors included: check its
+        C{status}).
+
+        @param timeout: Seconds to wait for the reply; the client's timeout
+            unless told; L{None} for no limit.
+        @raise TimeoutError: No reply came in time.  The request is given
+            up: its reply, should it come later, is dropped.
+        @raise ConnectionError: The connection ended first (the message
+            says why: closed by the server, and with what error).
+        @raise ProtocolError: The server sent something not jsonproto; the
+            connection is closed.
+        """
+        pending = self._sendRequest(message)
+        return self._waitFor(pending, timeout)
 
     def send(self, message: dict[str, Any]) -> None:
         """
-        Send one request without waiting for its reply.
+        Send one request without waiting for its reply: L{receive} returns
+        the replies to these requests, in the order they were sent.
         """
-        self._socket.sendall(self._frame(checkRequest(message)))
+        self._unreceived.append(self._sendRequest(message))
 
-    def receive(self) -> dict[str, Any]:
+    def receive(self, timeout: Timeout = CLIENT_TIMEOUT) -> dict[str, Any]:
         """
-        Wait for the next reply (pushed messages on the way go to
-        C{onMessage}).
+        Wait for the reply to the oldest request made with L{send} whose
+        reply has not been taken yet.
 
-        @raise TimeoutError: None came within the timeout.
-        @raise ConnectionError: The server closed the connection first.
+        @raise RuntimeError: No such request.
+        @raise TimeoutError: It did not come in time.  That request is given
+            up (its late reply will be dropped); the next call waits for
+            the next one.
+        @raise ConnectionError: The connection ended first.
         @raise ProtocolError: The server sent something not jsonproto.
         """
-        while True:
-            reply = self._nextReply()
-            if reply is not None:
-                return reply
-            self._received(self._socket.recv(65536))
+        if not self._unreceived:
+            raise RuntimeError("no request made with send() is waiting for its reply")
+        try:
+            return self._waitFor(self._unreceived[0], timeout)
+        finally:
+            self._unreceived.popleft()
 
-    def _nextReply(self) -> dict[str, Any] | None:
+    @property
+    def replyReady(self) -> bool:
         """
-        The next reply among the bytes received so far, handing pushed
-        messages before it to C{onMessage}; L{None} until more arrive.
+        Whether L{receive} would return at once, without reading: the reply
+        to the oldest request made with L{send} has already been read.
         """
-        while True:
-            frame = self._decoder.nextFrame()
-            if frame is None:
-                return None
-            if frame is framing.TOO_LONG:
-                raise ProtocolError("the server sent a reply longer than the size limit")
-            try:
-                message = codec.decode(frame)
-            except RequestError as e:
-                raise ProtocolError(f"the server sent a reply that is not JSON ({e})") from None
-            if isinstance(message, dict) and "status" in message:
-                return message
-            self.onMessage(message)
+        return bool(self._unreceived) and self._unreceived[0].reply is not None
 
-    def _received(self, data: bytes) -> None:
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        self._decoder.feed(data)
-
-    def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """
-        Send one request and return its reply.
-        """
-        self.send(message)
-        return self.receive()
-
-    def pipeline(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def pipeline(self, messages: list[dict[str, Any]], timeout: Timeout = CLIENT_TIMEOUT) -> list[dict[str, Any]]:
         """
         Send every request and return every reply, in order.
 
@@ -139,53 +225,223 @@ class Client:
         stops reading from a client that does not take its replies, so
         sending a large batch before reading any would leave both waiting.
 
+        @param timeout: Seconds any wait may last with nothing sent or
+            received; the client's timeout unless told.
         @raise TimeoutError: Nothing could be sent or received for the
-            timeout.
+            timeout.  The requests not yet answered are given up; if some
+            were not yet sent whole, the connection is closed.
         """
-        data = memoryview(b"".join(self._frame(checkRequest(m)) for m in messages))
-        replies: list[dict[str, Any]] = []
+        payloads = [checkRequest(m) for m in messages]
+        self._raiseIfBroken()
+        seconds = self._seconds(timeout)
+        pendings = [Pending(m) for m in messages]
+        for pending in pendings:
+            self._matcher.add(pending)
+        data = memoryview(b"".join(self._frame(p) for p in payloads))
         sock = self._socket
-        timeout = sock.gettimeout()
-        sock.setblocking(False)
+        answered = 0
         try:
+            sock.setblocking(False)
             with selectors.DefaultSelector() as selector:
                 selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-                while len(replies) < len(messages):
-                    reply = self._nextReply()
-                    if reply is not None:
-                        replies.append(reply)
-                        continue
-                    if not selector.select(timeout):
-                        raise TimeoutError(f"no progress for {timeout} seconds, {len(replies)} of {len(messages)} replies in")
+                while True:
+                    while answered < len(pendings) and pendings[answered].reply is not None:
+                        answered += 1
+                    if answered == len(pendings):
+                        break
+                    self._raiseIfBroken()
+                    if not selector.select(seconds):
+                        raise TimeoutError(f"no progress for {seconds:g} seconds, {answered} of {len(pendings)} replies in")
                     if data:
                         data = data[self._sendSome(data) :]
                         if not data:
                             selector.modify(sock, selectors.EVENT_READ)
                     self._receiveSome()
-        finally:
-            sock.settimeout(timeout)
-        return replies
+        except BaseException:
+            for pending in pendings:
+                pending.abandoned = pending.reply is None
+            if data:
+                self._fail(ConnectionError("a pipeline stopped before all its requests were sent whole, so the connection was closed"))
+            raise
+        return [p.reply for p in pendings]  # type: ignore[misc]
+
+    # Pushes
+
+    def receivePush(self, timeout: Timeout = CLIENT_TIMEOUT) -> Any:
+        """
+        The next message the server pushes (one without a C{status}): one
+        already read, or the next to arrive, with no request needed.
+        Replies read meanwhile are kept for their requests.
+
+        @param timeout: Seconds to wait; the client's timeout unless told;
+            L{None} for no limit.
+        @raise TimeoutError: None came in time.
+        @raise ConnectionError: The connection ended first.
+        @raise RuntimeError: Pushes go to C{onMessage} instead.
+        """
+        if self.onMessage is not None:
+            raise RuntimeError("pushes are handed to onMessage; set it to None to receive them here")
+        deadline, seconds = self._deadline(timeout)
+        while not self._pushes:
+            self._readOnce(deadline, f"no push within {seconds:g} seconds")
+        return self._pushes.popleft()
+
+    def pushes(self) -> Iterator[Any]:
+        """
+        Every message the server pushes, as it arrives, for as long as the
+        connection lasts: C{for message in client.pushes(): ...} waits
+        without a time limit, and ends when the server closes the
+        connection.
+        """
+        while True:
+            try:
+                yield self.receivePush(timeout=None)
+            except ConnectionError:
+                return
+
+    def poll(self) -> None:
+        """
+        Read what the server has sent so far, without waiting: pushes go to
+        the queue (or C{onMessage}), replies to their requests (see
+        L{replyReady}).  For a program that waits on L{fileno} itself.
+
+        @raise ConnectionError: The connection has ended (replies and
+            pushes that came before the end can still be taken).
+        @raise ProtocolError: The server sent something not jsonproto.
+        """
+        self._raiseIfBroken()
+        self._socket.setblocking(False)
+        self._receiveSome()
+        self._raiseIfBroken()
+
+    # Sending
+
+    def _sendRequest(self, message: dict[str, Any]) -> Pending:
+        payload = checkRequest(message)
+        self._raiseIfBroken()
+        pending = Pending(message)
+        self._matcher.add(pending)
+        sock = self._socket
+        sock.settimeout(self._timeout)
+        try:
+            sock.sendall(self._frame(payload))
+        except TimeoutError:
+            self._fail(ConnectionError("a request could not be sent whole in time, so the connection was closed"))
+            raise TimeoutError(f"could not send the request within {self._timeout:g} seconds (the server is not reading)") from None
+        except OSError as e:
+            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
+            self._raiseIfBroken()
+        return pending
 
     def _sendSome(self, data: memoryview) -> int:
         """
         Send what the socket takes now, without waiting.
         """
         try:
-            return self._socket.send(data[:65536])
+            return self._socket.send(data[:_READ])
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return 0
+        except OSError as e:
+            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
+            return 0
+
+    # Receiving
+
+    def _seconds(self, timeout: Timeout) -> float | None:
+        return self._timeout if timeout is CLIENT_TIMEOUT else checkTimeout(timeout)
+
+    def _deadline(self, timeout: Timeout) -> tuple[float | None, float]:
+        seconds = self._seconds(timeout)
+        if seconds is None:
+            return None, math.inf
+        return time.monotonic() + seconds, seconds
+
+    def _waitFor(self, pending: Pending, timeout: Timeout) -> dict[str, Any]:
+        deadline, seconds = self._deadline(timeout)
+        try:
+            while pending.reply is None:
+                self._readOnce(deadline, f"no reply within {seconds:g} seconds")
+        except TimeoutError:
+            pending.abandoned = True
+            raise
+        return pending.reply
+
+    def _readOnce(self, deadline: float | None, timedOut: str) -> None:
+        """
+        Wait for bytes from the server until C{deadline}, and take them.
+        """
+        self._raiseIfBroken()
+        sock = self._socket
+        if deadline is None:
+            sock.settimeout(None)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(timedOut)
+            sock.settimeout(remaining)
+        try:
+            data = self._recv()
+        except TimeoutError:
+            raise TimeoutError(timedOut) from None
+        except OSError as e:
+            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
+            return
+        self._received(data)
 
     def _receiveSome(self) -> None:
         """
-        Take what has arrived, without waiting (and, over TLS, what the TLS
-        layer already holds, which the selector cannot see).
+        Take what has arrived, on a socket that does not block.
+        """
+        try:
+            data = self._recv()
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError as e:
+            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
+            return
+        self._received(data)
+
+    def _recv(self) -> bytes:
+        """
+        One read, and over TLS whatever else the TLS layer has already
+        decrypted (which no selector can see).
         """
         sock = self._socket
-        while True:
+        data = sock.recv(_READ)
+        if data and isinstance(sock, ssl.SSLSocket):
+            while more := sock.pending():
+                data += sock.recv(more)
+        return data
+
+    def _received(self, data: bytes) -> None:
+        if not data:
+            self._fail(ConnectionError("the server closed the connection"))
+            return
+        self._decoder.feed(data)
+        while self._broken is None and (frame := self._decoder.nextFrame()) is not None:
             try:
-                data = sock.recv(65536)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                message = readMessage(frame, self._decoder)
+                route, _ = self._matcher.route(message)
+            except ProtocolError as e:
+                self._fail(e)
                 return
-            self._received(data)
-            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                return
+            if route is Route.PUSH:
+                if self.onMessage is not None:
+                    self.onMessage(message)
+                else:
+                    self._pushes.append(message)
+            elif route is Route.CLOSING:
+                self._fail(ConnectionError(f"the server closed the connection: {describeClosing(message)}"))
+
+    def _fail(self, error: Exception) -> None:
+        """
+        The connection cannot go on: close it, and raise C{error} from
+        every call that would need it.
+        """
+        if self._broken is None:
+            self._broken = error
+            self._socket.close()
+
+    def _raiseIfBroken(self) -> None:
+        if self._broken is not None:
+            raise self._broken.with_traceback(None)

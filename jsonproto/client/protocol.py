@@ -3,10 +3,13 @@ The Twisted client: L{JSONClientProtocol}, made by L{connect}.
 
     client = await connect(reactor, "tcp:localhost:3001")
     reply = await client.request({"type": "SUM", "a": 1, "b": 2})
+    push = await client.nextPush()
 
-Replies are matched to the oldest request waiting for one (or to the
-request with its C{id}); a message with no C{status} is a push from the
-server, handed to C{onMessage}.
+A message from the server is a reply if and only if it carries C{status};
+replies are matched to requests by order (or by C{id}), and a request that
+timed out keeps its place so that its late reply is dropped, never taken
+for another's.  Other messages are pushes: queued for L{nextPush}, or
+handed to C{onMessage} if it is set.
 """
 
 from __future__ import annotations
@@ -15,33 +18,45 @@ from collections import deque
 from typing import Any, Callable
 
 from twisted.internet import endpoints, protocol
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from jsonproto.client.common import ProtocolError, RequestTimedOut, checkRequest, decoderFor
-from jsonproto.errors import RequestError
+from jsonproto.client.common import ProtocolError, RequestTimedOut, checkRequest, decoderFor, readMessage
+from jsonproto.client.matching import Pending, ReplyMatcher, Route, describeClosing
 from jsonproto.limits import Limits
-from jsonproto.wire import codec, framing
 
 
-class _Waiting:
-    __slots__ = ("id", "hasId", "deferred", "timer")
+class _Waiting(Pending):
+    """
+    A request waiting for its reply, and the Deferred its caller holds.
+    """
 
-    def __init__(self, message: dict[str, Any], deferred: Deferred[dict[str, Any]]) -> None:
-        self.hasId = "id" in message
-        self.id = message.get("id")
-        self.deferred = deferred
+    __slots__ = ("deferred", "timer")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.deferred: Deferred[dict[str, Any]] = Deferred(self._cancel)
         self.timer: IDelayedCall | None = None
+
+    def _cancel(self, deferred: Deferred[dict[str, Any]]) -> None:
+        # Cancelled by its caller: keep its place so its reply is dropped.
+        self.giveUp()
+
+    def giveUp(self) -> None:
+        self.abandoned = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class JSONClientProtocol(protocol.Protocol):
     """
     The Twisted client.  Build it with L{connect}.
 
-    @ivar onMessage: Called with each pushed message (one without a
-        C{status}); by default they are dropped.
+    @ivar onMessage: L{None}, to queue each push for L{nextPush}; or a
+        function, called with each push as it arrives instead.
     """
 
     def __init__(
@@ -49,16 +64,29 @@ class JSONClientProtocol(protocol.Protocol):
         framing: str = "line",
         timeout: float | None = None,
         clock: Any = None,
-        maxMessageSize: int = Limits.maxMessageSize,
+        maxReplySize: int = Limits.maxMessageSize,
     ) -> None:
+        """
+        @param framing: C{line} or C{int32}, as the server speaks.
+        @param timeout: The default seconds to wait for each reply; L{None}
+            to wait as long as the connection lasts.
+        @param clock: The L{IReactorTime} timeouts use; the reactor by
+            default.
+        @param maxReplySize: The longest message taken from the server, in
+            bytes (the daemon's default C{--max-message-size}, unless
+            told).  A longer one ends the connection with
+            L{jsonproto.client.common.ReplyTooLong}.
+        """
         if clock is None:
             from twisted.internet import reactor as clock
-        self._decoder, self._frame = decoderFor(framing, maxMessageSize)
+        self._decoder, self._frame = decoderFor(framing, maxReplySize)
         self._timeout = timeout
         self._clock = clock
-        self._waiting: deque[_Waiting] = deque()
+        self._matcher = ReplyMatcher()
         self._lost: Failure | None = None
-        self.onMessage: Callable[[Any], None] = lambda message: None
+        self._pushes: deque[Any] = deque()
+        self._pushWaiters: deque[Deferred[Any]] = deque()
+        self.onMessage: Callable[[Any], None] | None = None
 
     def request(self, message: dict[str, Any], timeout: float | None = None) -> Deferred[dict[str, Any]]:
         """
@@ -68,63 +96,84 @@ class JSONClientProtocol(protocol.Protocol):
             default if L{None}.
         @return: Fires with the reply (errors included: check its
             C{status}), or fails with L{RequestTimedOut}, or with
-            L{ConnectionLost} if the connection ends first.
+            L{ConnectionLost} if the connection ends first.  Cancelling it
+            gives up on the reply, as a timeout does.
         """
         payload = checkRequest(message)
-        result: Deferred[dict[str, Any]] = Deferred()
         if self._lost is not None:
-            result.errback(self._lost)
-            return result
-        waiting = _Waiting(message, result)
+            return fail(self._lost)
+        waiting = _Waiting(message)
         timeout = self._timeout if timeout is None else timeout
         if timeout:
             waiting.timer = self._clock.callLater(timeout, self._timedOut, waiting, timeout)
-        self._waiting.append(waiting)
+        self._matcher.add(waiting)
         self.transport.write(self._frame(payload))
-        return result
+        return waiting.deferred
 
     def _timedOut(self, waiting: _Waiting, timeout: float) -> None:
-        # The entry stays queued, so that its late reply is recognised.
         waiting.timer = None
+        waiting.giveUp()
         waiting.deferred.errback(RequestTimedOut(f"no reply within {timeout:g} seconds"))
 
+    def nextPush(self) -> Deferred[Any]:
+        """
+        The next message the server pushes (one without a C{status}),
+        those already queued first.  Only while C{onMessage} is L{None}.
+
+        @return: Fires with the message, or fails with L{ConnectionLost}
+            once the connection has ended and nothing is queued.
+            Cancel it (or use C{addTimeout}) to stop waiting.
+        """
+        if self._pushes:
+            return succeed(self._pushes.popleft())
+        if self._lost is not None:
+            return fail(self._lost)
+        waiter: Deferred[Any] = Deferred(self._pushWaiters.remove)
+        self._pushWaiters.append(waiter)
+        return waiter
+
     def dataReceived(self, data: bytes) -> None:
+        if self._lost is not None:
+            # Past the server's last word, or a message that was not one.
+            return
         self._decoder.feed(data)
-        while (frame := self._decoder.nextFrame()) is not None:
-            if frame is framing.TOO_LONG:
-                self._protocolError("a reply longer than the size limit")
-                return
+        while self._lost is None and (frame := self._decoder.nextFrame()) is not None:
             try:
-                message = codec.decode(frame)
-            except RequestError as e:
-                self._protocolError(f"a reply that is not JSON ({e})")
-                return
-            self._received(message)
+                self._received(readMessage(frame, self._decoder))
+            except ProtocolError as e:
+                self._end(Failure(e), abort=True)
 
     def _received(self, message: Any) -> None:
-        if not isinstance(message, dict) or "status" not in message:
+        route, pending = self._matcher.route(message)
+        if route is Route.PUSH:
+            self._pushed(message)
+        elif route is Route.REPLY:
+            assert isinstance(pending, _Waiting)
+            if pending.timer is not None:
+                pending.timer.cancel()
+                pending.timer = None
+            pending.deferred.callback(message)
+        elif route is Route.CLOSING:
+            self._end(Failure(ConnectionLost(f"the server closed the connection: {describeClosing(message)}")))
+
+    def _pushed(self, message: Any) -> None:
+        if self.onMessage is not None:
             self.onMessage(message)
-            return
-        if not self._waiting:
-            self._protocolError("a reply to no request")
-            return
-        waiting = self._match(message)
-        if waiting.timer is not None:
-            waiting.timer.cancel()
-        if not waiting.deferred.called:
-            waiting.deferred.callback(message)
+        elif self._pushWaiters:
+            self._pushWaiters.popleft().callback(message)
+        else:
+            self._pushes.append(message)
 
-    def _match(self, reply: dict[str, Any]) -> _Waiting:
-        if "id" in reply:
-            for waiting in self._waiting:
-                if waiting.hasId and waiting.id == reply["id"]:
-                    self._waiting.remove(waiting)
-                    return waiting
-        return self._waiting.popleft()
-
-    def _protocolError(self, what: str) -> None:
-        self._lost = Failure(ProtocolError(f"the server sent {what}"))
-        self.transport.abortConnection()
+    def _end(self, reason: Failure, abort: bool = False) -> None:
+        """
+        Take nothing more from the server: what waits will fail with
+        C{reason} once the connection is closed.
+        """
+        self._lost = reason
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
 
     def close(self) -> None:
         """
@@ -135,12 +184,16 @@ class JSONClientProtocol(protocol.Protocol):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self._lost is None:
             self._lost = reason if not reason.check(ConnectionDone) else Failure(ConnectionLost("the connection was closed"))
-        waiting, self._waiting = self._waiting, deque()
-        for entry in waiting:
+        for entry in self._matcher.drain():
+            assert isinstance(entry, _Waiting)
             if entry.timer is not None:
                 entry.timer.cancel()
+                entry.timer = None
             if not entry.deferred.called:
                 entry.deferred.errback(self._lost)
+        waiters, self._pushWaiters = self._pushWaiters, deque()
+        for waiter in waiters:
+            waiter.errback(self._lost)
 
 
 def connect(
@@ -148,6 +201,7 @@ def connect(
     description: str,
     framing: str = "line",
     timeout: float | None = None,
+    maxReplySize: int = Limits.maxMessageSize,
 ) -> Deferred[JSONClientProtocol]:
     """
     Connect to a jsonproto server.
@@ -155,12 +209,17 @@ def connect(
     @param description: A Twisted client endpoint string:
         C{tcp:host=localhost:port=3001}, C{tcp:localhost:3001},
         C{tls:example.com:3443} (verified against the system's trust
-        roots), C{tls:example.com:3443:trustRoots=/etc/ca-dir},
-        C{tls:...:certificate=client.pem:privateKey=client.pem} for mutual
-        TLS, C{unix:/run/jsonproto.sock}.
-    @param timeout: The default per-request timeout in seconds.
+        roots), C{tls:example.com:3443:trustRoots=/etc/ca-dir} (a directory
+        of PEM certificates), C{tls:...:certificate=client.pem:privateKey=client.pem}
+        for mutual TLS, C{unix:/run/jsonproto.sock}.  The endpoint's own
+        C{timeout=} limits connecting.
+    @param framing: C{line} or C{int32}, as the server speaks.
+    @param timeout: The default seconds to wait for each reply (not for
+        connecting); L{None} to wait as long as the connection lasts.
+    @param maxReplySize: The longest message taken from the server, in
+        bytes; the daemon's default C{--max-message-size} unless told.
     """
     return endpoints.connectProtocol(
         endpoints.clientFromString(reactor, description),
-        JSONClientProtocol(framing=framing, timeout=timeout, clock=reactor),
+        JSONClientProtocol(framing=framing, timeout=timeout, clock=reactor, maxReplySize=maxReplySize),
     )

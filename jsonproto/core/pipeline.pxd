@@ -11,6 +11,7 @@ from jsonproto.wire.framing cimport FrameQueue, encodeInt32
 cdef Py_ssize_t _BATCH_BYTES
 cdef Py_ssize_t _TIME_CHECK_EVERY
 
+cpdef checkPush(object message)
 cdef bint _validId(object messageId) except -1
 
 cpdef object answer(object dispatcher, object message, object context)

@@ -104,6 +104,24 @@ def _validId(messageId: Any) -> bool:
     )
 
 
+def checkPush(message: Any) -> None:
+    """
+    Refuse a message the server would push with a C{status}.
+
+    A message from the server is a reply if and only if it carries
+    C{status}: that is how clients tell the two apart, so a push with one
+    would be taken for the reply to a request, and every reply after it
+    would go to the wrong one.
+
+    @raise ValueError: If C{message} has a C{status} key.
+    """
+    if type(message) is dict and "status" in message:
+        raise ValueError(
+            "a pushed message must not have a 'status' key: clients take every message "
+            "with a status for a reply (name the field something else, such as 'state')"
+        )
+
+
 def errorReply(error: ErrorCode, message: Any, detail: str | None = None) -> dict[str, Any]:
     """
     The reply telling the sender of C{message} about C{error}, with the
@@ -492,10 +510,7 @@ class Pipeline:
             take it for a reply.
         @raise RequestError: If JSON cannot carry it.
         """
-        if "status" in message:
-            raise ValueError(
-                "a pushed message must not have a 'status': clients take any message with one for a reply"
-            )
+        checkPush(message)
         payload = encode(message)
         self.traffic.messagesOut += 1
         if self._logMessage is not None:
@@ -534,7 +549,7 @@ class Pipeline:
         self._errorCost = (cost if cost > 0.0 else 0.0) + 1.0
         self._errorTime = now
         if self._errorCost > self._maxErrors:
-            why = f"more than {self._maxErrors} bad messages (less {self._errorDecay:g} forgiven a second)"
+            why = f"more than {self._maxErrors} bad messages, with {self._errorDecay:g} forgiven a second"
             self._stop(why, "too_many_errors")
             self._emit(TOO_MANY_ERRORS.reply(why), None)
 

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
 
 from jsonproto.core.budget import BufferBudget
+from jsonproto.core.pipeline import checkPush
 from jsonproto.core.traffic import Traffic
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
 from jsonproto.server.identity import ClientIdentity
@@ -123,8 +124,10 @@ class ConnectionInfo:
         happens once the connection has ended.
 
         @raise ValueError: If the message has a C{status}: clients take
-            every message with one for a reply.
+            every message with one for a reply (see
+            L{jsonproto.core.pipeline.checkPush}).
         """
+        checkPush(message)
         if self._connection is not None:
             self._connection.sendMessage(message)
 

@@ -9,6 +9,13 @@ one in C{--check-every} is decoded and checked, so that the client does
 less work per message than the server.  It reports requests per second,
 latency percentiles, and whether it used more CPU than the server (which
 would make the figure the client's limit, not the server's).
+
+Error replies are counted, every one, from the bytes (jsonproto writes
+C{{"status":"ERROR"} at the start of each), and so are connections the
+server closes (after C{--max-errors} bad requests, say, with the
+C{too_many_errors} message that answers no request); the run goes on with
+the connections left.  Both are counted over the whole run, warmup
+included.
 """
 
 from __future__ import annotations
@@ -26,7 +33,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from jsonproto.limits import Limits
 from jsonproto.wire.framing import encodeInt32, encodeLine
+
+ERROR_REPLY = b'{"status":"ERROR"'
+"""
+How every error reply from a jsonproto server begins.
+"""
+
+
+class ReplyTooLarge(Exception):
+    """
+    A reply was longer than C{Settings.maxReplySize}.
+    """
 
 
 @dataclass
@@ -43,6 +62,7 @@ class Settings:
     message: bytes = b'{"type":"SUM","a":10,"b":20}'
     checkEvery: int = 1000
     serverPid: int | None = None
+    maxReplySize: int = Limits.maxMessageSize
 
 
 @dataclass
@@ -51,6 +71,7 @@ class _Connection:
     buffer: bytes = b""
     sent: deque = field(default_factory=deque)  # send times of requests in flight
     needed: int = 0  # int32: bytes still missing from the current frame, or -1 for a header
+    open: bool = True
 
 
 def _cpuSeconds(pid: int) -> float:
@@ -91,6 +112,8 @@ class Benchmark:
         self.latencies = array("d")
         self.replies = 0
         self.errors = 0
+        self.closed = 0
+        self.openConnections = 0
         self.checked = 0
 
     def run(self) -> dict[str, Any]:
@@ -104,14 +127,19 @@ class Benchmark:
             poller.register(conn.sock.fileno(), select.EPOLLIN)
         connectSeconds = time.monotonic() - started
         now = time.monotonic()
+        self.openConnections = len(connections)
         for conn in connections.values():
-            conn.sock.sendall(self._runs[s.pipeline])
+            try:
+                conn.sock.sendall(self._runs[s.pipeline])
+            except OSError:
+                self._closed(conn, poller)
+                continue
             conn.sent.extend([now] * s.pipeline)
         measureFrom = now + s.warmup
         end = measureFrom + s.duration
         measuring = False
         cpu0 = serverCpu0 = 0.0
-        while True:
+        while self.openConnections:
             now = time.monotonic()
             if not measuring and now >= measureFrom:
                 measuring = True
@@ -127,47 +155,81 @@ class Benchmark:
                     data = conn.sock.recv(262144)
                 except (BlockingIOError, ssl.SSLWantReadError):
                     continue
+                except OSError:
+                    data = b""
                 if not data:
-                    raise ConnectionError("the server closed a connection")
+                    self._closed(conn, poller)
+                    continue
                 count = self._frames(conn, data)
+                sent = conn.sent
+                # Frames beyond the requests in flight answer none: the
+                # server's last word before it closes.
+                count = min(count, len(sent))
                 if not count:
                     continue
                 received = time.monotonic()
-                sent = conn.sent
                 for _ in range(count):
                     self.latencies.append(received - sent.popleft())
                 self.replies += count
-                conn.sock.sendall(self._runs[min(count, s.pipeline)])
-                sent.extend([received] * min(count, s.pipeline))
-        elapsed = time.monotonic() - measureFrom
-        ownCpu = _ownCpu() - cpu0
-        serverCpu = (_cpuSeconds(s.serverPid) - serverCpu0) if s.serverPid else None
+                try:
+                    conn.sock.sendall(self._runs[count])
+                except OSError:
+                    self._closed(conn, poller)
+                    continue
+                sent.extend([received] * count)
+        finished = time.monotonic()
+        elapsed = max(0.0, finished - measureFrom) if measuring else 0.0
+        ownCpu = _ownCpu() - cpu0 if measuring else 0.0
+        serverCpu = (_cpuSeconds(s.serverPid) - serverCpu0 if measuring else 0.0) if s.serverPid else None
         for conn in connections.values():
             conn.sock.close()
         poller.close()
         return self._summary(elapsed, connectSeconds, ownCpu, serverCpu)
+
+    def _closed(self, conn: _Connection, poller: Any) -> None:
+        """
+        The server closed C{conn}: count it, and go on without it.
+        """
+        if conn.open:
+            conn.open = False
+            self.closed += 1
+            self.openConnections -= 1
+            poller.unregister(conn.sock.fileno())
+            conn.sent.clear()
 
     def _frames(self, conn: _Connection, data: bytes) -> int:
         """
         Count the complete replies in C{data}; decode and check a sample.
         """
         buffer = conn.buffer + data if conn.buffer else data
+        limit = self.settings.maxReplySize
         if self.settings.framing == "line":
             count = buffer.count(b"\n")
             if count:
                 cut = buffer.rindex(b"\n")
+                # Only a run of complete lines longer than the limit can
+                # hold a line that is.
+                if cut > limit and max(map(len, buffer[:cut].split(b"\n"))) > limit:
+                    raise ReplyTooLarge(f"the server sent a reply longer than {limit:,} bytes")
+                self.errors += buffer.count(ERROR_REPLY, 0, cut)
                 if self._due(count):
                     self._check(buffer[buffer.rfind(b"\n", 0, cut) + 1 : cut])
                 conn.buffer = buffer[cut + 1 :]
             else:
                 conn.buffer = buffer
+            if len(conn.buffer) > limit:
+                raise ReplyTooLarge(f"the server sent a reply longer than {limit:,} bytes")
             return count
         count, offset, last = 0, 0, b""
         while len(buffer) - offset >= 4:
             (length,) = struct.unpack_from("!I", buffer, offset)
+            if length > limit:
+                raise ReplyTooLarge(f"the server sent a reply of {length:,} bytes, longer than {limit:,}")
             if len(buffer) - offset < 4 + length:
                 break
             last = buffer[offset + 4 : offset + 4 + length]
+            if last.startswith(ERROR_REPLY):
+                self.errors += 1
             offset += 4 + length
             count += 1
         conn.buffer = buffer[offset:]
@@ -181,13 +243,15 @@ class Benchmark:
         return not self.checked or self.replies // every != (self.replies + count) // every
 
     def _check(self, payload: bytes) -> None:
+        # Error replies are counted from the bytes; this catches what is
+        # not a reply at all.
         self.checked += 1
         try:
             reply = json.loads(payload)
         except ValueError:
             self.errors += 1
             return
-        if not isinstance(reply, dict) or reply.get("status") != "OK":
+        if not isinstance(reply, dict) or reply.get("status") not in ("OK", "ERROR"):
             self.errors += 1
 
     def _summary(self, elapsed: float, connectSeconds: float, ownCpu: float, serverCpu: float | None) -> dict[str, Any]:
@@ -207,6 +271,7 @@ class Benchmark:
             "replies": self.replies,
             "checked": self.checked,
             "errors": self.errors,
+            "closed": self.closed,
             "conns": s.conns,
             "pipeline": s.pipeline,
             "framing": s.framing,
@@ -231,9 +296,13 @@ def describe(summary: dict[str, Any]) -> str:
         f"{summary['pipeline']} in flight each ({summary['framing']}{', TLS' if summary['tls'] else ''}, "
         f"{summary['message_bytes']}-byte requests)",
         f"latency p50 {summary['p50_us']:,.0f} us, p99 {summary['p99_us']:,.0f} us, p99.9 {summary['p999_us']:,.0f} us",
-        f"{summary['replies']:,} replies in {summary['duration_s']} s; {summary['checked']} decoded and checked, "
-        f"{summary['errors']} not OK",
+        f"{summary['replies']:,} replies in {summary['duration_s']} s; {summary['checked']} decoded and checked",
     ]
+    if summary["errors"] or summary["closed"]:
+        lines.append(
+            f"{summary['errors']:,} error replies and {summary['closed']} of {summary['conns']} connections "
+            "closed by the server (over the whole run, warmup included)"
+        )
     if "server_cpu_s" in summary:
         lines.append(f"CPU: this client {summary['client_cpu_s']} s, the server {summary['server_cpu_s']} s")
         if summary["client_bound"]:

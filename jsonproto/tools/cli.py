@@ -1,40 +1,71 @@
 """
-The C{jsonproto} command: talk to a server, make development certificates.
+The C{jsonproto} command: talk to a server, measure it, make development
+certificates.
 
     jsonproto send tcp:localhost:3001 '{"type":"SUM","a":1,"b":2}'
-    printf '%s\\n' '{"type":"GREETING","name":"Zoë"}' | jsonproto send localhost:3001
-    jsonproto send tls:localhost:3443 --ca cert.pem '{"type":"SUM","a":1,"b":2}'
-    jsonproto send localhost:3001                      (a prompt, when standard input is a terminal)
+    tail -f requests.jsonl | jsonproto send localhost:3001
+    jsonproto bench localhost:3001 --conns 8 --pipeline 16
     jsonproto cert localhost 127.0.0.1 -o key.pem
 
-C{send} prints each reply as one JSON line.  Its exit status: 0 when every
-reply is OK, 1 when any reply is an error, 2 when it could not talk to the
-server at all (refused, TLS failure, timeout) or was given bad input.
+C{send} prints each reply, and each message the server pushes, as one JSON
+line as it arrives.  Its exit status: 0 when every reply is OK, 1 when any
+reply is an error, 2 when it could not talk to the server at all (refused,
+TLS failure, timeout, closed) or was given bad input.  Options are checked
+before anything is sent: a bad one is a usage error, status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import socket
 import ssl
 import sys
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
-from jsonproto.client import Client, ProtocolError
+from jsonproto.client import Client
+from jsonproto.limits import Limits
+from jsonproto.tools.send import (
+    EXIT_ERROR_REPLY,
+    EXIT_FAILURE,
+    EXIT_OK,
+    Arguments,
+    CommandError,
+    InputLines,
+    Session,
+    parseRequest,
+)
 
-EXIT_OK, EXIT_ERROR_REPLY, EXIT_FAILURE = 0, 1, 2
+ENDPOINTS = "tcp:HOST:PORT, tls:HOST:PORT, unix:PATH or HOST:PORT"
 
 
-class CommandError(Exception):
+class UsageError(Exception):
     """
-    Something the user must hear about in one line, ending the command.
+    The command line is wrong: one line saying how.
     """
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An C{ArgumentParser} whose errors are one line, pointing to C{--help}
+    rather than repeating a usage summary of several lines, and raised, so
+    that L{main} reports them on its own error stream and returns status 2
+    as C{argparse} would exit with.
+    """
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def parseEndpoint(text: str) -> dict[str, Any]:
     """
-    C{tcp:HOST:PORT}, C{tls:HOST:PORT}, C{unix:PATH} or C{HOST:PORT}.
+    C{tcp:HOST:PORT}, C{tls:HOST:PORT}, C{unix:PATH} or C{HOST:PORT} (an
+    IPv6 address in brackets: C{[::1]:3001}).
+
+    @raise argparse.ArgumentTypeError: It is none of those, or its port is
+        not from 1 to 65535.
     """
     kind, _, rest = text.partition(":")
     if kind == "unix" and rest:
@@ -44,22 +75,81 @@ def parseEndpoint(text: str) -> dict[str, Any]:
     host, _, port = rest.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise CommandError(f"{text!r} is not an endpoint: use tcp:HOST:PORT, tls:HOST:PORT, unix:PATH or HOST:PORT")
-    return {"host": host, "port": int(port), "unixPath": None, "tls": kind == "tls"}
+        raise argparse.ArgumentTypeError(f"{text!r} is not an endpoint: use {ENDPOINTS}")
+    if not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} has port {port}: a port is a number from 1 to 65535")
+    return {"host": host, "port": int(port), "unixPath": None, "tls": kind == "tls", "text": text}
 
 
-def _parseMessage(text: str, where: str) -> dict[str, Any]:
+def positiveSeconds(text: str) -> float:
+    """
+    A number of seconds greater than zero.
+    """
     try:
-        message = json.loads(text)
-    except ValueError as e:
-        raise CommandError(f"{where} is not JSON: {e}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise CommandError(f"{where} is not a request: it needs to be a JSON object with a string \"type\"")
-    return message
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds greater than 0")
+    return seconds
+
+
+def positiveInteger(text: str) -> int:
+    """
+    A whole number greater than zero.
+    """
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number greater than 0")
+    return number
+
+
+def readableFile(text: str) -> str:
+    """
+    A file that exists and can be read.
+    """
+    if not os.path.isfile(text) or not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: no such file, or not readable")
+    return text
+
+
+def request(text: str) -> dict[str, Any]:
+    """
+    One request, as JSON.
+    """
+    try:
+        return parseRequest(text, "it")
+    except CommandError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+
+def runningProcess(text: str) -> int:
+    """
+    The id of a process whose CPU time can be read.
+    """
+    pid = positiveInteger(text)
+    if not os.path.exists(f"/proc/{pid}/stat"):
+        raise argparse.ArgumentTypeError(f"no process {pid} is running (or its /proc/{pid}/stat cannot be read)")
+    return pid
+
+
+def _checkTLSOptions(parser: argparse.ArgumentParser, args: argparse.Namespace, names: dict[str, str]) -> None:
+    """
+    TLS options need a C{tls:} endpoint, and C{--key} needs C{--cert}.
+    """
+    given = [option for attribute, option in names.items() if getattr(args, attribute, None) is not None]
+    if given and not args.endpoint["tls"]:
+        verb = "applies" if len(given) == 1 else "apply"
+        parser.error(f"{' and '.join(given)} {verb} only to a tls:HOST:PORT endpoint, not {args.endpoint['text']!r}")
+    if getattr(args, "key", None) is not None and getattr(args, "cert", None) is None:
+        parser.error("--key names the key of a --cert; give --cert too")
 
 
 def _connect(args: argparse.Namespace) -> Client:
-    endpoint = parseEndpoint(args.endpoint)
+    endpoint = args.endpoint
     where = endpoint["unixPath"] or f"{endpoint['host']}:{endpoint['port']}"
     try:
         return Client(
@@ -73,6 +163,7 @@ def _connect(args: argparse.Namespace) -> Client:
             privateKey=args.key,
             serverHostname=args.server_name,
             timeout=args.timeout,
+            maxReplySize=args.max_reply_size,
         )
     except ssl.SSLCertVerificationError as e:
         raise CommandError(f"TLS verification of {args.server_name or endpoint['host']} failed: {e.verify_message or e}") from None
@@ -88,62 +179,22 @@ def _connect(args: argparse.Namespace) -> Client:
         raise CommandError(f"cannot connect to {where}: {e.strerror or e}") from None
 
 
-def _exchange(client: Client, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-    try:
-        return client.request(message)
-    except TimeoutError:
-        raise CommandError(f"no reply within {timeout:g} seconds") from None
-    except ConnectionError:
-        raise CommandError("the server closed the connection without replying") from None
-    except ProtocolError as e:
-        raise CommandError(str(e)) from None
-    except OSError as e:
-        raise CommandError(f"the connection failed: {e.strerror or e}") from None
-
-
-def _batch(args: argparse.Namespace, lines: Iterator[tuple[str, str]], out: TextIO) -> int:
-    messages = [_parseMessage(text, where) for text, where in lines]
-    status = EXIT_OK
-    with _connect(args) as client:
-        for message in messages:
-            reply = _exchange(client, message, args.timeout)
-            out.write(json.dumps(reply, ensure_ascii=False, separators=(",", ":")) + "\n")
-            if reply.get("status") != "OK":
-                status = EXIT_ERROR_REPLY
-    return status
-
-
-def _interactive(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    status = EXIT_OK
-    with _connect(args) as client:
-        err.write(f"connected to {args.endpoint}; type a JSON request per line, end with Ctrl-D\n")
-        while True:
-            err.write("> ")
-            err.flush()
-            line = stdin.readline()
-            if not line:
-                return status
-            if not line.strip():
-                continue
-            try:
-                message = _parseMessage(line, "that")
-            except CommandError as e:
-                err.write(f"jsonproto: {e}\n")
-                continue
-            reply = _exchange(client, message, args.timeout)
-            out.write(json.dumps(reply, ensure_ascii=False, separators=(",", ":")) + "\n")
-            out.flush()
-            if reply.get("status") != "OK":
-                status = EXIT_ERROR_REPLY
-
-
 def send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    source: Arguments | InputLines
     if args.messages:
-        return _batch(args, ((m, f"argument {i}") for i, m in enumerate(args.messages, 1)), out)
-    if stdin.isatty():
-        return _interactive(args, stdin, out, err)
-    lines = ((line, f"line {i}") for i, line in enumerate(stdin, 1) if line.strip())
-    return _batch(args, lines, out)
+        # Every argument is checked before anything is sent.
+        source = Arguments([parseRequest(m, f"argument {i}") for i, m in enumerate(args.messages, 1)])
+        interactive = False
+    else:
+        interactive = stdin.isatty()
+    with _connect(args) as client:
+        if args.messages:
+            return Session(client, out, err, args.timeout).run(source)
+        if interactive:
+            err.write(f"connected to {args.endpoint['text']}; type a JSON request per line, end with Ctrl-D\n")
+            session = Session(client, out, err, args.timeout, describe=lambda n: "that", keepGoing=True)
+            return session.run(InputLines(stdin, prompt=err))
+        return Session(client, out, err, args.timeout).run(InputLines(stdin))
 
 
 def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -160,64 +211,121 @@ def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
 
 
 def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.tools.bench import Benchmark, Settings, describe
+    from jsonproto.tools.bench import Benchmark, ReplyTooLarge, Settings, describe
 
-    endpoint = parseEndpoint(args.endpoint)
-    if endpoint["unixPath"]:
-        raise CommandError("bench measures TCP and TLS endpoints")
+    endpoint = args.endpoint
     if args.message_file:
         try:
             with open(args.message_file, encoding="utf-8") as f:
                 text = f.read().strip()
-        except OSError as e:
-            raise CommandError(f"cannot read {args.message_file}: {e.strerror}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CommandError(f"cannot read {args.message_file}: {getattr(e, 'strerror', None) or e}") from None
+        parseRequest(text, args.message_file)
     else:
-        text = args.message
-    _parseMessage(text, "the message")
-    message = text.encode("utf-8")
+        text = json.dumps(args.message, ensure_ascii=False, separators=(",", ":"))
     settings = Settings(
         host=endpoint["host"], port=endpoint["port"], tls=endpoint["tls"], ca=args.ca,
         conns=args.conns, pipeline=args.pipeline, duration=args.duration, warmup=args.warmup,
-        framing=args.framing, message=message, serverPid=args.server_pid,
+        framing=args.framing, message=text.encode("utf-8"), serverPid=args.server_pid,
+        maxReplySize=args.max_reply_size,
     )
     try:
         summary = Benchmark(settings).run()
+    except ReplyTooLarge as e:
+        raise CommandError(f"{e}; give a larger --max-reply-size to take it") from None
     except ssl.SSLError as e:
         raise CommandError(f"TLS failed: {e.reason or e}") from None
     except OSError as e:
         raise CommandError(f"the benchmark failed: {e.strerror or e}") from None
     out.write((json.dumps(summary) if args.json else describe(summary)) + "\n")
-    return EXIT_OK if summary["errors"] == 0 else EXIT_ERROR_REPLY
+    return EXIT_OK if summary["errors"] == 0 and summary["closed"] == 0 else EXIT_ERROR_REPLY
+
+
+SEND_DESCRIPTION = """\
+Send requests to a jsonproto server; print each reply, and each message the
+server pushes, as one JSON line the moment it arrives.
+
+Requests come from the command line, or one JSON object per line from
+standard input, each sent as soon as it is read, one at a time (the next
+once the reply to the one before is in); at a terminal, with a prompt.
+
+examples:
+  jsonproto send localhost:3001 '{"type":"SUM","a":1,"b":2}' '{"type":"GREETING","name":"Zoë"}'
+  printf '%s\\n' '{"type":"SUM","a":1,"b":2}' | jsonproto send tcp:localhost:3001
+  tail -f requests.jsonl | jsonproto send localhost:3001
+  jsonproto send tls:localhost:3443 --ca ca.pem '{"type":"SUM","a":1,"b":2}'
+  jsonproto send localhost:3002 --framing int32 '{"type":"SUM","a":1,"b":2}'
+  jsonproto send localhost:3001          (at a terminal: a prompt, a request per line)
+"""
+
+SEND_EPILOG = """\
+exit status:
+  0  every reply was OK
+  1  at least one reply was an error (all are printed)
+  2  a bad option or request, or it could not talk to the server (refused,
+     TLS failure, no reply within --timeout, closed by the server)
+"""
+
+BENCH_DESCRIPTION = """\
+Measure a server's throughput and latency: --conns connections, each with
+--pipeline requests in flight, for --duration seconds after --warmup.
+Error replies and connections the server closes are counted and reported.
+
+examples:
+  jsonproto bench localhost:3001
+  jsonproto bench localhost:3001 --conns 8 --pipeline 32 --duration 10 --json
+  jsonproto bench tls:localhost:3443 --ca ca.pem --server-pid "$(cat twistd.pid)"
+"""
+
+BENCH_EPILOG = """\
+exit status: 0 every reply OK; 1 an error reply or a connection closed by
+the server; 2 a bad option, or it could not connect.
+"""
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+_MAX_REPLY_HELP = f"the longest reply taken, in bytes (default {Limits.maxMessageSize}, the daemon's default --max-message-size)"
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="jsonproto", description="Talk to jsonproto servers.")
-    commands = top.add_subparsers(dest="command", required=True)
+    top = _Parser(
+        prog="jsonproto", description="Talk to jsonproto servers, measure them, make development certificates.",
+        epilog="Run 'jsonproto COMMAND --help' for a command's options and examples.", formatter_class=_FORMATTER,
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = commands.add_parser("send", help="send requests, print replies", description=__doc__.split("\n\n")[1])
-    s.add_argument("endpoint", help="tcp:HOST:PORT, tls:HOST:PORT, unix:PATH or HOST:PORT")
+    s = commands.add_parser(
+        "send", help="send requests, print replies and pushes", description=SEND_DESCRIPTION,
+        epilog=SEND_EPILOG, formatter_class=_FORMATTER,
+    )
+    s.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
     s.add_argument("messages", nargs="*", metavar="JSON", help="requests; without any, JSON lines from standard input")
-    s.add_argument("--framing", choices=["line", "int32"], default="line")
-    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for connecting and for each reply (default 10)")
-    s.add_argument("--ca", help="trust the certificates in this PEM file instead of the system's")
-    s.add_argument("--cert", help="client certificate (and key) PEM file, for mutual TLS")
-    s.add_argument("--key", help="client key PEM file, if not in --cert")
-    s.add_argument("--server-name", help="the name the server's certificate must carry (default: HOST)")
-    s.set_defaults(run=send)
+    s.add_argument("--framing", choices=["line", "int32"], default="line", help="the server's framing (default line)")
+    s.add_argument("--timeout", type=positiveSeconds, default=10.0, metavar="SECONDS", help="seconds to wait for connecting and for each reply (default 10)")
+    s.add_argument("--max-reply-size", type=positiveInteger, default=Limits.maxMessageSize, metavar="BYTES", help=_MAX_REPLY_HELP)
+    s.add_argument("--ca", type=readableFile, metavar="FILE", help="trust the certificates in this PEM file instead of the system's (tls: only)")
+    s.add_argument("--cert", type=readableFile, metavar="FILE", help="client certificate (and key) PEM file, for mutual TLS (tls: only)")
+    s.add_argument("--key", type=readableFile, metavar="FILE", help="client key PEM file, if not in --cert")
+    s.add_argument("--server-name", metavar="NAME", help="the name the server's certificate must carry (default: HOST)")
+    s.set_defaults(run=send, parser=s, tlsOptions={"ca": "--ca", "cert": "--cert", "key": "--key", "server_name": "--server-name"})
 
-    b = commands.add_parser("bench", help="measure a server's throughput and latency")
-    b.add_argument("endpoint", help="tcp:HOST:PORT, tls:HOST:PORT or HOST:PORT")
-    b.add_argument("--conns", type=int, default=50, help="connections (default 50)")
-    b.add_argument("--pipeline", type=int, default=1, help="requests in flight per connection (default 1)")
-    b.add_argument("--duration", type=float, default=5.0, help="seconds measured (default 5)")
-    b.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring (default 1)")
-    b.add_argument("--framing", choices=["line", "int32"], default="line")
-    b.add_argument("--message", default='{"type":"SUM","a":10,"b":20}', help="the request, as JSON")
-    b.add_argument("--message-file", help="read the request from this file (for large ones)")
-    b.add_argument("--ca", help="trust the certificates in this PEM file (TLS)")
-    b.add_argument("--server-pid", type=int, help="the server's process id, to compare CPU use")
+    b = commands.add_parser(
+        "bench", help="measure a server's throughput and latency", description=BENCH_DESCRIPTION,
+        epilog=BENCH_EPILOG, formatter_class=_FORMATTER,
+    )
+    b.add_argument("endpoint", type=parseEndpoint, help="tcp:HOST:PORT, tls:HOST:PORT or HOST:PORT")
+    b.add_argument("--conns", type=positiveInteger, metavar="N", default=50, help="connections (default 50)")
+    b.add_argument("--pipeline", type=positiveInteger, metavar="N", default=1, help="requests in flight per connection (default 1)")
+    b.add_argument("--duration", type=positiveSeconds, metavar="SECONDS", default=5.0, help="seconds measured (default 5)")
+    b.add_argument("--warmup", type=positiveSeconds, metavar="SECONDS", default=1.0, help="seconds of load before measuring (default 1)")
+    b.add_argument("--framing", choices=["line", "int32"], default="line", help="the server's framing (default line)")
+    message = b.add_mutually_exclusive_group()
+    message.add_argument("--message", type=request, metavar="JSON", default={"type": "SUM", "a": 10, "b": 20}, help='the request, as JSON (default {"type":"SUM","a":10,"b":20})')
+    message.add_argument("--message-file", type=readableFile, metavar="FILE", help="read the request from this file (for large ones)")
+    b.add_argument("--max-reply-size", type=positiveInteger, default=Limits.maxMessageSize, metavar="BYTES", help=_MAX_REPLY_HELP)
+    b.add_argument("--ca", type=readableFile, metavar="FILE", help="trust the certificates in this PEM file (tls: only)")
+    b.add_argument("--server-pid", type=runningProcess, metavar="PID", help="the server's process id, to compare CPU use")
     b.add_argument("--json", action="store_true", help="print one JSON summary")
-    b.set_defaults(run=bench)
+    b.set_defaults(run=bench, parser=b, tlsOptions={"ca": "--ca"})
 
     c = commands.add_parser("cert", help="write a development key and certificate")
     c.add_argument("names", nargs="+", metavar="NAME", help="host names and IP addresses for the certificate")
@@ -229,21 +337,37 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: Sequence[str] | None = None, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    top = parser()
+def _parse(top: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     # Requests may come after options (send ENDPOINT --ca F '{...}'), which
     # argparse leaves over; a request never starts with "-".
     args, extra = top.parse_known_args(argv)
+    command = getattr(args, "parser", top)
     if extra:
         if args.command != "send" or any(e.startswith("-") for e in extra):
-            top.error(f"unrecognized arguments: {' '.join(extra)}")
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
         args.messages += extra
+    if args.command in ("send", "bench"):
+        _checkTLSOptions(command, args, args.tlsOptions)
+        if args.command == "bench" and args.endpoint["unixPath"]:
+            command.error("bench measures TCP and TLS endpoints, not unix:")
+    return args
+
+
+def main(argv: Sequence[str] | None = None, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        args = _parse(parser(), argv)
+    except UsageError as e:
+        err.write(str(e))
+        return EXIT_FAILURE
     try:
         return args.run(args, stdin, out, err)
     except CommandError as e:
         err.write(f"jsonproto: {e}\n")
         return EXIT_FAILURE
     except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # Whoever read the output stopped (| head): nothing more to say.
         return EXIT_FAILURE
 
 
