@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import ssl
+from typing import Any
 
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import inlineCallbacks
@@ -36,21 +37,33 @@ GREETING = line({"type": "GREETING", "name": "TLS"})
 class Certificates:
     """
     A CA, a server certificate it signed, a client certificate it signed,
-    and a self-signed server certificate, in a temporary directory.
+    and a self-signed server certificate, each beside its key
+    (C{server.pem}, C{server.key}), in a temporary directory.
     """
 
     def __init__(self, directory: str) -> None:
         os.makedirs(directory)
         self.path = lambda name: os.path.join(directory, name)
-        self.ca = self.path("ca.pem")
-        certs.writeCertificate(self.ca, ["jsonproto test CA"], isCA=True)
-        self.server = self.path("server.pem")
-        certs.writeCertificate(self.server, ["localhost", "127.0.0.1"], ca=self.ca)
-        self.client = self.path("client.pem")
-        certs.writeCertificate(self.client, ["sensor-17", "sensor-17.example"], ca=self.ca)
-        self.selfSigned = self.path("self.pem")
-        certs.writeCertificate(self.selfSigned, ["localhost", "127.0.0.1"])
+        self.ca = self.write("ca", ["jsonproto test CA"], isCA=True)
+        self.server = self.write("server", ["localhost", "127.0.0.1"], ca=self.ca)
+        self.client = self.write("client", ["sensor-17", "sensor-17.example"], ca=self.ca, usage="client")
+        self.selfSigned = self.write("self", ["localhost", "127.0.0.1"])
+        self.selfSignedClient = self.write("selfclient", ["sensor-17"], usage="client")
         self.caDir = certificateOnly(self.ca, self.path("trusted"))
+
+    def write(self, name: str, names: list[str], **kwargs: Any) -> str:
+        path = self.path(f"{name}.pem")
+        certs.writeCertificate(path, names, keyPath=self.key(path), **kwargs)
+        return path
+
+    def key(self, certificate: str) -> str:
+        return certs.keyPathFor(certificate)
+
+    def files(self, certificate: str) -> str:
+        """
+        The endpoint parameters serving C{certificate}.
+        """
+        return f"privateKey={self.key(certificate)}:certKey={certificate}"
 
 
 class TLSServerTests(TestCase):
@@ -71,18 +84,8 @@ class TLSServerTests(TestCase):
         (certKey=), and the CA's certificate as the chain
         (extraCertChain=), verified by a client trusting that CA.
         """
-        key = self.certs.path("server.key")
-        cert = self.certs.path("server.crt")
-        with open(self.certs.server, "rb") as f:
-            pem = f.read()
-        split = pem.index(b"-----BEGIN CERTIFICATE-----")
-        with open(key, "wb") as f:
-            f.write(pem[:split])
-        with open(cert, "wb") as f:
-            f.write(pem[split:])
-        chain = os.path.join(self.certs.caDir, "ca.pem")
         _, [port] = yield startDaemon(
-            self, "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}:extraCertChain={chain}",
+            self, "--port", f"ssl:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}:extraCertChain={self.certs.ca}",
             "--handlers", "tests.identityhandlers",
         )
         reply = yield self.blocking(port, ca=self.certs.ca)
@@ -95,7 +98,7 @@ class TLSServerTests(TestCase):
         service-identity) and the blocking one refuse a certificate for
         another name, naming the name they wanted.
         """
-        _, [port] = yield startDaemon(self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}")
+        _, [port] = yield startDaemon(self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}")
         received = yield exchange(f"tls:localhost:{port}:trustRoots={self.certs.caDir}", GREETING, lines(1))
         self.assertEqual(readLines(received), [{"status": "OK", "reply": "Hello, TLS!"}])
         refused = Collector(lines(1))
@@ -119,14 +122,16 @@ class TLSServerTests(TestCase):
         another CA, the handshake fails and the daemon carries on.
         """
         _, [port] = yield startDaemon(
-            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}:clientCA={self.certs.ca}",
+            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}:clientCA={self.certs.ca}",
             "--handlers", "tests.identityhandlers",
         )
-        reply = yield self.blocking(port, ca=self.certs.ca, certificate=self.certs.client)
+        client = {"certificate": self.certs.client, "privateKey": self.certs.key(self.certs.client)}
+        reply = yield self.blocking(port, ca=self.certs.ca, **client)
         self.assertEqual(reply, {"status": "OK", "tls": True, "commonName": "sensor-17", "dnsNames": ["sensor-17", "sensor-17.example"]})
         yield self.assertFailure(self.blocking(port, ca=self.certs.ca), ssl.SSLError, ConnectionError)
-        yield self.assertFailure(self.blocking(port, ca=self.certs.ca, certificate=self.certs.selfSigned), ssl.SSLError, ConnectionError)
-        reply = yield self.blocking(port, ca=self.certs.ca, certificate=self.certs.client)
+        stranger = {"certificate": self.certs.selfSignedClient, "privateKey": self.certs.key(self.certs.selfSignedClient)}
+        yield self.assertFailure(self.blocking(port, ca=self.certs.ca, **stranger), ssl.SSLError, ConnectionError)
+        reply = yield self.blocking(port, ca=self.certs.ca, **client)
         self.assertEqual(reply["commonName"], "sensor-17")
 
     @inlineCallbacks
@@ -136,7 +141,7 @@ class TLSServerTests(TestCase):
         handshake is dropped after the handshake timeout.
         """
         _, [port] = yield startDaemon(
-            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}", "--handshake-timeout", "0.2",
+            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}", "--handshake-timeout", "0.2",
         )
         silent = Collector(lambda data: False)
         yield endpoints.connectProtocol(endpoints.clientFromString(reactor, f"tcp:127.0.0.1:{port}"), silent)
@@ -150,7 +155,7 @@ class TLSServerTests(TestCase):
         """
         logged = LogCatcher(self)
         _, [tlsPort, plainPort] = yield startDaemon(
-            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}", "--port", "tcp:0:interface=127.0.0.1",
+            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}", "--port", "tcp:0:interface=127.0.0.1",
         )
         plainOnTLS = yield exchange(f"tcp:127.0.0.1:{tlsPort}", GREETING, lambda d: False)
         self.assertNotIn(b"Hello", plainOnTLS)
@@ -168,7 +173,7 @@ class TLSServerTests(TestCase):
         Echo listeners speak TLS too.
         """
         _, [_, port] = yield startDaemon(
-            self, "--port", "tcp:0:interface=127.0.0.1", "--echo", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={self.certs.server}",
+            self, "--port", "tcp:0:interface=127.0.0.1", "--echo", f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}",
         )
         echoed = yield exchange(f"tls:localhost:{port}:trustRoots={self.certs.caDir}", b"secret bytes", lambda d: len(d) >= 12)
         self.assertEqual(echoed, b"secret bytes")
@@ -255,7 +260,7 @@ class IdentityTests(SynchronousTestCase):
         """
         from OpenSSL import crypto
 
-        pem = certs.makeCertificate(["device-1", "device-1.example", "10.1.2.3"])
+        pem = certs.makeCertificate(["device-1", "device-1.example", "10.1.2.3"], usage="client").certificate
         certificate = crypto.load_certificate(crypto.FILETYPE_PEM, pem)
         self.assertEqual(
             ClientIdentity.fromCertificate(certificate),
