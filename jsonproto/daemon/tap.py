@@ -14,7 +14,6 @@ import sys
 import tempfile
 from typing import Any, Callable
 
-from twisted.internet import endpoints
 from twisted.application.service import MultiService
 from twisted.python import usage
 from twisted.web.server import Site
@@ -25,6 +24,7 @@ from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.daemon.metrics import metricsSite, registerStats
 from jsonproto.server.protocol import FRAMINGS, JSONServerFactory
+from jsonproto.server.tls import serverFromString
 from jsonproto.daemon.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
 from jsonproto.daemon.supervisor import MergedMetricsResource, WorkerSupervisor, workerArguments
 
@@ -41,7 +41,7 @@ class _ParseOnlyReactor:
 
 def _checkEndpoint(option: str, description: str) -> str:
     try:
-        endpoints.serverFromString(_ParseOnlyReactor(), description)
+        serverFromString(_ParseOnlyReactor(), description)
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(
             f"--{option} {description!r} is not a server endpoint description "

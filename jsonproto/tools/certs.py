@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from jsonproto.server.tlsfiles import publicKeyBytes
+
 MAX_DAYS = 36500
 """The longest validity C{jsonproto cert} writes (a hundred years)."""
 
@@ -137,16 +139,6 @@ def loadAuthority(certificatePath: str, keyPath: str | None = None) -> Authority
     if publicKeyBytes(key.public_key()) != publicKeyBytes(certificate.public_key()):
         raise CertificateError(f"--ca-key {keyPath}: is not the key of the CA in {certificatePath}")
     return Authority(certificate, key)  # type: ignore[arg-type]
-
-
-def publicKeyBytes(key: object) -> bytes:
-    """
-    A public key as DER, to tell whether a private key and a certificate
-    belong together.
-    """
-    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _read(path: str, option: str) -> bytes:
