@@ -30,6 +30,7 @@ from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.web.client import Agent, readBody
 from zope.interface import directlyProvides
 
 from jsonproto.client import Client
@@ -42,6 +43,7 @@ from jsonproto.server.tlsfiles import ServerFiles
 from jsonproto.tools import certs
 from tests.e2e import Collector, certificateOnly, exchange, lines, startDaemon, twistd
 from tests.support import LogCatcher, line, readLines
+from tests.test_metrics import samples
 from tests.test_twistd import DEADLINE, readUntil
 
 GREETING = line({"type": "GREETING", "name": "TLS"})
@@ -477,6 +479,90 @@ class ResumptionTests(TestCase):
             self.assertFalse(retired["reused"])
             resumed = yield deferToThread(tlsRequest, port, context, retired["session"])
             self.assertTrue(resumed["reused"])
+
+
+class ExpiryTests(TestCase):
+    """
+    A certificate about to expire is said at start and exported as a
+    metric, before clients start refusing it.
+    """
+
+    def setUp(self) -> None:
+        self.certs = Certificates(os.path.abspath(self.mktemp()))
+
+    def test_warning(self) -> None:
+        """
+        One warning naming the file and the date when the certificate
+        expires within 14 days or has expired; none before.
+        """
+        short = self.certs.write("short", ["localhost"], days=10)
+        clock = Clock()
+        tls = ReloadableTLS(ServerFiles(self.certs.key(short), short), clock=clock)
+        expiry = datetime.datetime.fromtimestamp(tls.notAfter, datetime.timezone.utc).strftime("%Y-%m-%d")
+        logged = LogCatcher(self)
+        clock.advance(tls.notAfter - 15 * 86400)
+        tls.warnIfExpiring()
+        self.assertEqual(logged.events, [])
+        clock.advance(86400)
+        tls.warnIfExpiring()
+        [soon] = logged.matching(f"the TLS certificate in {short} expires on {expiry}")
+        self.assertEqual(soon["log_level"].name, "warn")
+        self.assertIn("in 14.0 days", soon["log_format"].format(**soon))
+        clock.advance(15 * 86400)
+        tls.warnIfExpiring()
+        self.assertEqual(len(logged.matching(f"the TLS certificate in {short} expired on {expiry}")), 1)
+
+    @inlineCallbacks
+    def test_warnedAtStart(self) -> None:
+        """
+        A daemon starting with a certificate that expires in 3 days logs
+        it once; one with 30 days left says nothing.
+        """
+        logged = LogCatcher(self)
+        short = self.certs.write("short", ["localhost"], days=3)
+        yield startDaemon(
+            self,
+            "--port", f"ssl:0:interface=127.0.0.1:{self.certs.files(short)}",
+            "--port", f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(self.certs.server)}",
+        )
+        self.assertEqual(len(logged.matching("the TLS certificate in")), 1)
+        self.assertEqual(len(logged.matching(f"the TLS certificate in {short} expires on")), 1)
+
+    @inlineCallbacks
+    def test_metric(self) -> None:
+        """
+        /metrics has each TLS listener's certificate expiry, in seconds
+        since the epoch, labelled with the listener; after a reload, the
+        new certificate's.
+        """
+        live = self.certs.path("live.pem")
+        shutil.copy(self.certs.server, live)
+        shutil.copy(self.certs.key(self.certs.server), self.certs.key(live))
+        sslListener = f"ssl:0:interface=127.0.0.1:{self.certs.files(self.certs.selfSigned)}"
+        tlsListener = f"jsonproto-tls:0:interface=127.0.0.1:{self.certs.files(live)}"
+        service, [_, _, metricsPort] = yield startDaemon(self, "--port", sslListener, "--port", tlsListener, "--metrics", LOCAL)
+
+        def notAfter(path: str) -> float:
+            with open(path, "rb") as f:
+                return x509.load_pem_x509_certificate(f.read()).not_valid_after_utc.timestamp()
+
+        @inlineCallbacks
+        def scrape():  # type: ignore[no-untyped-def]
+            response = yield Agent(reactor).request(b"GET", f"http://127.0.0.1:{metricsPort}/metrics".encode())
+            body = yield readBody(response)
+            return {
+                dict(labels)["listener"]: value
+                for (name, labels), value in samples(body.decode()).items()
+                if name == "jsonproto_tls_certificate_not_after_timestamp_seconds"
+            }
+
+        found = yield scrape()
+        self.assertEqual(found, {sslListener: notAfter(self.certs.selfSigned), tlsListener: notAfter(live)})
+        self.certs.write("live", ["localhost"], days=5)
+        service.reloadCertificates()
+        found = yield scrape()
+        self.assertEqual(found[tlsListener], notAfter(live))
+        self.assertLess(found[tlsListener], notAfter(self.certs.server))
 
 
 class UnusableFilesTests(SynchronousTestCase):

@@ -308,7 +308,7 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     for description in config["echo"]:
         ListenerService(reactor, description, echoFactory, config["backlog"], config["reuse-port"]).setServiceParent(top)
     if config["metrics"]:
-        site = metricsSite(connections, config["dispatcher"])
+        site = metricsSite(connections, config["dispatcher"], listeners=top)
         for description in config["metrics"]:
             ListenerService(reactor, description, site).setServiceParent(top)
     return top

@@ -31,6 +31,7 @@ keys, connections already open keep theirs.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from typing import Any
@@ -50,6 +51,9 @@ from jsonproto.server.tlsfiles import ServerFiles, TLSFileError, readCredentials
 
 log = Logger()
 
+EXPIRY_WARNING_DAYS = 14
+"""A certificate expiring within this many days is warned about at start and reload."""
+
 SSL_DEFAULT_KEY = "server.pem"
 """Where C{ssl:} reads its key and certificate without C{privateKey=}, as in Twisted."""
 
@@ -62,11 +66,14 @@ class ReloadableTLS:
     @ivar files: Where the key and certificates are.
     @ivar settings: Profile and ALPN.
     @ivar context: The C{OpenSSL.SSL.Context} new connections get.
+    @ivar notAfter: When the certificate in use expires (seconds since the
+        epoch).
     """
 
-    def __init__(self, files: ServerFiles, settings: TLSSettings = TLSSettings()) -> None:
+    def __init__(self, files: ServerFiles, settings: TLSSettings = TLSSettings(), clock: Any = None) -> None:
         self.files = files
         self.settings = settings
+        self.clock = clock
         self._load()
 
     def _load(self) -> None:
@@ -80,6 +87,7 @@ class ReloadableTLS:
             raise TLSFileError(
                 f"OpenSSL refuses the key or certificate in {', '.join(self.files.paths())}: {reasons}"
             ) from None
+        self.notAfter = credentials.notAfter
 
     def reload(self) -> bool:
         """
@@ -96,7 +104,29 @@ class ReloadableTLS:
             log.error("TLS files not reloaded, keeping the current ones: {error}", error=e)
             return False
         log.info("TLS files reloaded from {files}", files=", ".join(self.files.paths()))
+        self.warnIfExpiring()
         return True
+
+    def warnIfExpiring(self) -> None:
+        """
+        Log one warning if the certificate has expired or expires within
+        L{EXPIRY_WARNING_DAYS}: clients will refuse it, and nothing else
+        would tell the operator before they do.
+        """
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        now = clock.seconds()
+        left = self.notAfter - now
+        if left > EXPIRY_WARNING_DAYS * 86400:
+            return
+        date = datetime.datetime.fromtimestamp(self.notAfter, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = f"expired on {date}" if left <= 0 else f"expires on {date}, in {left / 86400:.1f} days"
+        log.warn(
+            "the TLS certificate in {file} {when}: replace it, then send SIGHUP",
+            file=self.files.certificatePath,
+            when=when,
+        )
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> Any:
         from OpenSSL import SSL
@@ -115,9 +145,17 @@ class TLSServerEndpoint:
         self.tcp = tcp
         self.tls = tls
 
+    @property
+    def certificateNotAfter(self) -> float:
+        """
+        When the certificate served now expires (seconds since the epoch).
+        """
+        return self.tls.notAfter
+
     def listen(self, factory: Any) -> Any:
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
+        self.tls.warnIfExpiring()
         return self.tcp.listen(TLSMemoryBIOFactory(self.tls, False, factory))
 
     def reload(self) -> bool:
@@ -173,7 +211,7 @@ class TLSServerParser:
         if not backlog.isdigit():
             raise ValueError(f"backlog= is a whole number, not {backlog!r}")
         tls = ReloadableTLS(
-            ServerFiles(privateKey, certKey, extraCertChain, clientCA), TLSSettings.parse(profile, alpn)
+            ServerFiles(privateKey, certKey, extraCertChain, clientCA), TLSSettings.parse(profile, alpn), reactor
         )
         endpointType = endpoints.TCP6ServerEndpoint if ":" in interface else endpoints.TCP4ServerEndpoint
         tcp = endpointType(reactor, _port(port), backlog=int(backlog), interface=interface)
