@@ -19,9 +19,8 @@ import subprocess
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import INegotiated
@@ -86,31 +85,14 @@ class Certificates:
 def writeRSACertificate(directory: str) -> str:
     """
     A self-signed RSA certificate for localhost and its key, in one file:
-    with an RSA key, static RSA key exchange and DHE-RSA become possible,
-    so only the cipher list can refuse them.
+    with an RSA key (usable for key exchange), static RSA and DHE-RSA
+    suites become possible, so only the cipher list can refuse them.
     """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subjectKeyId = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(subjectKeyId, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(subjectKeyId), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    made = certs.makeCertificate(["localhost"], days=1, key=key)
     path = os.path.join(directory, "rsa.pem")
     with open(path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+        f.write(made.key + made.certificate)
     return path
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -158,6 +158,7 @@ def makeCertificate(
     isCA: bool = False,
     usage: str = "server",
     caKey: str | None = None,
+    key: CertificateIssuerPrivateKeyTypes | None = None,
 ) -> KeyAndCertificate:
     """
     A new key and a certificate for C{names}.
@@ -171,6 +172,7 @@ def makeCertificate(
     @param isCA: Make a certificate authority instead, to sign others.
     @param usage: C{"server"} or C{"client"}: what the certificate
         authenticates (its extended key usage).  Not for a CA.
+    @param key: The private key to certify; a new P-256 key without one.
 
     @raise CertificateError: When the names, days or CA are unusable.
     """
@@ -190,7 +192,8 @@ def makeCertificate(
         alternatives = [alternativeName(name) for name in names]
         commonName = names[0]
     authority = loadAuthority(ca, caKey) if ca is not None else None
-    key = ec.generate_private_key(ec.SECP256R1())
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, commonName)] if len(commonName) <= _COMMON_NAME_LIMIT else []
     subject = x509.Name(attributes)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -212,7 +215,7 @@ def makeCertificate(
         .add_extension(x509.BasicConstraints(ca=isCA, path_length=0 if isCA else None), critical=True)
         .add_extension(subjectKeyId, critical=False)
         .add_extension(authorityKeyId, critical=False)
-        .add_extension(_keyUsage(isCA), critical=True)
+        .add_extension(_keyUsage(isCA, isinstance(key, rsa.RSAPrivateKey)), critical=True)
     )
     if not isCA:
         builder = builder.add_extension(
@@ -238,10 +241,11 @@ def _authorityKeyIdentifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdenti
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(subjectKeyId)
 
 
-def _keyUsage(isCA: bool) -> x509.KeyUsage:
+def _keyUsage(isCA: bool, isRSA: bool) -> x509.KeyUsage:
+    # An RSA key may also encipher: RSA key exchange, where a profile allows it.
     return x509.KeyUsage(
         digital_signature=True, key_cert_sign=isCA, crl_sign=isCA, content_commitment=False,
-        key_encipherment=False, data_encipherment=False, key_agreement=False,
+        key_encipherment=isRSA and not isCA, data_encipherment=False, key_agreement=False,
         encipher_only=False, decipher_only=False,
     )
 
