@@ -117,15 +117,24 @@ class HalfCloseableProxyWrapper(_haproxy.HAProxyProtocolWrapper):  # type: ignor
     protocol it wraps (and a half-close of ours to the transport).
     """
 
+    def _halfCloseable(self) -> Any:
+        # Twisted's wrappers (TLS) claim whatever their wrapped protocol
+        # provides, and find missing methods on their transport (this):
+        # only a protocol whose class has the method can take a half-close.
+        wrapped = self.wrappedProtocol
+        if IHalfCloseableProtocol.providedBy(wrapped) and hasattr(type(wrapped), "readConnectionLost"):
+            return wrapped
+        return None
+
     def readConnectionLost(self) -> None:
-        wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        wrapped = self._halfCloseable()
         if wrapped is not None:
             wrapped.readConnectionLost()
         else:
-            self.loseConnection()
+            self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
-        wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        wrapped = self._halfCloseable()
         if wrapped is not None:
             wrapped.writeConnectionLost()
 

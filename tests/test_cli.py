@@ -378,13 +378,13 @@ class FailureTests(TestCase):
         A server certificate that does not verify: one line naming the
         host, status 2.
         """
-        key = os.path.abspath(self.mktemp())
-        cli.main(["cert", "localhost", "127.0.0.1", "-o", key], err=io.StringIO())
-        _, [port] = yield startDaemon(self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={key}")
+        cert = os.path.abspath(self.mktemp()) + ".pem"
+        cli.main(["cert", "localhost", "127.0.0.1", "-o", cert], err=io.StringIO())
+        _, [port] = yield startDaemon(self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={cert[:-4]}.key:certKey={cert}")
         status, _, err = yield run("send", f"tls:localhost:{port}", '{"type":"SUM","a":1,"b":2}')
         self.assertEqual(status, 2)
         self.assertTrue(err.startswith("jsonproto: TLS verification of localhost failed:"), err)
-        status, out, _ = yield run("send", f"tls:localhost:{port}", "--ca", key, '{"type":"SUM","a":1,"b":2}')
+        status, out, _ = yield run("send", f"tls:localhost:{port}", "--ca", cert, '{"type":"SUM","a":1,"b":2}')
         self.assertEqual((status, out), (0, '{"status":"OK","result":3}\n'))
 
     def test_badEndpoint(self) -> None:

@@ -20,6 +20,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from jsonproto.tools import cli
+from jsonproto.tools.certs import writeCertificate
 from tests.e2e import REPO, startDaemon
 
 PAGES = [os.path.join(REPO, "README.md"), *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]
@@ -155,7 +156,9 @@ class DocumentationCommandTests(TestCase):
         self.assertGreaterEqual(len(twistds), 10)
         for argv in certs:
             self.assertEqual(cli.main(argv[1:], err=io.StringIO()), 0, argv)
-        for name in ("key.pem", "cert.pem", "server.pem", "clients-ca.pem"):
+        if not os.path.exists("key.pem"):  # the README's key and certificate in one file
+            writeCertificate("key.pem", ["localhost"])
+        for name in ("server.pem", "clients-ca.pem"):  # each beside its .key
             if not os.path.exists(name):
                 cli.main(["cert", "localhost", "-o", name], err=io.StringIO())
         for page, argv in twistds:
@@ -219,12 +222,12 @@ class ClientsPageTests(TestCase):
         os.makedirs(work)
         self.addCleanup(os.chdir, os.getcwd())
         os.chdir(work)
-        for argv in (["cert", "test CA", "--make-ca", "-o", "ca.pem"], ["cert", "db.example", "--ca", "ca.pem", "-o", "db.pem"], ["cert", "me", "--ca", "ca.pem", "-o", "me.pem"]):
+        for argv in (["cert", "test CA", "--make-ca", "-o", "ca.pem"], ["cert", "db.example", "--ca", "ca.pem", "-o", "db.pem"], ["cert", "me", "--ca", "ca.pem", "--usage", "client", "-o", "me.pem"]):
             cli.main(argv, err=io.StringIO())
         _, [line] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1")
         _, [int32] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--framing", "int32")
         _, [tls] = yield startDaemon(
-            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={work}/db.pem:clientCA={work}/ca.pem"
+            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={work}/db.key:certKey={work}/db.pem:clientCA={work}/ca.pem"
         )
         ports = {"3001": line, "3002": int32, "3443": tls}
         ran = 0

@@ -10,7 +10,7 @@ runs per message.  A scrape reads them and builds the metric families.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from jsonproto.server.registry import ConnectionRegistry
 from jsonproto.dispatch.dispatcher import Dispatcher
@@ -91,12 +91,44 @@ class JSONProtoCollector:
         yield histogram
 
 
-def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher) -> Any:
+class CertificateExpiryCollector:
+    """
+    When each TLS listener's certificate expires, so that an alert can
+    fire days before clients start refusing it.  Read at scrape time, so a
+    certificate reloaded on SIGHUP shows at once.
+
+    @ivar listeners: The daemon's listener services (each with a
+        C{description} and an C{endpoint}); those whose endpoint has a
+        C{certificateNotAfter} are TLS listeners.
+    """
+
+    def __init__(self, listeners: Iterable[Any]) -> None:
+        self.listeners = listeners
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        expiry = GaugeMetricFamily(
+            "jsonproto_tls_certificate_not_after_timestamp_seconds",
+            "When the certificate a TLS listener serves expires, in seconds since the epoch.",
+            labels=["listener"],
+        )
+        for listener in self.listeners:
+            notAfter = getattr(getattr(listener, "endpoint", None), "certificateNotAfter", None)
+            if notAfter is not None:
+                expiry.add_metric([listener.description], notAfter)
+        yield expiry
+
+
+def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher, listeners: Iterable[Any] = ()) -> Any:
     """
     A twisted.web site serving C{/metrics} in the Prometheus text format.
 
     Rendered in the reactor thread (prometheus_client's own resource goes
     through WSGI and a thread pool, and cannot serve a Unix socket).
+
+    @param listeners: The listener services, for the TLS certificates'
+        expiry (L{CertificateExpiryCollector}); iterated at each scrape.
     """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from twisted.web.resource import Resource
@@ -104,6 +136,7 @@ def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher) -> Any:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JSONProtoCollector(connections, dispatcher))  # type: ignore[arg-type]
+    registry.register(CertificateExpiryCollector(listeners))  # type: ignore[arg-type]
 
     class Metrics(Resource):
         isLeaf = True

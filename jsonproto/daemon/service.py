@@ -11,13 +11,13 @@ from typing import Any, Callable
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from jsonproto.server.registry import ConnectionRegistry
+from jsonproto.server.endpoints import listeningEndpoint
 
 log = Logger()
 
@@ -69,8 +69,8 @@ class JSONProtoService(MultiService):
 
     def reloadCertificates(self) -> list[bool]:
         """
-        Read the TLS files of every listener that can (C{jsonproto-tls:})
-        again, as SIGHUP asks.  Connections already open are untouched.
+        Read the TLS files of every listener that has them (C{ssl:},
+        C{jsonproto-tls:}) again, as SIGHUP asks.  Connections already open are untouched.
 
         @return: For each such listener, whether its new files were taken.
         """
@@ -80,7 +80,7 @@ class JSONProtoService(MultiService):
             if reload is not None:
                 results.append(reload())
         if not results:
-            log.info("SIGHUP: no listener has TLS files to reload (only jsonproto-tls: has)")
+            log.info("SIGHUP: no listener has TLS files to reload (ssl: and jsonproto-tls: have)")
         return results
 
     def stopService(self) -> Deferred[Any]:
@@ -205,7 +205,7 @@ class ListenerService(StreamServerEndpointService):
 
             endpoint = reusePortEndpoint(reactor, listen)
         else:
-            endpoint = endpoints.serverFromString(reactor, listen)
+            endpoint = listeningEndpoint(reactor, listen)
         super().__init__(endpoint, factory)
         self.description = description
 

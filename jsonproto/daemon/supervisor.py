@@ -106,7 +106,9 @@ def reusePortEndpoint(reactor: Any, description: str) -> Any:
 
     @raise CannotShare: If it cannot be.
     """
-    return shareable(reactor, endpoints.serverFromString(reactor, description))
+    from jsonproto.server.endpoints import listeningEndpoint
+
+    return shareable(reactor, listeningEndpoint(reactor, description))
 
 
 class _Worker(protocol.ProcessProtocol):

@@ -14,7 +14,6 @@ import sys
 import tempfile
 from typing import Any, Callable
 
-from twisted.internet import endpoints
 from twisted.application.service import MultiService
 from twisted.python import usage
 from twisted.web.server import Site
@@ -26,6 +25,7 @@ from jsonproto.limits import Limits
 from jsonproto.daemon.metrics import metricsSite, registerStats
 from jsonproto.server.factory import JSONServerFactory
 from jsonproto.server.protocol import FRAMINGS
+from jsonproto.server.endpoints import listeningEndpoint
 from jsonproto.daemon.service import DEFAULT_SHUTDOWN_TIMEOUT, JSONProtoService, ListenerService
 from jsonproto.daemon.supervisor import MergedMetricsResource, WorkerSupervisor, workerArguments
 
@@ -42,7 +42,7 @@ class _ParseOnlyReactor:
 
 def _checkEndpoint(option: str, description: str) -> str:
     try:
-        endpoints.serverFromString(_ParseOnlyReactor(), description)
+        listeningEndpoint(_ParseOnlyReactor(), description)
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(
             f"--{option} {description!r} is not a server endpoint description "
@@ -315,7 +315,7 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     for description in config["echo"]:
         ListenerService(reactor, description, echoFactory, config["backlog"], config["reuse-port"]).setServiceParent(top)
     if config["metrics"]:
-        site = metricsSite(connections, config["dispatcher"])
+        site = metricsSite(connections, config["dispatcher"], listeners=top)
         for description in config["metrics"]:
             ListenerService(reactor, description, site).setServiceParent(top)
     return top

@@ -4,8 +4,9 @@ certificates.
 
     jsonproto send tcp:localhost:3001 '{"type":"SUM","a":1,"b":2}'
     tail -f requests.jsonl | jsonproto send localhost:3001
+    jsonproto send tls:localhost:3443 --ca cert.pem '{"type":"SUM","a":1,"b":2}'
     jsonproto bench localhost:3001 --conns 8 --pipeline 16
-    jsonproto cert localhost 127.0.0.1 -o key.pem
+    jsonproto cert localhost 127.0.0.1 -o server.pem      (server.pem and server.key)
 
 C{send} prints each reply, and each message the server pushes, as one JSON
 line as it arrives.  Its exit status: 0 when every reply is OK, 1 when any
@@ -197,16 +198,40 @@ def send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
         return Session(client, out, err, args.timeout).run(InputLines(stdin))
 
 
-def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.tools.certs import writeCertificate
+CERT_DESCRIPTION = """\
+Write a development certificate to one file and its private key to another.
 
+  jsonproto cert localhost 127.0.0.1 -o server.pem        server.pem and server.key, self-signed
+  jsonproto cert "My devices CA" --make-ca -o ca.pem      ca.pem and ca.key: a CA
+  jsonproto cert localhost --ca ca.pem -o server.pem      a server certificate the CA signs
+  jsonproto cert sensor-17 --ca ca.pem --usage client -o sensor-17.pem
+
+Clients get certificates (server.pem, ca.pem); keys stay with their owners.
+"""
+
+
+def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    from jsonproto.tools.certs import CertificateError, keyPathFor, writeCertificate
+
+    if args.make_ca and args.usage is not None:
+        raise CommandError("--usage is for the certificates a CA signs, not for the CA (--make-ca)")
+    usage = args.usage or "server"
+    keyPath = args.key_output or keyPathFor(args.output)
     try:
-        writeCertificate(args.output, args.names, days=args.days, ca=args.ca, isCA=args.make_ca)
-    except (OSError, ValueError) as e:
-        raise CommandError(f"cannot write {args.output}: {e}") from None
-    kind = "certificate authority" if args.make_ca else "key and certificate"
+        writeCertificate(
+            args.output, args.names, days=args.days, ca=args.ca, caKey=args.ca_key,
+            isCA=args.make_ca, keyPath=keyPath, usage=usage,
+        )
+    except CertificateError as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"cannot write {e.filename}: {e.strerror}") from None
+    kind = "certificate authority" if args.make_ca else f"{usage} certificate"
     signer = f"signed by {args.ca}" if args.ca else "self-signed"
-    err.write(f"wrote a {kind} for {', '.join(args.names)} ({signer}, {args.days} days) to {args.output}\n")
+    err.write(
+        f"wrote a {kind} for {', '.join(args.names)} ({signer}, {args.days} days) to {args.output}, "
+        f"and its private key to {keyPath}: keep the key where only its owner can read it\n"
+    )
     return EXIT_OK
 
 
@@ -327,12 +352,20 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON summary")
     b.set_defaults(run=bench, parser=b, tlsOptions={"ca": "--ca"})
 
-    c = commands.add_parser("cert", help="write a development key and certificate")
-    c.add_argument("names", nargs="+", metavar="NAME", help="host names and IP addresses for the certificate")
-    c.add_argument("-o", "--output", default="key.pem", help="PEM file to write, key then certificate (default key.pem)")
-    c.add_argument("--days", type=int, default=30, help="validity (default 30)")
-    c.add_argument("--ca", help="sign with this CA (a PEM from --make-ca) instead of self-signing")
-    c.add_argument("--make-ca", action="store_true", help="make a certificate authority, for client certificates")
+    c = commands.add_parser(
+        "cert",
+        help="write a development certificate and its private key",
+        description=CERT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("names", nargs="+", metavar="NAME", help="host names and IP addresses for the certificate (a CA: its name)")
+    c.add_argument("-o", "--output", default="cert.pem", help="certificate file to write (default cert.pem); give clients this file, never the key")
+    c.add_argument("--key-output", metavar="FILE", help="private key file to write (default: the --output name ending in .key)")
+    c.add_argument("--days", type=int, default=30, help="validity in days, 1 to 36500 (default 30)")
+    c.add_argument("--usage", choices=["server", "client"], help="what the certificate authenticates: a TLS server (default) or a client, for mutual TLS")
+    c.add_argument("--ca", metavar="FILE", help="sign with this CA certificate (from --make-ca) instead of self-signing")
+    c.add_argument("--ca-key", metavar="FILE", help="the CA's private key (default: the --ca name ending in .key)")
+    c.add_argument("--make-ca", action="store_true", help="make a certificate authority, to sign server and client certificates")
     c.set_defaults(run=cert)
     return top
 
