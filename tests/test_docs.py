@@ -181,10 +181,7 @@ class Page:
 
         @param exitsCleanly: Whether it must exit 0 when stopped.
         """
-        names = set(PORT.findall(text)) | {f"unix:{p}" for p in UNIX_SERVER.findall(text)}
-        pidfile = os.path.join(self.directory.path, pidfile) if pidfile else None
-        for server in [s for s in self.servers if s.names & names or (pidfile and s.pidfile == pidfile)]:
-            self.stop(server)
+        names, pidfile = self.makeRoom(text, pidfile)
         server = docrun.Server(
             description,
             argv,
@@ -198,6 +195,19 @@ class Page:
         )
         server.exitsCleanly = exitsCleanly  # type: ignore[attr-defined]
         self.servers.append(server)
+
+    def makeRoom(self, text: str, pidfile: str | None = None) -> tuple[set[str], str | None]:
+        """
+        Stop the page's servers that hold a port, Unix socket or pid file
+        a new server named in C{text} needs.
+
+        @return: The names of its ports and sockets, and its pid file's path.
+        """
+        names = set(PORT.findall(text)) | {f"unix:{p}" for p in UNIX_SERVER.findall(text)}
+        pidfile = os.path.join(self.directory.path, pidfile) if pidfile else None
+        for server in [s for s in self.servers if s.names & names or (pidfile and s.pidfile == pidfile)]:
+            self.stop(server)
+        return names, pidfile
 
     def stop(self, server: docrun.Server, check: bool = True) -> None:
         self.servers.remove(server)
@@ -371,6 +381,7 @@ def python(page: Page, block: Block) -> None:
         status, output = docrun.run(shlex.join(argv), page.directory)
         assert status == 0, f"{block}: the program exited {status}:\n{output}"
         return
+    page.makeRoom(block.text)
     for name in ports:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", page.port(name)))
