@@ -106,19 +106,25 @@ class Block:
         return f"{os.path.relpath(self.page, REPO)}:{self.line} ({self.kind or 'plain'})"
 
 
+FENCE = re.compile(r"^( *)```(.*)$")
+
+
 def readBlocks(page: str) -> list[Block]:
     """
-    The fenced blocks of a Markdown page, in order.
+    The fenced blocks of a Markdown page, in order, indented ones (in a
+    list item) included, their text dedented.
     """
     with open(page, encoding="utf-8") as f:
         lines = f.read().splitlines()
     blocks, start = [], None
     for number, line in enumerate(lines):
-        if start is None and line.startswith("```"):
-            start, kind = number, line[3:].strip()
-        elif start is not None and line.strip() == "```":
+        fence = FENCE.match(line)
+        if start is None and fence:
+            start, indent, kind = number, len(fence.group(1)), fence.group(2).strip()
+        elif start is not None and fence and not fence.group(2).strip():
             fragment = start > 0 and lines[start - 1].strip() == FRAGMENT
-            blocks.append(Block(page, start + 1, kind, "\n".join(lines[start + 1 : number]) + "\n", fragment))
+            text = "".join(l[indent:] + "\n" for l in lines[start + 1 : number])
+            blocks.append(Block(page, start + 1, kind, text, fragment))
             start = None
     return blocks
 
@@ -486,6 +492,13 @@ class HarnessTests(TestCase):
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
+
+    def test_indentedBlock(self) -> None:
+        """
+        A block indented in a list item is run like any other.
+        """
+        page = self.page("- an item:\n\n  ```console\n  $ echo one\n  two\n  ```\n")
+        self.assertRaisesRegex(AssertionError, "the page shows", runPage, page)
 
     def test_unknownKind(self) -> None:
         """
