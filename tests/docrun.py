@@ -210,6 +210,19 @@ def listeningUNIXPaths(cwd: str) -> set[str]:
     return paths
 
 
+def _alive(pid: int) -> bool:
+    """
+    Whether a process runs: it exists and is not a zombie, which its
+    parent (for a daemon, init) has yet to collect.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 class Server:
     """
     A server an example starts: a program or daemon that runs until it is
@@ -269,10 +282,15 @@ class Server:
         try:
             with open(self.pidfile or "") as f:
                 pid = int(f.read().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return pid
+        return pid if _alive(pid) else None
+
+    def running(self) -> bool:
+        """
+        Whether the server is still serving.
+        """
+        return self._pid() is not None
 
     def _waitUntilListening(self, ports: Sequence[int], unixPaths: Sequence[str]) -> None:
         deadline = time.monotonic() + COMMAND_SECONDS
@@ -302,13 +320,9 @@ class Server:
             if pid is not None:
                 os.kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + STOP_SECONDS
-                while time.monotonic() < deadline:
-                    try:
-                        os.kill(pid, 0)
-                    except OSError:
-                        break
+                while time.monotonic() < deadline and _alive(pid):
                     time.sleep(0.05)
-                else:
+                if _alive(pid):
                     os.kill(pid, signal.SIGKILL)
                     raise AssertionError(f"{self.description} did not stop on SIGTERM:\n{self.log()}")
             return None

@@ -51,7 +51,8 @@ otherwise), as its user would have to.  A C{python} program that names a
 server endpoint (C{"tcp:3001"}) is a server too; it is run first with
 each of its ports taken, and must then print one line and exit non-zero,
 and when it is stopped by Ctrl-C it must exit 0.  Every server is stopped
-when its page ends: Ctrl-C in the foreground, SIGTERM to a daemon's pid.
+when its page ends (Ctrl-C in the foreground, SIGTERM to a daemon's pid),
+and must still be running then.
 
 B{Commands.}  In a C{console} block each C{$ } line is a command and the
 lines after it, up to the next, are its output (standard output and error
@@ -217,9 +218,12 @@ class Page:
 
     def stop(self, server: docrun.Server, check: bool = True) -> None:
         self.servers.remove(server)
+        running = server.running()
         status = server.stop()
         log = server.log()
         server.discard()
+        if check and not running:
+            raise AssertionError(f"{server.description} exited {status} before the page was done with it:\n{log}")
         if check and server.exitsCleanly and status != 0:  # type: ignore[attr-defined]
             raise AssertionError(f"{server.description} exited {status} on Ctrl-C, not 0:\n{log}")
 
@@ -559,6 +563,18 @@ class HarnessTests(TestCase):
         )
         page = self.page(f"```python\n{program}```\n")
         self.assertRaisesRegex(AssertionError, "with port 3001 taken", runPage, page)
+
+    def test_serverDies(self) -> None:
+        """
+        A server that dies while its page still uses it fails the page.
+        """
+        page = Page(docrun.Directory())
+        self.addCleanup(page.close, check=False)
+        daemon(page, ".venv/bin/twistd -n jsonproto", Block(self.page(""), 1, "sh", "", False))
+        [server] = page.servers
+        server.process.kill()
+        server.process.wait(timeout=docrun.STOP_SECONDS)
+        self.assertRaisesRegex(AssertionError, "before the page was done with it", page.close)
 
     def test_figuresByShape(self) -> None:
         """
