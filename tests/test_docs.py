@@ -274,14 +274,17 @@ def comparable(line: str) -> Any:
 # a line is run.
 
 
-def _notRun(why: str) -> Callable[[Page, str, Block], None]:
-    return lambda page, line, block: None
-
-
 NOT_RUN = {
     "make test": "it runs the test suite this test is part of",
     "git clone": "it needs the network; the page's directory stands for the clone",
 }
+
+
+def notRun(page: Page, line: str, block: Block) -> None:
+    """
+    A command L{NOT_RUN} names: recorded, not run.
+    """
+    page.commands.append(line)
 
 
 def daemon(page: Page, line: str, block: Block) -> None:
@@ -335,7 +338,7 @@ def shellCommand(page: Page, line: str, block: Block) -> None:
 
 
 COMMANDS: list[tuple[re.Pattern[str], Callable[[Page, str, Block], None]]] = [
-    *((re.compile(rf"^{re.escape(command)}\b"), _notRun(why)) for command, why in NOT_RUN.items()),
+    *((re.compile(rf"^{re.escape(command)}\b"), notRun) for command in NOT_RUN),
     (re.compile(r"^make run\b"), makeRun),
     (re.compile(r"^(\w+=\S*\s+)*\S*twistd\s(.*\s)?jsonproto(\s|$)"), daemon),
     (re.compile(r"#\s*at a terminal"), onTerminal),
@@ -407,8 +410,12 @@ def parseJSON(page: Page, block: Block) -> None:
     json.loads(block.text)
 
 
-def shown(page: Page, block: Block) -> None:
+def showOnly(page: Page, block: Block) -> None:
     pass
+
+
+def fragmentOnly(page: Page, block: Block) -> None:
+    raise AssertionError(f"{block}: this kind cannot run here: mark it {FRAGMENT}")
 
 
 KINDS: dict[str, Callable[[Page, Block], None]] = {
@@ -416,16 +423,11 @@ KINDS: dict[str, Callable[[Page, Block], None]] = {
     "console": console,  # commands after "$ ", each with the output it shows
     "sh": shell,  # commands, each must exit 0; twistd lines are servers
     "json": parseJSON,  # a JSON text: it must parse
-    "ini": shown,  # a systemd unit: a fragment, see checkFragment
-    "": shown,  # bytes, log lines, configuration
-    "{eval-rst}": shown,  # Sphinx directives
-    "{toctree}": shown,
+    "ini": fragmentOnly,  # a systemd unit; see checkFragment
+    "": showOnly,  # bytes, log lines, configuration
+    "{eval-rst}": showOnly,  # Sphinx directives
+    "{toctree}": showOnly,
 }
-
-MUST_RUN = {"python", "console", "sh", "ini"}
-"""
-The kinds a block of which is either run or marked a fragment.
-"""
 
 
 def checkFragment(block: Block) -> None:
@@ -450,7 +452,6 @@ def runPage(path: str) -> None:
     blocks = readBlocks(path)
     for block in blocks:
         assert block.kind in KINDS, f"{block}: no rule says how to run a {block.kind!r} block; add one to KINDS"
-        assert block.fragment or block.kind != "ini", f"{block}: a systemd unit cannot run here: mark it {FRAGMENT}"
     page = Page(docrun.Directory())
     try:
         if not page.directory.importable():
@@ -517,7 +518,7 @@ class HarnessTests(TestCase):
         A systemd unit must say it is a fragment.
         """
         page = self.page("```ini\n[Service]\nExecStart=/bin/true\n```\n")
-        self.assertRaisesRegex(AssertionError, "mark it <!-- fragment -->", runPage, page)
+        self.assertRaisesRegex(AssertionError, "cannot run here: mark it <!-- fragment -->", runPage, page)
 
     def test_fragmentNotRun(self) -> None:
         """
