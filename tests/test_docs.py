@@ -1,261 +1,605 @@
 """
-The documentation's console examples, run against a live daemon: what a
-page shows a command printing is what it prints.
+Every example in README.md and docs/*.md, run as a user would run it: what
+a page shows is what happens.
+
+The rules, for anyone writing a page:
+
+B{Blocks.}  Each fenced block is of the kind its info string names, and
+L{KINDS} says what is done with it: C{python}, C{console} and C{sh}
+blocks are run, C{json} is parsed, plain blocks (bytes on the wire, log
+lines, configuration) and Sphinx directives are shown only.  A block of
+any other kind fails the test: add the kind to the table first.  A block
+that cannot run alone (a systemd unit, a function without its module)
+says so with the marker C{<!-- fragment -->} on the line just before its
+fence; a fragment is only checked (Python compiled, a systemd unit's
+C{ExecStart=} parsed by the daemon's options).
+
+B{The page's directory.}  Each page runs in a new temporary directory, not
+the repository.  C{.venv/bin/} there holds C{python}, C{twistd} and
+C{jsonproto} of the environment running the tests, and is on C{PATH} (so
+C{jsonproto} alone works too), as is C{nc} (a stand-in that knows only
+C{nc -N HOST PORT}).  Blocks run in the page's order; each command in a
+new shell in that directory (a C{cd} does not carry over), and files a
+command makes stay for later blocks.
+
+B{Files.}  A C{python} block whose first line is C{# PATH.py} is that
+file: it is written into the directory before the page's first command
+runs, and some command of the page must use it (C{--handlers
+myapp.handlers}, C{python client.py}).  Nothing puts the directory on
+C{sys.path}: a command that imports from it says C{PYTHONPATH=.}, as a
+user's must.  Any other C{python} block is a program: it is run with
+C{.venv/bin/python} in the directory and must exit 0.
+
+B{Ports and paths.}  Whole numbers from 3000 to 3999 and from 9100 to
+9199 are the page's ports: in commands, programs and shown output alike,
+each stands for one free port on 127.0.0.1, the same one throughout the
+page.  A C{tcp:}, C{ssl:} or C{jsonproto-tls:} server endpoint with no
+C{interface=} gets C{interface=127.0.0.1}; a daemon started without
+C{--port} gets its default, C{tcp:3001:interface=127.0.0.1}, port
+substituted.  Paths under C{/etc/jsonproto/}, C{/opt/jsonproto/},
+C{/run/} and C{/var/log/} stand for files in the page's directory.  Hosts
+are C{localhost} and 127.0.0.1 (::1 for C{tcp6:}) only.
+
+B{Servers.}  In an C{sh} block, a C{twistd ... jsonproto} line (and
+C{make run}, which is the Makefile's C{run} recipe) starts a server, which
+the next blocks of the page talk to.  The test waits until every port and
+Unix socket the line names is listening (read from C{/proc/net}: no probe
+connects, so the server's counters are what the page's commands make
+them).  A server first stops the page's earlier server that has one of
+its ports, or its pid file (C{twistd.pid} unless C{--pidfile} says
+otherwise), as its user would have to.  A C{python} program that names a
+server endpoint (C{"tcp:3001"}) is a server too; it is run first with
+each of its ports taken, and must then print one line and exit non-zero,
+and when it is stopped by Ctrl-C it must exit 0.  Every server is stopped
+when its page ends (Ctrl-C in the foreground, SIGTERM to a daemon's pid),
+and must still be running then.
+
+B{Commands.}  In a C{console} block each C{$ } line is a command and the
+lines after it, up to the next, are its output (standard output and error
+together), compared line by line; a line with figures that change between
+runs (L{FIGURES}) is compared by shape.  In an C{sh} block every line is a
+command (a trailing comment is the shell's) that must exit 0; its output
+is not compared.  A command commented C{# at a terminal} runs on a
+pseudo-terminal, where the test types L{TYPED} and then Ctrl-D.
+L{NOT_RUN} names the only commands not run, and why.  Every command must
+finish within L{docrun.COMMAND_SECONDS} seconds.
 """
 
 from __future__ import annotations
 
-import codecs
 import glob
-import io
 import json
 import os
 import re
 import shlex
 import socket
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
-from jsonproto.tools import cli
-from jsonproto.tools.certs import writeCertificate
-from tests.e2e import REPO, startDaemon
+from tests import docrun
+from tests.e2e import REPO
 
 PAGES = [os.path.join(REPO, "README.md"), *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]
 
+FRAGMENT = "<!-- fragment -->"
 
-def examples() -> list[tuple[str, str, list[str]]]:
+TYPED = b'{"type":"SUM","a":1,"b":2}\n'
+"""
+What the test types at a command run C{# at a terminal}.
+"""
+
+
+@dataclass
+class Block:
     """
-    Every C{$ command} in a console block, with the lines it shows after.
+    One fenced block of a page.
     """
-    found = []
-    for page in PAGES:
-        with open(page, encoding="utf-8") as f:
-            text = f.read()
-        for block in re.findall(r"```console\n(.*?)```", text, re.S):
-            command, output = None, []
-            for line in block.splitlines():
-                if line.startswith("$ "):
-                    if command:
-                        found.append((os.path.basename(page), command, output))
-                    command, output = line[2:], []
-                elif command:
-                    output.append(line)
-            if command:
-                found.append((os.path.basename(page), command, output))
-    return found
+
+    page: str
+    line: int
+    kind: str
+    text: str
+    fragment: bool
+
+    def __str__(self) -> str:
+        return f"{os.path.relpath(self.page, REPO)}:{self.line} ({self.kind or 'plain'})"
 
 
-def _netcat(command: str, port: int) -> list[str]:
-    printf, nc = command.split(" | ")
-    data = codecs.escape_decode(shlex.split(printf)[1].encode())[0]
-    assert shlex.split(nc)[:2] == ["nc", "-N"], nc
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := s.recv(65536):
-            received += chunk
-    return received.decode().splitlines()
+FENCE = re.compile(r"^( *)```(.*)$")
 
 
-def _send(command: str, port: int) -> list[str]:
-    argv = shlex.split(command)
-    assert argv[0].endswith("jsonproto") and argv[1] == "send", command
-    argv[2] = f"127.0.0.1:{port}"
-    out = io.StringIO()
-    cli.main(argv[1:], out=out, err=io.StringIO())
-    return out.getvalue().splitlines()
+def readBlocks(page: str) -> list[Block]:
+    """
+    The fenced blocks of a Markdown page, in order, indented ones (in a
+    list item) included, their text dedented.
+    """
+    with open(page, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    blocks, start = [], None
+    for number, line in enumerate(lines):
+        fence = FENCE.match(line)
+        if start is None and fence:
+            start, indent, kind = number, len(fence.group(1)), fence.group(2).strip()
+        elif start is not None and fence and not fence.group(2).strip():
+            fragment = start > 0 and lines[start - 1].strip() == FRAGMENT
+            text = "".join(l[indent:] + "\n" for l in lines[start + 1 : number])
+            blocks.append(Block(page, start + 1, kind, text, fragment))
+            start = None
+    return blocks
 
 
-def _shape(line: str) -> Any:
-    # Figures that change from run to run (uptime, counters) are compared by
-    # the keys they sit under.
-    value = json.loads(line)
-    if isinstance(value, dict) and "uptime" in value:
-        return sorted(value)
+# Ports, endpoints and paths: what a page writes, and what the test uses.
+
+PORT = re.compile(r"(?<![\w.])(3\d{3}|91\d{2})(?![\w.])")
+# A server endpoint's port is a number on its own (tcp:3001, tcp:3001:...),
+# not the start of a client endpoint's host (tcp:127.0.0.1:...).
+SERVER_ENDPOINT = re.compile(r"\b(tcp|ssl|jsonproto-tls):(\d+)(?=[:\s'\"]|$)([^\s'\"]*)")
+UNIX_SERVER = re.compile(r"--(?:port|echo|metrics)[= ]unix:([^:\s'\"]+)")
+SYSTEM_PATH = re.compile(r"(?<![\w.])/(?:etc/jsonproto|opt/jsonproto|run|var/log)/")
+FILE_HEADER = re.compile(r"# ([\w./-]+\.py)\n")
+
+
+def _loopbackOnly(match: re.Match[str]) -> str:
+    kind, port, parameters = match.groups()
+    if "interface=" in parameters:
+        return match.group(0)
+    return f"{kind}:{port}{parameters}:interface=127.0.0.1"
+
+
+@dataclass
+class Page:
+    """
+    The state of one page's run: its directory, its ports, its servers.
+    """
+
+    directory: docrun.Directory
+    ports: dict[str, int] = field(default_factory=dict)
+    servers: list[docrun.Server] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    def substitute(self, text: str) -> str:
+        """
+        A page's text as the test runs it: its ports, loopback
+        interfaces and paths.
+        """
+        text = SYSTEM_PATH.sub("", SERVER_ENDPOINT.sub(_loopbackOnly, text))
+        return PORT.sub(lambda m: str(self.port(m.group(1))), text)
+
+    def port(self, name: str) -> int:
+        if name not in self.ports:
+            self.ports[name] = docrun.freePort()
+        return self.ports[name]
+
+    def start(
+        self,
+        description: str,
+        argv: list[str],
+        text: str,
+        *,
+        env: dict[str, str] | None = None,
+        pidfile: str | None = None,
+        daemonizes: bool = False,
+        exitsCleanly: bool = False,
+    ) -> None:
+        """
+        Start a server after stopping any of the page's servers it clashes
+        with.  C{text} is the page's own text for it, which names its
+        ports and sockets.
+
+        @param exitsCleanly: Whether it must exit 0 when stopped.
+        """
+        names, pidfile = self.makeRoom(text, pidfile)
+        server = docrun.Server(
+            description,
+            argv,
+            self.directory,
+            env=env or self.directory.env,
+            ports=[self.port(p) for p in PORT.findall(text)],
+            unixPaths=UNIX_SERVER.findall(text),
+            names=names,
+            pidfile=pidfile,
+            daemonizes=daemonizes,
+        )
+        server.exitsCleanly = exitsCleanly  # type: ignore[attr-defined]
+        self.servers.append(server)
+
+    def makeRoom(self, text: str, pidfile: str | None = None) -> tuple[set[str], str | None]:
+        """
+        Stop the page's servers that hold a port, Unix socket or pid file
+        a new server named in C{text} needs.
+
+        @return: The names of its ports and sockets, and its pid file's path.
+        """
+        names = set(PORT.findall(text)) | {f"unix:{p}" for p in UNIX_SERVER.findall(text)}
+        pidfile = os.path.join(self.directory.path, pidfile) if pidfile else None
+        for server in [s for s in self.servers if s.names & names or (pidfile and s.pidfile == pidfile)]:
+            self.stop(server)
+        return names, pidfile
+
+    def stop(self, server: docrun.Server, check: bool = True) -> None:
+        self.servers.remove(server)
+        running = server.running()
+        status = server.stop()
+        log = server.log()
+        server.discard()
+        if check and not running:
+            raise AssertionError(f"{server.description} exited {status} before the page was done with it:\n{log}")
+        if check and server.exitsCleanly and status != 0:  # type: ignore[attr-defined]
+            raise AssertionError(f"{server.description} exited {status} on Ctrl-C, not 0:\n{log}")
+
+    def close(self, check: bool = True) -> None:
+        """
+        Stop every server (checking how each exits, if C{check}) and
+        remove the directory.
+        """
+        try:
+            while self.servers:
+                self.stop(self.servers[0], check)
+        finally:
+            while self.servers:
+                self.stop(self.servers[0], check=False)
+            self.directory.remove()
+
+
+# Figures that change between runs, compared by shape: a name, which shown
+# lines it applies to, and the shape compared.
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
     return value
 
 
-class DocumentationExamplesTests(TestCase):
-    @inlineCallbacks
-    def test_examples(self) -> None:
-        """
-        Each console example prints what its page says.
-        """
-        found = examples()
-        self.assertGreaterEqual(len(found), 5)
-        _, [port] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--enable-stats")
-        for page, command, expected in found:
-            if "| nc " in command:
-                got = yield deferToThread(_netcat, command, port)
-            else:
-                got = yield deferToThread(_send, command, port)
-            self.assertEqual([_shape(l) for l in got], [_shape(l) for l in expected], f"{page}: {command}")
+FIGURES: list[tuple[str, Callable[[str], bool], Callable[[str], Any]]] = [
+    ("a STATS reply: uptime and counters", lambda line: line.startswith("{") and '"uptime":' in line, lambda line: _shape(json.loads(line))),
+]
 
 
-COMMAND = re.compile(r"^(?:ExecStart=)?\S*(?:twistd|jsonproto) .*$")
+def comparable(line: str) -> Any:
+    for _, applies, shape in FIGURES:
+        if applies(line):
+            try:
+                return shape(line)
+            except ValueError:
+                return line
+    return line
 
 
-def commandLines() -> list[tuple[str, list[str]]]:
+# Command lines of sh blocks: the first entry whose pattern matches says how
+# a line is run.
+
+
+NOT_RUN = {
+    "make test": "it runs the test suite this test is part of",
+    "git clone": "it needs the network; the page's directory stands for the clone",
+}
+
+
+def notRun(page: Page, line: str, block: Block) -> None:
     """
-    Every twistd and jsonproto command in the pages' code blocks, split as
-    a shell would (comments dropped).
+    A command L{NOT_RUN} names: recorded, not run.
     """
-    found = []
-    for page in PAGES:
-        with open(page, encoding="utf-8") as f:
-            text = f.read()
-        for block in re.findall(r"```(?:sh|ini)\n(.*?)```", text, re.S):
-            for line in block.splitlines():
-                if COMMAND.match(line.strip()):
-                    argv = shlex.split(line.strip().removeprefix("ExecStart="), comments=True)
-                    found.append((os.path.basename(page), argv))
-    return found
+    page.commands.append(line)
 
 
-def _handlersModule(directory: str) -> None:
+def daemon(page: Page, line: str, block: Block) -> None:
     """
-    Write the handlers module the pages show, as myapp.handlers.
+    Start C{twistd ... jsonproto ...} in the background, as its user does
+    in a terminal of its own.
     """
-    with open(os.path.join(REPO, "docs", "handlers.md"), encoding="utf-8") as f:
-        code = re.search(r"```python\n# myapp/handlers.py\n(.*?)```", f.read(), re.S).group(1)  # type: ignore[union-attr]
-    os.makedirs(os.path.join(directory, "myapp"))
-    open(os.path.join(directory, "myapp", "__init__.py"), "w").close()
-    with open(os.path.join(directory, "myapp", "handlers.py"), "w") as f:
-        f.write(code)
+    original = line
+    words = shlex.split(line, comments=True)
+    env = dict(page.directory.env)
+    while "=" in words[0] and not words[0].startswith(("-", "/", ".")):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    plugin = words.index("jsonproto")
+    twistdOptions, options = words[1:plugin], words[plugin + 1 :]
+    if not any(o == "--port" or o.startswith("--port=") for o in options):
+        original += " --port tcp:3001:interface=127.0.0.1"
+        words += ["--port", "tcp:3001:interface=127.0.0.1"]
+    pidfile = "twistd.pid"
+    for i, option in enumerate(twistdOptions):
+        if option.startswith("--pidfile="):
+            pidfile = option.partition("=")[2]
+        elif option == "--pidfile":
+            pidfile = twistdOptions[i + 1]
+    daemonizes = not ({"-n", "--nodaemon"} & set(twistdOptions))
+    if daemonizes and not pidfile:
+        raise AssertionError(f"{block}: {line!r} daemonizes without a pid file: nothing could stop it")
+    argv = [page.substitute(w) for w in words]
+    if argv[0].startswith(".venv/"):
+        argv[0] = os.path.join(page.directory.path, argv[0])
+    page.start(f"{block}: {line}", argv, original, env=env, pidfile=page.substitute(pidfile), daemonizes=daemonizes)
 
 
-class DocumentationCommandTests(TestCase):
-    def test_commands(self) -> None:
-        """
-        Every jsonproto cert command in the pages runs, and every twistd
-        jsonproto command line parses (its options, endpoint strings and
-        files), in a directory holding the files the pages make.  Paths
-        under /etc and /opt stand for files made the same way.
-        """
-        from jsonproto.daemon.tap import Options
-
-        work = os.path.abspath(self.mktemp())
-        os.makedirs(work)
-        _handlersModule(work)
-        self.addCleanup(os.chdir, os.getcwd())
-        os.chdir(work)
-        import sys
-
-        sys.path.insert(0, work)
-        self.addCleanup(sys.path.remove, work)
-        self.addCleanup(sys.modules.pop, "myapp.handlers", None)
-        self.addCleanup(sys.modules.pop, "myapp", None)
-        commands = commandLines()
-        certs = [argv for _, argv in commands if argv[0].endswith("jsonproto") and argv[1] == "cert"]
-        twistds = [(page, argv) for page, argv in commands if argv[0].endswith("twistd") and "jsonproto" in argv]
-        self.assertGreaterEqual(len(certs), 4)
-        self.assertGreaterEqual(len(twistds), 10)
-        for argv in certs:
-            self.assertEqual(cli.main(argv[1:], err=io.StringIO()), 0, argv)
-        if not os.path.exists("key.pem"):  # the README's key and certificate in one file
-            writeCertificate("key.pem", ["localhost"])
-        for name in ("server.pem", "clients-ca.pem"):  # each beside its .key
-            if not os.path.exists(name):
-                cli.main(["cert", "localhost", "-o", name], err=io.StringIO())
-        for page, argv in twistds:
-            options = argv[argv.index("jsonproto") + 1 :]
-            options = [re.sub(r"/(?:etc|opt)/jsonproto/", "", o) for o in options]
-            if any(o.startswith("systemd:") for o in options):
-                continue  # needs systemd's sockets: test_twistd starts it so
-            Options().parseOptions(options)
+def makeRun(page: Page, line: str, block: Block) -> None:
+    """
+    C{make run}: the daemon the Makefile's C{run} target starts.
+    """
+    with open(os.path.join(REPO, "Makefile")) as f:
+        recipe = re.search(r"^run:.*\n\t(.*)", f.read(), re.M).group(1)  # type: ignore[union-attr]
+    daemon(page, recipe.replace("$(BIN)", ".venv/bin"), block)
 
 
-class DocumentationSessionTests(TestCase):
-    @inlineCallbacks
-    def test_sessions(self) -> None:
-        """
-        A code block that starts a daemon and then sends to it works as
-        shown: its certificates are made, the daemon starts with its
-        options (on a free port), and each jsonproto send succeeds.
-        """
-        work = os.path.abspath(self.mktemp())
-        os.makedirs(work)
-        self.addCleanup(os.chdir, os.getcwd())
-        os.chdir(work)
-        sessions = 0
-        for page in PAGES:
-            with open(page, encoding="utf-8") as f:
-                blocks = re.findall(r"```sh\n(.*?)```", f.read(), re.S)
-            for block in blocks:
-                argvs = [shlex.split(l, comments=True) for l in block.splitlines() if COMMAND.match(l.strip())]
-                daemons = [a for a in argvs if a[0].endswith("twistd")]
-                sends = [a for a in argvs if a[0].endswith("jsonproto") and a[1] == "send"]
-                if len(daemons) != 1 or not sends:
-                    continue
-                sessions += 1
-                for argv in argvs:
-                    if argv[0].endswith("jsonproto") and argv[1] == "cert":
-                        self.assertEqual(cli.main(argv[1:], err=io.StringIO()), 0, argv)
-                options = daemons[0][daemons[0].index("jsonproto") + 1 :]
-                options = [re.sub(r"^(ssl|tcp|jsonproto-tls):\d+", r"\1:0:interface=127.0.0.1", o) for o in options]
-                _, [port] = yield startDaemon(self, *options)
-                for argv in sends:
-                    argv = [re.sub(r"^(tcp|tls):([^:]+):\d+$", rf"\1:\2:{port}", a) for a in argv]
-                    out, err = io.StringIO(), io.StringIO()
-                    status = yield deferToThread(cli.main, argv[1:], out=out, err=err)
-                    self.assertEqual((status, err.getvalue()), (0, ""), f"{os.path.basename(page)}: {argv}")
-                    self.assertEqual(json.loads(out.getvalue())["status"], "OK")
-        self.assertGreaterEqual(sessions, 2)
+def onTerminal(page: Page, line: str, block: Block) -> None:
+    status, shown = docrun.runOnTerminal(page.substitute(line), page.directory, TYPED)
+    assert status == 0 and '"status":"OK"' in shown, f"{block}: {line!r} at a terminal exited {status}:\n{shown}"
 
 
-class ClientsPageTests(TestCase):
-    @inlineCallbacks
-    def test_sendExamples(self) -> None:
-        """
-        The jsonproto send examples of the clients page, each run against a
-        daemon like the one it names: newline JSON on "3001", int32 on
-        "3002", mutual TLS for "db.example" (reached at 127.0.0.1, checked
-        under its name).  Every one exits 0.
-        """
-        with open(os.path.join(REPO, "docs", "clients.md"), encoding="utf-8") as f:
-            block = re.search(r"## From the command line.*?```sh\n(.*?)```", f.read(), re.S).group(1)  # type: ignore[union-attr]
-        work = os.path.abspath(self.mktemp())
-        os.makedirs(work)
-        self.addCleanup(os.chdir, os.getcwd())
-        os.chdir(work)
-        for argv in (["cert", "test CA", "--make-ca", "-o", "ca.pem"], ["cert", "db.example", "--ca", "ca.pem", "-o", "db.pem"], ["cert", "me", "--ca", "ca.pem", "--usage", "client", "-o", "me.pem"]):
-            cli.main(argv, err=io.StringIO())
-        _, [line] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1")
-        _, [int32] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--framing", "int32")
-        _, [tls] = yield startDaemon(
-            self, "--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={work}/db.key:certKey={work}/db.pem:clientCA={work}/ca.pem"
+def shellCommand(page: Page, line: str, block: Block) -> None:
+    status, output = docrun.run(page.substitute(line), page.directory)
+    assert status == 0, f"{block}: {line!r} exited {status}:\n{output}"
+
+
+COMMANDS: list[tuple[re.Pattern[str], Callable[[Page, str, Block], None]]] = [
+    *((re.compile(rf"^{re.escape(command)}\b"), notRun) for command in NOT_RUN),
+    (re.compile(r"^make run\b"), makeRun),
+    (re.compile(r"^(\w+=\S*\s+)*\S*twistd\s(.*\s)?jsonproto(\s|$)"), daemon),
+    (re.compile(r"#\s*at a terminal"), onTerminal),
+    (re.compile(""), shellCommand),
+]
+
+
+def commandLines(text: str) -> list[str]:
+    """
+    The command lines of an sh block: continuation lines joined, blank
+    and comment lines dropped.
+    """
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+# How each kind of block is run.
+
+
+def shell(page: Page, block: Block) -> None:
+    for line in commandLines(block.text):
+        page.commands.append(line)
+        for pattern, how in COMMANDS:
+            if pattern.search(line):
+                how(page, line, block)
+                break
+
+
+def console(page: Page, block: Block) -> None:
+    examples: list[tuple[str, list[str]]] = []
+    for line in block.text.splitlines():
+        if line.startswith("$ "):
+            examples.append((line[2:], []))
+        elif examples:
+            examples[-1][1].append(line)
+    assert examples, f"{block}: a console block shows commands, each after '$ '"
+    for command, shown in examples:
+        page.commands.append(command)
+        _, output = docrun.run(page.substitute(command), page.directory)
+        expected = [comparable(page.substitute(l).rstrip()) for l in shown]
+        got = [comparable(l.rstrip()) for l in output.splitlines()]
+        assert got == expected, f"{block}: $ {command}\nthe page shows:\n" + "\n".join(shown) + f"\nit printed:\n{output}"
+
+
+def python(page: Page, block: Block) -> None:
+    if FILE_HEADER.match(block.text):
+        return  # a file, written when the page began
+    page.commands.append(block.text)
+    program = page.directory.write(f".example-{block.line}.py", page.substitute(block.text))
+    argv = [os.path.join(page.directory.path, ".venv", "bin", "python"), program]
+    ports = sorted({port for _, port, _ in SERVER_ENDPOINT.findall(block.text) if PORT.fullmatch(port)})
+    if not ports:
+        status, output = docrun.run(shlex.join(argv), page.directory)
+        assert status == 0, f"{block}: the program exited {status}:\n{output}"
+        return
+    page.makeRoom(block.text)
+    for name in ports:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", page.port(name)))
+            taken.listen()
+            status, output = docrun.run(shlex.join(argv), page.directory)
+        assert status != 0 and len(output.splitlines()) == 1, (
+            f"{block}: with port {name} taken, the program should print one line and exit non-zero; it exited {status}:\n{output}"
         )
-        ports = {"3001": line, "3002": int32, "3443": tls}
-        ran = 0
-        for text in block.splitlines():
-            stdin: io.StringIO = io.StringIO("")
-            if " | " in text:
-                printf, text = text.split(" | ")
-                format, value = shlex.split(printf)[1:]
-                stdin = io.StringIO(codecs.decode(format, "unicode_escape") % value)
-            argv = shlex.split(text, comments=True)
-            if "# at a terminal" in text:
-                stdin = FakeTerminalInput('{"type":"SUM","a":1,"b":2}\n')
-            endpoint = argv[2]
-            kind, host, port = (["tcp"] + endpoint.split(":"))[-3:]
-            argv[2] = f"{kind}:127.0.0.1:{ports[port]}"
-            if host != "localhost":
-                argv += ["--server-name", host]
-            out, err = io.StringIO(), io.StringIO()
-            status = yield deferToThread(cli.main, argv[1:], stdin=stdin, out=out, err=err)
-            self.assertEqual((status, err.getvalue().count("jsonproto:")), (0, 0), f"{text}: {err.getvalue()}")
-            self.assertTrue(out.getvalue())
-            ran += 1
-        self.assertEqual(ran, 5)
+    page.start(f"{block}: the program", argv, block.text, exitsCleanly=True)
 
 
-class FakeTerminalInput(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+def parseJSON(page: Page, block: Block) -> None:
+    json.loads(block.text)
+
+
+def showOnly(page: Page, block: Block) -> None:
+    pass
+
+
+def fragmentOnly(page: Page, block: Block) -> None:
+    raise AssertionError(f"{block}: this kind cannot run here: mark it {FRAGMENT}")
+
+
+KINDS: dict[str, Callable[[Page, Block], None]] = {
+    "python": python,  # a file, or a program; see the module's docstring
+    "console": console,  # commands after "$ ", each with the output it shows
+    "sh": shell,  # commands, each must exit 0; twistd lines are servers
+    "json": parseJSON,  # a JSON text: it must parse
+    "ini": fragmentOnly,  # a systemd unit; see checkFragment
+    "": showOnly,  # bytes, log lines, configuration
+    "{eval-rst}": showOnly,  # Sphinx directives
+    "{toctree}": showOnly,
+}
+
+
+def checkFragment(block: Block) -> None:
+    """
+    What can be checked of a block that cannot run alone.
+    """
+    if block.kind == "python":
+        compile(block.text, str(block), "exec")
+    for line in block.text.splitlines():
+        if line.startswith("ExecStart=") and " jsonproto " in line:
+            from jsonproto.daemon.tap import Options
+
+            options = shlex.split(line.partition(" jsonproto ")[2])
+            if not any(o.startswith("systemd:") for o in options):  # systemd's sockets exist only under systemd
+                Options().parseOptions(options)
+
+
+def runPage(path: str) -> None:
+    """
+    Run every block of one page, in order, in a directory of its own.
+    """
+    blocks = readBlocks(path)
+    for block in blocks:
+        assert block.kind in KINDS, f"{block}: no rule says how to run a {block.kind!r} block; add one to KINDS"
+    page = Page(docrun.Directory())
+    try:
+        if not page.directory.importable():
+            raise SkipTest("jsonproto is not installed in the environment running the tests")
+        files = {}
+        for block in blocks:
+            header = FILE_HEADER.match(block.text)
+            if block.kind == "python" and header and not block.fragment:
+                files[header.group(1)] = block
+                page.directory.write(header.group(1), page.substitute(block.text))
+        for block in blocks:
+            if block.fragment:
+                checkFragment(block)
+            else:
+                KINDS[block.kind](page, block)
+        for name, block in files.items():
+            module = name.removesuffix(".py").replace("/", ".")
+            assert any(module in c or name in c for c in page.commands), f"{block}: {name} is written, but no command of the page uses it"
+    except BaseException:
+        page.close(check=False)
+        raise
+    page.close()
+
+
+class DocumentationExamplesTests(TestCase):
+    """
+    One test a page: every example on it runs as shown.
+    """
+
+
+for _path in PAGES:
+    _name = "test_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(_path))[0])
+    setattr(DocumentationExamplesTests, _name, lambda self, path=_path: runPage(path))
+
+
+class HarnessTests(TestCase):
+    """
+    The rules the examples are held to, on pages made for the purpose.
+    """
+
+    def page(self, text: str) -> str:
+        path = os.path.abspath(self.mktemp()) + ".md"
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def test_indentedBlock(self) -> None:
+        """
+        A block indented in a list item is run like any other.
+        """
+        page = self.page("- an item:\n\n  ```console\n  $ echo one\n  two\n  ```\n")
+        self.assertRaisesRegex(AssertionError, "the page shows", runPage, page)
+
+    def test_unknownKind(self) -> None:
+        """
+        A block of a kind the harness has no rule for fails, so no example
+        goes untested by being spelled C{bash}.
+        """
+        page = self.page("```bash\necho hi\n```\n")
+        self.assertRaisesRegex(AssertionError, "no rule says how to run a 'bash' block", runPage, page)
+
+    def test_unmarkedUnit(self) -> None:
+        """
+        A systemd unit must say it is a fragment.
+        """
+        page = self.page("```ini\n[Service]\nExecStart=/bin/true\n```\n")
+        self.assertRaisesRegex(AssertionError, "cannot run here: mark it <!-- fragment -->", runPage, page)
+
+    def test_fragmentNotRun(self) -> None:
+        """
+        A marked fragment is compiled, not run.
+        """
+        runPage(self.page(f"{FRAGMENT}\n```python\nraise SystemExit(1)\n```\n"))
+        page = self.page(f"{FRAGMENT}\n```python\ndef broken(:\n```\n")
+        self.assertRaises(SyntaxError, runPage, page)
+
+    def test_outputCompared(self) -> None:
+        """
+        A console example prints what the page shows.
+        """
+        runPage(self.page("```console\n$ echo 3001\n3001\n```\n"))
+        page = self.page("```console\n$ echo one\ntwo\n```\n")
+        self.assertRaisesRegex(AssertionError, "the page shows", runPage, page)
+
+    def test_shellFails(self) -> None:
+        """
+        A command of an sh block that fails fails the page.
+        """
+        page = self.page("```sh\nfalse   # says so\n```\n")
+        self.assertRaisesRegex(AssertionError, "exited 1", runPage, page)
+
+    def test_unusedFile(self) -> None:
+        """
+        A handlers module that no command uses is an example nobody runs.
+        """
+        page = self.page("```python\n# myapp/unused.py\ndef register(dispatcher):\n    pass\n```\n")
+        self.assertRaisesRegex(AssertionError, "no command of the page uses it", runPage, page)
+
+    def test_serverIgnoringListenFailure(self) -> None:
+        """
+        A program that serves but goes on when its port is taken fails:
+        its users would be left with a process serving nothing.
+        """
+        program = (
+            "from twisted.internet import endpoints, reactor\n"
+            "from jsonproto import JSONServerFactory\n"
+            'endpoints.serverFromString(reactor, "tcp:3001").listen(JSONServerFactory())\n'
+            "reactor.callLater(0.5, reactor.stop)\n"
+            "reactor.run()\n"
+        )
+        page = self.page(f"```python\n{program}```\n")
+        self.assertRaisesRegex(AssertionError, "with port 3001 taken", runPage, page)
+
+    def test_serverDies(self) -> None:
+        """
+        A server that dies while its page still uses it fails the page.
+        """
+        page = Page(docrun.Directory())
+        self.addCleanup(page.close, check=False)
+        daemon(page, ".venv/bin/twistd -n jsonproto", Block(self.page(""), 1, "sh", "", False))
+        [server] = page.servers
+        server.process.kill()
+        server.process.wait(timeout=docrun.STOP_SECONDS)
+        self.assertRaisesRegex(AssertionError, "before the page was done with it", page.close)
+
+    def test_figuresByShape(self) -> None:
+        """
+        A STATS reply is compared by its shape; any other reply exactly.
+        """
+        shown = '{"status":"OK","uptime":2.1,"connections":{"active":1}}'
+        self.assertEqual(comparable(shown), comparable('{"status":"OK","uptime":0.4,"connections":{"active":3}}'))
+        self.assertNotEqual(comparable(shown), comparable('{"status":"OK","uptime":0.4,"connections":{"open":3}}'))
+        self.assertNotEqual(comparable('{"status":"OK","result":30}'), comparable('{"status":"OK","result":31}'))
+
+    def test_substitution(self) -> None:
+        """
+        The page's ports become free ports, the same one each time; server
+        endpoints listen on 127.0.0.1 only; system paths are the page's.
+        """
+        page = Page(docrun.Directory())
+        self.addCleanup(page.close)
+        text = page.substitute("--port tcp:3001 --echo tcp:3000:interface=::1 --pidfile=/run/j.pid localhost:3001 2**14 65536")
+        one, zero = page.ports["3001"], page.ports["3000"]
+        self.assertEqual(
+            text, f"--port tcp:{one}:interface=127.0.0.1 --echo tcp:{zero}:interface=::1 --pidfile=j.pid localhost:{one} 2**14 65536"
+        )
 
 
 class DocstringRenderingTests(TestCase):
