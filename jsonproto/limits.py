@@ -53,7 +53,7 @@ class Limits:
     maxErrors: int = 100
     errorDecay: float = 10.0
     handshakeTimeout: float = 10.0
-    turnBudget: float = 0.0002
+    turnBudget: float = 0.00005
 
     def __post_init__(self) -> None:
         for f in fields(self):

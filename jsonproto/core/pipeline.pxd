@@ -4,7 +4,7 @@ cimport cython
 
 from jsonproto.core.traffic cimport Traffic
 from jsonproto.dispatch.latency cimport HandlerLatency
-from jsonproto.wire.codec cimport decode, encode
+from jsonproto.wire.codec cimport decodeOrRefuse, encode
 from jsonproto.wire.framing cimport FrameQueue, encodeInt32
 
 

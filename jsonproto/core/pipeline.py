@@ -47,7 +47,7 @@ from jsonproto.errors import (
     RequestError,
 )
 from jsonproto.limits import Limits
-from jsonproto.wire.codec import decode, encode
+from jsonproto.wire.codec import decodeOrRefuse, encode
 from jsonproto.wire.framing import ABANDONED, TOO_LONG, FrameQueue, encodeInt32
 
 IDLE = 0
@@ -86,7 +86,7 @@ out at once, so that a full transport can pause the connection before the
 rest of a read is handled.
 """
 
-TIME_CHECK_EVERY = 16
+TIME_CHECK_EVERY = 8
 """
 Messages between two looks at the clock for L{YIELD}: a look costs about as
 much as a small message.
@@ -404,10 +404,9 @@ class Pipeline:
     def _answerFrame(self, frame: bytes) -> None:
         if self._logMessage is not None:
             self._logMessage("sent", frame)
-        try:
-            message = decode(frame)
-        except RequestError as e:
-            self._emit(e.reply(), None)
+        message = decodeOrRefuse(frame)
+        if type(message) is RequestError:
+            self._emit(message.reply(), None)
             return
         if self.refusing:
             self._emit(errorReply(SHUTTING_DOWN, message), message)

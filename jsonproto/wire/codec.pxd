@@ -3,6 +3,8 @@
 cimport cython
 
 cpdef object decode(bytes payload)
+cpdef object decodeOrRefuse(bytes payload)
+cdef object _refused(bytes payload, str reason)
 
 @cython.locals(size=Py_ssize_t, position=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t)
 cpdef bint mayHoldBigInteger(bytes payload) except -1

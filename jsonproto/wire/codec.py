@@ -117,20 +117,66 @@ def decode(payload: bytes) -> Any:
         L{NUMBER_OUT_OF_RANGE} for a number no double can hold or an integer
         too long to parse, with L{NESTING_TOO_DEEP} past L{MAX_DEPTH}.
     """
+    value = decodeOrRefuse(payload)
+    if type(value) is RequestError:
+        raise value
+    return value
+
+
+def decodeOrRefuse(payload: bytes) -> Any:
+    """
+    L{decode}, returning the L{RequestError} it would raise instead of
+    raising it: a message refused costs its sender no exception (the
+    pipeline's way in, where a flood of garbage must not cost much more
+    than a flood of requests).  No JSON value is a L{RequestError}.
+    """
+    if not payload or payload[0] not in _STARTS_A_VALUE:
+        # Not JSON text at its first byte: said without asking orjson,
+        # whose error costs several times a message.
+        return RequestError(INVALID_JSON)
     try:
         value = _loads(payload)
     except JSONDecodeError as e:
-        reason = str(e)
-        if "infinity" in reason:
-            raise RequestError(NUMBER_OUT_OF_RANGE) from None
-        if "depth" in reason:
-            raise RequestError(NESTING_TOO_DEEP) from None
-        # The standard library says precisely what is wrong (not UTF-8, NaN,
-        # a lone surrogate); errors are rare enough to afford it.
-        return _decodeStrictly(payload)
+        return _refused(payload, str(e))
     if mayHoldBigInteger(payload):
-        return _decodeStrictly(payload)
+        try:
+            return _decodeStrictly(payload)
+        except RequestError as e:
+            return e
     return value
+
+
+_STARTS_A_VALUE = frozenset(b' \t\n\r{["-0123456789tfnNI')
+"""
+The bytes JSON text can start with (RFC 8259: whitespace, then a value),
+and the N and I of the C{NaN} and C{Infinity} that earn a precise reply.
+"""
+
+
+def _refused(payload: bytes, reason: str) -> RequestError:
+    """
+    What to tell a client whose message orjson refused, for C{reason}.
+
+    Refusing must cost little more than reading (a client flooding the
+    server with garbage pays its own way), so orjson's own reason decides;
+    only text that may hold C{NaN} or C{Infinity}, which orjson reports as
+    an unexpected character, goes to the standard library's parser, which
+    says so.
+    """
+    if "infinity" in reason:
+        return RequestError(NUMBER_OUT_OF_RANGE)
+    if "depth" in reason:
+        return RequestError(NESTING_TOO_DEEP)
+    if "UTF-8" in reason:
+        return RequestError(INVALID_JSON, "not UTF-8")
+    if "surrogate" in reason:
+        return RequestError(INVALID_JSON, "a string holds a lone surrogate")
+    if payload.find(b"NaN") >= 0 or payload.find(b"Infinity") >= 0:
+        try:
+            _decodeStrictly(payload)
+        except RequestError as e:
+            return e
+    return RequestError(INVALID_JSON)
 
 
 def mayHoldBigInteger(payload: bytes) -> bool:
