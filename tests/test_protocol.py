@@ -157,6 +157,21 @@ class _FramingTests:
         self.proto.dataReceived(self.frame({"type": "SET", "id": "s"}))
         self.assertEqual(self.replies(), [{"status": "ERROR", "message": "Internal error", "code": "internal_error", "id": "s"}])
 
+    def test_nanReplyIsTheServersMistake(self) -> None:
+        """
+        A handler that returns NaN has made a mistake of the server's, not
+        the client's: "Internal error", logged, and not charged to the
+        client's error budget.
+        """
+        from tests.support import LogCatcher
+
+        logged = LogCatcher(self)
+        self.dispatcher.register("NAN", lambda m, c: {"value": float("nan")})
+        self.proto.dataReceived(self.frame({"type": "NAN", "id": 7}))
+        self.assertEqual(self.replies(), [{"status": "ERROR", "message": "Internal error", "code": "internal_error", "id": 7}])
+        self.assertEqual(len(logged.matching("NaN or infinity")), 1)
+        self.assertEqual(self.factory.connections.errorReplies, {"internal_error": 1})
+
     def test_sumOverflow(self) -> None:
         """
         1e308 + 1e308 is an error reply, not "Infinity" on the wire.
