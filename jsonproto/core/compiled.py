@@ -23,6 +23,7 @@ COMPILED = (
     "jsonproto.wire.framing",
     "jsonproto.wire.codec",
     "jsonproto.core.traffic",
+    "jsonproto.core.envelope",
     "jsonproto.dispatch.latency",
     "jsonproto.core.pipeline",
 )

@@ -2,6 +2,7 @@
 
 cimport cython
 
+from jsonproto.core.envelope cimport _answer, checkPush, errorReply
 from jsonproto.core.traffic cimport Traffic
 from jsonproto.dispatch.latency cimport HandlerLatency
 from jsonproto.wire.codec cimport decodeOrRefuse, encode
@@ -10,16 +11,6 @@ from jsonproto.wire.framing cimport FrameQueue, encodeInt32
 
 cdef Py_ssize_t _BATCH_BYTES
 cdef Py_ssize_t _TIME_CHECK_EVERY
-
-cpdef checkPush(object message)
-cdef bint _validId(object messageId) except -1
-
-cpdef object answer(object dispatcher, object message, object context)
-
-@cython.locals(started=double)
-cdef object _answer(dict handlers, HandlerLatency latency, object dispatcher, object message, object context)
-
-cdef dict _withId(dict reply, dict message)
 
 
 @cython.final

@@ -31,19 +31,14 @@ from collections import deque
 from typing import Any, Callable
 
 from jsonproto.core.budget import BufferBudget
+from jsonproto.core.envelope import _answer, checkPush, errorReply
 from jsonproto.core.traffic import Traffic
-from jsonproto.dispatch.latency import INVALID, UNKNOWN, HandlerLatency
 from jsonproto.errors import (
-    INVALID_ID,
-    INVALID_TYPE,
     MESSAGE_TOO_LONG,
-    NOT_AN_OBJECT,
     SERVER_BUSY,
     SERVER_SIDE_CODES,
     SHUTTING_DOWN,
     TOO_MANY_ERRORS,
-    UNKNOWN_TYPE,
-    ErrorCode,
     RequestError,
 )
 from jsonproto.limits import Limits
@@ -95,101 +90,6 @@ much as a small message.
 # C integers in the compiled module.
 _BATCH_BYTES = BATCH_BYTES
 _TIME_CHECK_EVERY = TIME_CHECK_EVERY
-
-
-def _validId(messageId: Any) -> bool:
-    kind = type(messageId)
-    return messageId is None or kind is str or kind is int or kind is float or (
-        isinstance(messageId, (str, int, float)) and not isinstance(messageId, bool)
-    )
-
-
-def checkPush(message: Any) -> None:
-    """
-    Refuse a message the server would push with a C{status}.
-
-    A message from the server is a reply if and only if it carries
-    C{status}: that is how clients tell the two apart, so a push with one
-    would be taken for the reply to a request, and every reply after it
-    would go to the wrong one.
-
-    @raise ValueError: If C{message} has a C{status} key.
-    """
-    if type(message) is dict and "status" in message:
-        raise ValueError(
-            "a pushed message must not have a 'status' key: clients take every message "
-            "with a status for a reply (name the field something else, such as 'state')"
-        )
-
-
-def errorReply(error: ErrorCode, message: Any, detail: str | None = None) -> dict[str, Any]:
-    """
-    The reply telling the sender of C{message} about C{error}, with the
-    message's id when it has a valid one.
-    """
-    reply = error.reply(detail)
-    if type(message) is dict and "id" in message and _validId(message["id"]):
-        reply["id"] = message["id"]
-    return reply
-
-
-def answer(dispatcher: Any, message: Any, context: Any) -> Any:
-    """
-    Answer one decoded message: check its envelope, call its type's handler,
-    build the reply.
-
-    Never raises: every problem is an error reply (a handler's bug is logged
-    by the dispatcher and answered C{"Internal error"}).
-
-    @param dispatcher: The L{jsonproto.dispatch.dispatcher.Dispatcher}, for
-        its handlers, its counts and its rarer outcomes.
-    @return: The reply, or, for a handler still computing it, what the
-        dispatcher made of its result (a Twisted C{Deferred}) for the caller
-        to wait on.
-    """
-    return _answer(dispatcher.handlers, dispatcher.latency, dispatcher, message, context)
-
-
-def _answer(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, message: Any, context: Any) -> Any:
-    """
-    L{answer}, with the dispatcher's handlers and counts already looked up
-    (a pipeline looks them up once).
-    """
-    if type(message) is not dict:
-        latency.count(INVALID)
-        return NOT_AN_OBJECT.reply()
-    messageId = message.get("id")
-    if messageId is not None and not _validId(messageId):
-        latency.count(INVALID)
-        return INVALID_ID.reply()
-    messageType = message.get("type")
-    if type(messageType) is not str:
-        latency.count(INVALID)
-        return _withId(INVALID_TYPE.reply(), message)
-    handler = handlers.get(messageType)
-    if handler is None:
-        latency.count(UNKNOWN)
-        return _withId(UNKNOWN_TYPE.reply(), message)
-    started = latency.countCall(messageType)
-    try:
-        result = handler(message, context)
-    except Exception as e:
-        return dispatcher.raised(e, message, messageType, started)
-    if type(result) is not dict:
-        return dispatcher.returned(result, message, messageType, started)
-    if started:
-        latency.finished(messageType, started)
-    reply = {"status": "OK"}
-    reply.update(result)
-    if "id" in message:
-        reply["id"] = messageId
-    return reply
-
-
-def _withId(reply: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
-    if "id" in message:
-        reply["id"] = message["id"]
-    return reply
 
 
 class Owed:

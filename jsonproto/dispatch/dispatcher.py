@@ -17,7 +17,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jsonproto.core import pipeline
+from jsonproto.core import envelope
 from jsonproto.dispatch.latency import HandlerLatency
 from jsonproto.errors import INTERNAL_ERROR, NUMBER_OUT_OF_RANGE, RequestError
 
@@ -44,7 +44,7 @@ def _withId(reply: Reply, message: Message) -> Reply:
     return reply
 
 
-errorReply = pipeline.errorReply
+errorReply = envelope.errorReply
 
 
 def _okReply(result: Any, message: Message) -> Reply:
@@ -124,7 +124,7 @@ class Dispatcher:
     def dispatch(self, message: Any, context: Any) -> Reply | Deferred[Reply]:
         """
         Answer one decoded message, as a connection's pipeline does
-        (L{jsonproto.core.pipeline.answer}).
+        (L{jsonproto.core.envelope.answer}).
 
         Never raises, and fails only when cancelled: every problem becomes
         an error reply.  A handler's L{RequestError} is sent as it is; any
@@ -138,14 +138,14 @@ class Dispatcher:
         @return: The reply, or a L{Deferred} that fires with it when the
             handler is asynchronous.
         """
-        return pipeline.answer(self, message, context)  # type: ignore[no-any-return]
+        return envelope.answer(self, message, context)  # type: ignore[no-any-return]
 
     def returned(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Reply]:
         """
         Finish a call whose handler returned something other than a plain
         C{dict}: a L{Deferred}, an awaitable, a dict subclass, or a mistake.
 
-        Called by the pipeline (L{jsonproto.core.pipeline.answer}), which
+        Called by the pipeline (L{jsonproto.core.envelope.answer}), which
         finishes the common case, a plain C{dict}, itself.
 
         @param started: When the handler was called, or C{0.0} when this call

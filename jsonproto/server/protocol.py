@@ -37,7 +37,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from jsonproto import compat
-from jsonproto.core.pipeline import BLOCKED, CLOSE, FLUSH, YIELD, Owed, Pipeline, errorReply
+from jsonproto.core.envelope import errorReply
+from jsonproto.core.pipeline import BLOCKED, CLOSE, FLUSH, YIELD, Owed, Pipeline
 from jsonproto.errors import INTERNAL_ERROR, REQUEST_TIMED_OUT, ErrorCode
 from jsonproto.server.connection import TrackedProtocol, recheckAfter
 from jsonproto.wire import codec, framing

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
 
 from jsonproto.core.budget import BufferBudget
-from jsonproto.core.pipeline import checkPush
+from jsonproto.core.envelope import checkPush
 from jsonproto.core.traffic import Traffic
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
 from jsonproto.server.identity import ClientIdentity
@@ -125,7 +125,7 @@ class ConnectionInfo:
 
         @raise ValueError: If the message has a C{status}: clients take
             every message with one for a reply (see
-            L{jsonproto.core.pipeline.checkPush}).
+            L{jsonproto.core.envelope.checkPush}).
         """
         checkPush(message)
         if self._connection is not None:

@@ -1,0 +1,16 @@
+# C types for the compiled twin of envelope.py (see jsonproto.core.compiled).
+
+cimport cython
+
+from jsonproto.dispatch.latency cimport HandlerLatency
+
+
+cdef bint _validId(object messageId) except -1
+cpdef checkPush(object message)
+cpdef dict errorReply(object error, object message, object detail=*)
+cpdef object answer(object dispatcher, object message, object context)
+
+@cython.locals(started=double)
+cpdef object _answer(dict handlers, HandlerLatency latency, object dispatcher, object message, object context)
+
+cdef dict _withId(dict reply, dict message)
