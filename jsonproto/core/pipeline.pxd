@@ -16,6 +16,8 @@ cdef Py_ssize_t _TIME_CHECK_EVERY
 @cython.final
 cdef class Owed:
     cdef public object frame
+    cdef public bint oneWay
+    cdef public object message
 
 
 cdef class Pipeline:
@@ -29,6 +31,8 @@ cdef class Pipeline:
     cdef bint _closesOnTooLong
     cdef object _dispatcher
     cdef dict _handlers
+    cdef dict _oneWay
+    cdef Py_ssize_t _detached
     cdef HandlerLatency _latency
     cdef object _context
     cdef Py_ssize_t _maxMessageSize
@@ -55,9 +59,11 @@ cdef class Pipeline:
     @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
     cpdef int run(self) except -1
     cdef _answerFrame(self, bytes frame)
+    cdef _answerOneWay(self, object handler, dict message)
+    cdef _drop(self, object reply, object message)
     cdef _refuseFrame(self, object frame)
     cdef _wait(self, object pending, object message)
-    cpdef complete(self, Owed owed, dict reply)
+    cpdef complete(self, Owed owed, object reply)
     cdef _emit(self, dict reply, object message)
     cdef bytes _frame(self, dict reply)
     cpdef push(self, dict message)

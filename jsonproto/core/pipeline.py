@@ -96,12 +96,17 @@ class Owed:
     """
     A reply owed to a request whose handler has not finished: its place in
     the order of replies.  C{frame} is L{None} until L{Pipeline.complete}.
+    A one-way message's handler still running has one too, with no place
+    in the order (C{oneWay}): what it finishes with is dropped.
     """
 
-    __slots__ = ("frame",)
+    __slots__ = ("frame", "oneWay", "message")
 
     def __init__(self) -> None:
         self.frame: bytes | None = None
+        self.oneWay = False
+        # A one-way message, for the log if its handler fails.
+        self.message: Any = None
 
 
 class Pipeline:
@@ -160,6 +165,7 @@ class Pipeline:
         self._closesOnTooLong = lengthPrefixed
         self._dispatcher = dispatcher
         self._handlers = dispatcher.handlers
+        self._oneWay = dispatcher.oneWayHandlers
         self._latency = dispatcher.latency
         self._context = context
         self._maxMessageSize = limits.maxMessageSize
@@ -177,6 +183,8 @@ class Pipeline:
         self._out: list[bytes] = []
         self._outBytes = 0
         self._owed: deque[Owed] = deque()
+        # One-way handlers still running.
+        self._detached = 0
         self._errorCost = 0.0
         self._errorTime = 0.0
         self._errorCode: str | None = None
@@ -245,7 +253,7 @@ class Pipeline:
         Whether work is under way: messages received and not yet answered,
         or replies owed.  A close waits for it; an idle timeout spares it.
         """
-        return bool(self._owed) or (not self._stopped and self._decoder.hasFrames)
+        return bool(self._owed) or self._detached > 0 or (not self._stopped and self._decoder.hasFrames)
 
     @property
     def owes(self) -> bool:
@@ -280,7 +288,7 @@ class Pipeline:
         handled = 0
         turnStarted = 0.0
         while True:
-            if len(self._owed) >= self._maxPending:
+            if len(self._owed) + self._detached >= self._maxPending:
                 return BLOCKED
             if self._outBytes >= _BATCH_BYTES:
                 return FLUSH
@@ -311,11 +319,51 @@ class Pipeline:
         if self.refusing:
             self._emit(errorReply(SHUTTING_DOWN, message), message)
             return
+        if self._oneWay and type(message) is dict:
+            handler = self._oneWay.get(message.get("type"))
+            if handler is not None:
+                self._answerOneWay(handler, message)
+                return
         result = _answer(self._handlers, self._latency, self._dispatcher, message, self._context)
         if type(result) is dict:
             self._emit(result, message)
         else:
             self._wait(result, message)
+
+    def _answerOneWay(self, handler: Any, message: dict[str, Any]) -> None:
+        """
+        Call a one-way message's handler, and send nothing: what it returns
+        is dropped, and an error is logged and counted instead of sent.
+        """
+        messageType: str = message["type"]
+        started = self._latency.countCall(messageType)
+        try:
+            result = handler(message, self._context)
+        except Exception as e:
+            self._drop(self._dispatcher.raised(e, message, messageType, started), message)
+            return
+        outcome = self._dispatcher.returnedOneWay(result, message, messageType, started)
+        if outcome is None:
+            return
+        if type(outcome) is dict:
+            self._drop(outcome, message)
+            return
+        owed = Owed()
+        owed.oneWay = True
+        owed.message = message
+        self._detached += 1
+        self._awaitReply(owed, outcome, message)
+
+    def _drop(self, reply: Any, message: Any) -> None:
+        """
+        The reply to a one-way message, which nobody is sent: an error is
+        logged, counted, and charged to the error budget like one sent.
+        """
+        if type(reply) is not dict or reply.get("status") != "ERROR":
+            return
+        self._dispatcher.oneWayRefused(reply, message)
+        code = reply.get("code")
+        self._errorReplied(code if type(code) is str else "none")
 
     def _refuseFrame(self, frame: Any) -> None:
         """
@@ -344,11 +392,17 @@ class Pipeline:
         self._owed.append(owed)
         self._awaitReply(owed, pending, message)
 
-    def complete(self, owed: Owed, reply: dict[str, Any]) -> None:
+    def complete(self, owed: Owed, reply: dict[str, Any] | None) -> None:
         """
         A reply that was waited for is ready: frame it in its place, and
         move every reply now ready at the head of the order to the output.
+        (A one-way message's outcome is dropped: see L{_drop}.)
         """
+        if owed.oneWay:
+            self._detached -= 1
+            self._drop(reply, owed.message)
+            return
+        assert reply is not None
         owed.frame = self._frame(reply)
         queue = self._owed
         while queue and queue[0].frame is not None:

@@ -47,6 +47,13 @@ def _withId(reply: Reply, message: Message) -> Reply:
 errorReply = envelope.errorReply
 
 
+def _dropped(result: Any) -> None:
+    """
+    A one-way handler's result: nobody is sent it.
+    """
+    return None
+
+
 def _okReply(result: Any, message: Message) -> Reply:
     if not isinstance(result, dict):
         raise TypeError(f"handler returned {type(result).__name__}, not a dict")
@@ -70,7 +77,11 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._oneWay: dict[str, Handler] = {}
         self.latency = HandlerLatency()
+        # One-way messages refused, logged at most once a second per type.
+        self._refusalsLogged: dict[str, float] = {}
+        self._refusalsQuiet: dict[str, int] = {}
 
     @property
     def counts(self) -> dict[str, int]:
@@ -82,26 +93,30 @@ class Dispatcher:
         """
         return self.latency.counts
 
-    def register(self, messageType: str, handler: Handler) -> None:
+    def register(self, messageType: str, handler: Handler, *, oneWay: bool = False) -> None:
         """
         Answer messages whose C{type} is C{messageType} with C{handler}.
 
+        @param oneWay: Messages of this type get no reply: the handler's
+            result is dropped, and its errors are logged and counted
+            instead of sent (see docs/protocol.md).  A client that only
+            sends them, and never reads, is never held up for them.
         @raise ValueError: If the type already has a handler: replacing one
             silently would hide a clash between two modules.
         """
         if not isinstance(messageType, str) or not messageType:
             raise ValueError(f"a message type is a non-empty string, not {messageType!r}")
-        if messageType in self._handlers:
+        if messageType in self._handlers or messageType in self._oneWay:
             raise ValueError(f"message type {messageType!r} already has a handler")
-        self._handlers[messageType] = handler
+        (self._oneWay if oneWay else self._handlers)[messageType] = handler
 
-    def handler(self, messageType: str) -> Callable[[_HandlerT], _HandlerT]:
+    def handler(self, messageType: str, *, oneWay: bool = False) -> Callable[[_HandlerT], _HandlerT]:
         """
         Decorator form of L{register}; returns the function unchanged.
         """
 
         def decorate(function: _HandlerT) -> _HandlerT:
-            self.register(messageType, function)
+            self.register(messageType, function, oneWay=oneWay)
             return function
 
         return decorate
@@ -109,9 +124,17 @@ class Dispatcher:
     @property
     def messageTypes(self) -> frozenset[str]:
         """
-        The types this dispatcher answers.
+        The types this dispatcher answers, one-way ones included.
         """
-        return frozenset(self._handlers)
+        return frozenset(self._handlers) | frozenset(self._oneWay)
+
+    @property
+    def oneWayHandlers(self) -> dict[str, Handler]:
+        """
+        The handlers of one-way message types, by type.  Add to it with
+        L{register}, not directly.
+        """
+        return self._oneWay
 
     @property
     def handlers(self) -> dict[str, Handler]:
@@ -164,6 +187,51 @@ class Dispatcher:
             return _okReply(result, message)
         except Exception as e:
             return self.raised(e, message, messageType, started)
+
+    def returnedOneWay(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Any] | None:
+        """
+        Finish the call of a one-way handler: nothing to send when it
+        returned (a dict or L{None}, both dropped); for an awaitable, a
+        L{Deferred} that fires with L{None} when it is done, or with the
+        error reply to log; for anything else, the error reply to log.
+        """
+        latency = self.latency
+        if result is None or isinstance(result, dict):
+            if started:
+                latency.observe(messageType, perf_counter() - started)
+            return None
+        try:
+            if inspect.isawaitable(result) and not isinstance(result, Deferred):
+                result = ensureDeferred(result)
+            if isinstance(result, Deferred):
+                return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
+                    _dropped
+                ).addErrback(self._failed, message)
+            raise TypeError(f"one-way handler returned {type(result).__name__}, not a dict or None")
+        except Exception as e:
+            return self.raised(e, message, messageType, started)
+
+    def oneWayRefused(self, reply: Reply, message: Message) -> None:
+        """
+        A one-way message was refused with C{reply}, which nobody is sent:
+        log it, at most once a second for each type, with how many were
+        refused in between.
+        """
+        messageType = message.get("type")
+        label = messageType if isinstance(messageType, str) else "(invalid)"
+        now = perf_counter()
+        if now - self._refusalsLogged.get(label, -2.0) < 1.0:
+            self._refusalsQuiet[label] = self._refusalsQuiet.get(label, 0) + 1
+            return
+        self._refusalsLogged[label] = now
+        quiet = self._refusalsQuiet.pop(label, 0)
+        log.info(
+            "one-way {messageType!r} message refused: {code}: {detail}{more}",
+            messageType=label,
+            code=reply.get("code"),
+            detail=reply.get("detail") or reply.get("message"),
+            more=f" (and {quiet} more refused since the last line)" if quiet else "",
+        )
 
     def raised(self, error: Exception, message: Message, messageType: str, started: float) -> Reply:
         """
