@@ -17,6 +17,7 @@ COMPILED = (
     "jsonproto.wire.codec",
     "jsonproto.core.traffic",
     "jsonproto.core.envelope",
+    "jsonproto.core.jsonrpc",
     "jsonproto.dispatch.latency",
     "jsonproto.core.pipeline",
 )

@@ -5,7 +5,7 @@ cimport cython
 from jsonproto.dispatch.latency cimport HandlerLatency
 
 
-cdef bint _validId(object messageId) except -1
+cpdef bint _validId(object messageId) except -1
 cpdef checkPush(object message)
 cpdef dict errorReply(object error, object message, object detail=*)
 cpdef object answer(object dispatcher, object message, object context)

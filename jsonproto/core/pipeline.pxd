@@ -18,6 +18,10 @@ cdef class Owed:
     cdef public object frame
     cdef public bint oneWay
     cdef public object message
+    cdef public Owed group
+    cdef public Py_ssize_t index
+    cdef public list replies
+    cdef public Py_ssize_t missing
 
 
 cdef class Pipeline:
@@ -27,6 +31,7 @@ cdef class Pipeline:
     cdef public object closeKind
     cdef public object host
     cdef FrameQueue _decoder
+    cdef bint _rpc
     cdef bint _lengthPrefixed
     cdef bint _closesOnTooLong
     cdef object _dispatcher
@@ -59,11 +64,15 @@ cdef class Pipeline:
     @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
     cpdef int run(self) except -1
     cdef _answerFrame(self, bytes frame)
+    cdef object _answerRPC(self, object value, Owed group)
+    cdef _answerBatch(self, list batch)
     cdef _answerOneWay(self, object handler, dict message)
     cdef _drop(self, object reply, object message)
     cdef _refuseFrame(self, object frame)
     cdef _wait(self, object pending, object message)
     cpdef complete(self, Owed owed, object reply)
+    cdef _place(self, Owed owed)
+    cdef bytes _frameBatch(self, list replies)
     cdef _emit(self, dict reply, object message)
     cdef bytes _frame(self, dict reply)
     cpdef push(self, dict message)

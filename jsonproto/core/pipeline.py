@@ -31,10 +31,13 @@ from collections import deque
 from typing import Any, Callable
 
 from jsonproto.core.budget import BufferBudget
+from jsonproto.core import jsonrpc
 from jsonproto.core.envelope import _answer, checkPush, errorReply
 from jsonproto.core.traffic import Traffic
+from jsonproto.dispatch.latency import UNKNOWN
 from jsonproto.errors import (
     MESSAGE_TOO_LONG,
+    UNKNOWN_TYPE,
     SERVER_BUSY,
     SERVER_SIDE_CODES,
     SHUTTING_DOWN,
@@ -74,6 +77,11 @@ L{Pipeline.run}: the connection must close, for L{Pipeline.closeReason},
 once the replies it is owed are written.
 """
 
+ENVELOPES = ("jsonproto", "jsonrpc")
+"""
+What a message looks like: jsonproto's own envelope, or JSON-RPC 2.0.
+"""
+
 BATCH_BYTES = 64 * 1024
 """
 Replies are gathered into one write up to this many bytes; past it they go
@@ -100,13 +108,21 @@ class Owed:
     in the order (C{oneWay}): what it finishes with is dropped.
     """
 
-    __slots__ = ("frame", "oneWay", "message")
+    __slots__ = ("frame", "oneWay", "message", "group", "index", "replies", "missing")
 
     def __init__(self) -> None:
         self.frame: bytes | None = None
         self.oneWay = False
         # A one-way message, for the log if its handler fails.
         self.message: Any = None
+        # A JSON-RPC batch's place holds its replies as they come
+        # (C{replies}, C{missing} still to come); each request of it still
+        # being answered has an Owed of its own, whose C{group} is the
+        # batch's and C{index} its place in it.
+        self.group: Owed | None = None
+        self.index = 0
+        self.replies: list[Any] | None = None
+        self.missing = 0
 
 
 class Pipeline:
@@ -136,6 +152,7 @@ class Pipeline:
         budget: BufferBudget | None = None,
         host: str | None = None,
         logMessage: Callable[[str, bytes], None] | None = None,
+        envelope: str = "jsonproto",
     ) -> None:
         """
         @param decoder: Cuts the byte stream into messages (the framing).
@@ -155,7 +172,12 @@ class Pipeline:
         @param host: The client's address, which the budget counts by.
         @param logMessage: Called with C{"sent"} or C{"was sent"} and each
             message in and out, when messages are logged.
+        @param envelope: C{"jsonproto"}, or C{"jsonrpc"} for JSON-RPC 2.0
+            (L{jsonproto.core.jsonrpc}).
         """
+        if envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}, not {envelope!r}")
+        self._rpc = envelope == "jsonrpc"
         self.traffic = traffic
         self.refusing = False
         self.closeReason: str | None = None
@@ -319,6 +341,12 @@ class Pipeline:
         if self.refusing:
             self._emit(errorReply(SHUTTING_DOWN, message), message)
             return
+        if self._rpc:
+            if type(message) is list:
+                self._answerBatch(message)
+            else:
+                self._answerRPC(message, None)
+            return
         if self._oneWay and type(message) is dict:
             handler = self._oneWay.get(message.get("type"))
             if handler is not None:
@@ -329,6 +357,79 @@ class Pipeline:
             self._emit(result, message)
         else:
             self._wait(result, message)
+
+    def _answerRPC(self, value: Any, group: Owed | None) -> Any:
+        """
+        Answer one JSON-RPC request: into the output (or its batch, when
+        C{group} is one), or nothing for a notification.
+
+        @return: The reply, if it is ready and belongs to a batch; L{None}
+            for a notification; else what the caller waits for.
+        """
+        message, rpcId, notification = jsonrpc.request(value)
+        if notification:
+            if "status" in message:
+                self._drop(message, value)
+                return None
+            handler = self._handlers.get(message["type"]) or self._oneWay.get(message["type"])
+            if handler is None:
+                self._latency.count(UNKNOWN)
+                self._drop(UNKNOWN_TYPE.reply(), message)
+            else:
+                self._answerOneWay(handler, message)
+            return None
+        if "status" in message:
+            result: Any = message
+            if rpcId is not None:
+                result["id"] = rpcId
+        elif self._oneWay and message["type"] in self._oneWay:
+            # The specification wants every request answered: a one-way
+            # method gets an empty result.
+            self._answerOneWay(self._oneWay[message["type"]], message)
+            result = {"status": "OK", "id": rpcId}
+        else:
+            result = _answer(self._handlers, self._latency, self._dispatcher, message, self._context)
+        if group is not None:
+            return result
+        if type(result) is dict:
+            self._emit(result, message)
+        else:
+            self._wait(result, message)
+        return None
+
+    def _answerBatch(self, batch: list[Any]) -> None:
+        """
+        Answer a JSON-RPC batch with one array of responses, in the order
+        of its requests (notifications, which get none, left out), once all
+        are ready; an empty batch is one Invalid Request.
+        """
+        if not batch:
+            self._emit(jsonrpc.INVALID_RPC.reply("an empty batch"), None)
+            return
+        group = Owed()
+        group.replies = []
+        waiting = []
+        for value in batch:
+            result = self._answerRPC(value, group)
+            if result is None:
+                continue
+            if type(result) is not dict:
+                waiting.append((len(group.replies), result, value))
+            group.replies.append(result)
+        if not group.replies:
+            return
+        if not waiting:
+            group.frame = self._frameBatch(group.replies)
+            self._place(group)
+            return
+        group.missing = len(waiting)
+        self._owed.append(group)
+        for index, pending, message in waiting:
+            member = Owed()
+            member.group = group
+            member.index = index
+            self._detached += 1
+            self._awaitReply(member, pending, message)
 
     def _answerOneWay(self, handler: Any, message: dict[str, Any]) -> None:
         """
@@ -403,7 +504,19 @@ class Pipeline:
             self._drop(reply, owed.message)
             return
         assert reply is not None
-        owed.frame = self._frame(reply)
+        group = owed.group
+        if group is not None:
+            # One request of a batch: the batch's frame once it is whole.
+            self._detached -= 1
+            assert group.replies is not None
+            group.replies[owed.index] = reply
+            group.missing -= 1
+            if group.missing:
+                return
+            group.frame = self._frameBatch(group.replies)
+            self._errorCode = None
+        else:
+            owed.frame = self._frame(reply)
         queue = self._owed
         while queue and queue[0].frame is not None:
             frame = queue.popleft().frame
@@ -414,6 +527,33 @@ class Pipeline:
             self._errorReplied(self._errorCode)
 
     # Bytes out
+
+    def _place(self, owed: Owed) -> None:
+        """
+        Put a framed reply into the output, or behind the replies owed.
+        """
+        frame = owed.frame
+        assert frame is not None
+        if self._owed:
+            self._owed.append(owed)
+        else:
+            self._out.append(frame)
+            self._outBytes += len(frame)
+
+    def _frameBatch(self, replies: list[Any]) -> bytes:
+        """
+        The framed JSON-RPC array answering a batch, counted as one message
+        out; each error among its replies is counted and charged.
+        """
+        payload = encode([jsonrpc.response(reply, reply.get("id")) for reply in replies])
+        self.traffic.messagesOut += 1
+        if self._logMessage is not None:
+            self._logMessage("was sent", payload)
+        for reply in replies:
+            if reply.get("status") == "ERROR":
+                code = reply.get("code")
+                self._errorReplied(code if type(code) is str else "none")
+        return encodeInt32(payload) if self._lengthPrefixed else payload + b"\n"
 
     def _emit(self, reply: dict[str, Any], message: Any) -> None:
         """
@@ -436,12 +576,12 @@ class Pipeline:
         reply's error code, if it is an error reply, in C{_errorCode}.
         """
         try:
-            payload = encode(reply)
+            payload = encode(jsonrpc.response(reply, reply.get("id")) if self._rpc else reply)
         except RequestError as e:
             # A handler's reply JSON cannot carry (NaN, a set): the server's
             # mistake, logged by the dispatcher.
             reply = self._dispatcher.unencodable(reply, e)
-            payload = encode(reply)
+            payload = encode(jsonrpc.response(reply, reply.get("id")) if self._rpc else reply)
         self.traffic.messagesOut += 1
         if self._logMessage is not None:
             self._logMessage("was sent", payload)

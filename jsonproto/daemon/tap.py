@@ -23,6 +23,7 @@ from jsonproto.server.registry import DEFAULT_MAX_CONNECTIONS, ConnectionRegistr
 from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.daemon.metrics import metricsSite, registerStats
+from jsonproto.core.pipeline import ENVELOPES
 from jsonproto.server.factory import JSONServerFactory
 from jsonproto.server.protocol import FRAMINGS
 from jsonproto.server.endpoints import listeningEndpoint
@@ -167,6 +168,7 @@ class Options(usage.Options):
         self["echo"] = []
         self["handlers"] = []
         self["framing"] = "line"
+        self["envelope"] = "jsonproto"
         for option in _NUMBERS:
             self[option.name] = option.default
 
@@ -207,6 +209,12 @@ class Options(usage.Options):
                 f"--framing must be one of {', '.join(FRAMINGS)}, not {name!r}"
             )
         self["framing"] = name
+
+    def opt_envelope(self, name: str) -> None:
+        """Message envelope on the --port listeners: jsonproto (type, id, status) or jsonrpc (JSON-RPC 2.0: method, params, result, error; batches and notifications). [default: jsonproto]"""
+        if name not in ENVELOPES:
+            raise usage.UsageError(f"--envelope must be one of {', '.join(ENVELOPES)}, not {name!r}")
+        self["envelope"] = name
 
     def opt_handlers(self, moduleName: str) -> None:
         """Import this Python module and call its register(dispatcher) to add message types. Repeatable."""
@@ -301,6 +309,7 @@ def makeService(config: Options, reactor: Any = None) -> JSONProtoService:
     jsonFactory = JSONServerFactory(
         config["dispatcher"],
         framing=config["framing"],
+        envelope=config["envelope"],
         limits=config["limits"],
         connections=connections,
         clock=reactor,

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet import protocol
 from twisted.internet.interfaces import IReactorTime
 
+from jsonproto.core.pipeline import ENVELOPES
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
@@ -64,6 +65,8 @@ class JSONServerFactory(TrackingFactory):
     @ivar dispatcher: Answers every message.
     @ivar logMessages: Log every message in and out (for debugging: it
         costs more than the messages themselves).
+    @ivar envelope: C{"jsonproto"} (the default), or C{"jsonrpc"} for
+        JSON-RPC 2.0 requests and responses, answered by the same handlers.
     """
 
     def __init__(
@@ -75,12 +78,16 @@ class JSONServerFactory(TrackingFactory):
         connections: ConnectionRegistry | None = None,
         clock: Any = None,
         logMessages: bool = False,
+        envelope: str = "jsonproto",
     ) -> None:
         from jsonproto.server.protocol import FRAMINGS
 
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        if envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}, not {envelope!r}")
         super().__init__(limits=limits, connections=connections, clock=clock)
         self.dispatcher = dispatcher if dispatcher is not None else defaultDispatcher()
         self.protocol = FRAMINGS[framing]
         self.logMessages = logMessages
+        self.envelope = envelope

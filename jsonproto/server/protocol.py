@@ -134,6 +134,7 @@ class JSONMessageProtocol(TrackedProtocol):
             budget=registry.buffers,
             host=info.host,
             logMessage=self._logMessage if factory.logMessages else None,
+            envelope=factory.envelope,
         )
         self.registerProducer(self)
         # Replies are already batched per read; Nagle would only delay them.
