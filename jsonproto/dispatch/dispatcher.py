@@ -34,6 +34,7 @@ status of its own.
 """
 
 _HandlerT = TypeVar("_HandlerT", bound=Handler)
+_HookT = TypeVar("_HookT", bound=Callable[..., Any])
 
 log = Logger()
 
@@ -79,6 +80,8 @@ class Dispatcher:
         self._handlers: dict[str, Handler] = {}
         self._oneWay: dict[str, Handler] = {}
         self.latency = HandlerLatency()
+        self.openHooks: list[Callable[[Any], Any]] = []
+        self.closeHooks: list[Callable[[Any, str], Any]] = []
         # One-way messages refused, logged at most once a second per type.
         self._refusalsLogged: dict[str, float] = {}
         self._refusalsQuiet: dict[str, int] = {}
@@ -127,6 +130,25 @@ class Dispatcher:
         The types this dispatcher answers, one-way ones included.
         """
         return frozenset(self._handlers) | frozenset(self._oneWay)
+
+    def onOpen(self, hook: _HookT) -> _HookT:
+        """
+        Call C{hook(context)} when a connection to any of the listeners
+        this dispatcher answers opens, before its first message is
+        answered (messages wait while it runs).  A decorator; see
+        L{jsonproto.server.lifecycle} for what it may return.
+        """
+        self.openHooks.append(hook)
+        return hook
+
+    def onClose(self, hook: _HookT) -> _HookT:
+        """
+        Call C{hook(context, reason)} when a connection has closed, C{reason}
+        saying why in words (the log's).  A decorator.  The service's stop
+        waits for close hooks still running.
+        """
+        self.closeHooks.append(hook)
+        return hook
 
     @property
     def oneWayHandlers(self) -> dict[str, Handler]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
@@ -368,7 +369,7 @@ class TrackedProtocol(protocol.Protocol):
         info = self.info
         if info is None:
             return
-        self.factory.connections.remove(info)
+        self.factory.connections.remove(info, lambda: self.ended(reason))
         log.info(
             "connection {connectionId} from {peer} closed after {duration:.1f} seconds "
             "({why}): {messagesIn} messages and {bytesIn} bytes in, "
@@ -376,12 +377,29 @@ class TrackedProtocol(protocol.Protocol):
             connectionId=info.id,
             peer=info.peer,
             duration=self.clock.seconds() - info.connectedAt,
-            why=self._closeReason or _describe(reason),
+            why=self.closedBecause(reason),
             messagesIn=info.messagesIn,
             bytesIn=info.bytesIn,
             messagesOut=info.messagesOut,
             bytesOut=info.bytesOut,
         )
+
+    def ended(self, reason: Failure) -> Deferred[None] | None:
+        """
+        Called when the connection has closed and left the registry:
+        subclasses run what must follow (close hooks).
+
+        @return: A L{Deferred} the service's stop should wait for, or
+            L{None}.
+        """
+        return None
+
+    def closedBecause(self, reason: Failure) -> str:
+        """
+        Why the connection ended, in words: the server's reason if it
+        closed it, else what the transport said.
+        """
+        return self._closeReason or _describe(reason)
 
     def sendMessage(self, message: dict[str, Any]) -> None:
         """

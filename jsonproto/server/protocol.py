@@ -34,13 +34,15 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements, implementer
 
 from jsonproto import compat
 from jsonproto.core.envelope import errorReply
 from jsonproto.core.pipeline import BLOCKED, CLOSE, FLUSH, YIELD, Owed, Pipeline
 from jsonproto.errors import INTERNAL_ERROR, REQUEST_TIMED_OUT, ErrorCode
+from jsonproto.interfaces import IPipeline
 from jsonproto.server.connection import TrackedProtocol, recheckAfter
+from jsonproto.server.lifecycle import runHooks
 from jsonproto.wire import codec, framing
 
 if TYPE_CHECKING:
@@ -48,10 +50,15 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+# The core is Twisted-free, and so declares no interface itself; this
+# adapter drives it through IPipeline.
+classImplements(Pipeline, IPipeline)
+
 # Why reading is paused; a connection reads only when none holds.
 _OUTPUT_BLOCKED = 1
 _TOO_MANY_PENDING = 2
 _TURN = 4
+_OPENING = 8
 
 # Stages of a drain.
 _ANSWERING = 1  # answering what had arrived when the drain began
@@ -137,6 +144,8 @@ class JSONMessageProtocol(TrackedProtocol):
             envelope=factory.envelope,
         )
         self.registerProducer(self)
+        if not self.proxied:
+            self._opened()
         # Replies are already batched per read; Nagle would only delay them.
         setTcpNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setTcpNoDelay is not None:
@@ -167,6 +176,7 @@ class JSONMessageProtocol(TrackedProtocol):
             if not self.learnProxiedPeer():
                 return
             pipeline.host = info.host
+            self._opened()
         if not info.traffic.bytesIn and not info.tls and _looksLikeClientHello(data):
             # A TLS ClientHello: the client thinks this port speaks TLS.
             info.traffic.bytesIn = len(data)
@@ -186,6 +196,19 @@ class JSONMessageProtocol(TrackedProtocol):
             self._partialMessage(completed)
         else:
             self._partialSince = None
+
+    def _opened(self) -> None:
+        """
+        The connection is open, and its client known: run the dispatcher's
+        open hooks, holding its messages until they have finished.
+        """
+        hooks = self.factory.dispatcher.openHooks
+        if not hooks:
+            return
+        running = runHooks(hooks, (self.info,), "open", self.clock)
+        if running is not None:
+            self._pause(_OPENING)
+            running.addCallback(lambda _: self._resume(_OPENING))
 
     def _partialMessage(self, completed: bool) -> None:
         """
@@ -425,6 +448,15 @@ class JSONMessageProtocol(TrackedProtocol):
         super().connectionLost(reason)
         if self.pipeline is not None:
             self.pipeline.release()
+
+    def ended(self, reason: Failure) -> Deferred[None] | None:
+        """
+        Run the dispatcher's close hooks.
+        """
+        hooks = self.factory.dispatcher.closeHooks
+        if not hooks or self.info is None or self.pipeline is None:
+            return None
+        return runHooks(hooks, (self.info, self.closedBecause(reason)), "close", self.clock)
 
 
 class JSONLineProtocol(JSONMessageProtocol):

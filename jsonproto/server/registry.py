@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
+from zope.interface import implementer
 
 from jsonproto.core.budget import BufferBudget
 from jsonproto.core.envelope import checkPush
 from jsonproto.core.traffic import Traffic
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
+from jsonproto.interfaces import IConnections, IHandlerContext
 from jsonproto.server.identity import ClientIdentity
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ def hostOf(address: IAddress | None) -> str | None:
     return None
 
 
+@implementer(IHandlerContext)
 @dataclass(eq=False, slots=True)
 class ConnectionInfo:
     """
@@ -74,6 +77,12 @@ class ConnectionInfo:
         listener that requires client certificates; otherwise L{None}.
     @ivar traffic: Its messages and bytes in and out (also readable as
         C{messagesIn}, C{messagesOut}, C{bytesIn} and C{bytesOut}).
+    @ivar state: The service's own data about this connection, for its
+        lifetime: a dict handlers may keep anything in (a user's name, the
+        rooms it joined), forgotten when the connection ends.
+    @ivar connections: The registry of every open connection of the
+        service: list them, find one by id, send to one
+        (L{ConnectionRegistry}).
     """
 
     id: int
@@ -85,6 +94,8 @@ class ConnectionInfo:
     tls: bool = False
     clientIdentity: ClientIdentity | None = None
     traffic: Traffic = field(default_factory=Traffic, repr=False)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+    connections: ConnectionRegistry | None = field(default=None, repr=False)
     # The connection itself, for send and close; None once it has ended.
     _connection: TrackedProtocol | None = field(default=None, repr=False)
 
@@ -163,6 +174,7 @@ def _addTraffic(totals: dict[str, int], info: ConnectionInfo) -> None:
     totals["pauses"] += info.pauses
 
 
+@implementer(IConnections)
 class ConnectionRegistry:
     """
     The active connections of a service, shared by all its listeners, and
@@ -201,6 +213,8 @@ class ConnectionRegistry:
         self._perHost: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._emptyWaiters: list[Deferred[None]] = []
+        # Close hooks still running, which a stop waits for.
+        self._finishing: set[Deferred[None]] = set()
 
     def admit(self, connection: TrackedProtocol, address: IAddress, now: float) -> ConnectionInfo:
         """
@@ -215,7 +229,7 @@ class ConnectionRegistry:
             raise self._refuse(ConnectionRefused(SERVER_BUSY, f"{self.maxConnections} connections open"))
         self._checkHost(host)
         self._countHost(host, 1)
-        info = ConnectionInfo(next(self._ids), peer, host, now, now, _connection=connection)
+        info = ConnectionInfo(next(self._ids), peer, host, now, now, connections=self, _connection=connection)
         self._active[info.id] = info
         self._connections[info.id] = connection
         self.accepted += 1
@@ -266,9 +280,13 @@ class ConnectionRegistry:
             _addTraffic(totals, info)
         return totals
 
-    def remove(self, info: ConnectionInfo) -> None:
+    def remove(self, info: ConnectionInfo, then: Callable[[], Deferred[None] | None] | None = None) -> None:
         """
         Forget a connection that has closed.
+
+        @param then: Called once the connection is gone from the registry
+            (its close hooks); what it returns, if a Deferred, is waited
+            for by L{whenEmpty}.
         """
         if self._active.pop(info.id, None) is None:
             return
@@ -276,10 +294,11 @@ class ConnectionRegistry:
         info._connection = None
         _addTraffic(self.closedTotals, info)
         self._countHost(info.host, -1)
-        if not self._active:
-            waiters, self._emptyWaiters = self._emptyWaiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        if then is not None:
+            running = then()
+            if running is not None:
+                self.waitFor(running)
+        self._maybeEmpty()
 
     def rehome(self, info: ConnectionInfo, address: IAddress) -> None:
         """
@@ -316,15 +335,49 @@ class ConnectionRegistry:
         """
         return self._active.get(connectionId)
 
+    def send(self, connectionId: int, message: dict[str, Any]) -> bool:
+        """
+        Push C{message} to the connection with this id (see
+        L{ConnectionInfo.send}).
+
+        @return: Whether it is still open (if not, nothing is sent).
+        @raise ValueError: If the message has a C{status}.
+        """
+        info = self._active.get(connectionId)
+        if info is None:
+            checkPush(message)
+            return False
+        info.send(message)
+        return True
+
+    def waitFor(self, work: Deferred[None]) -> None:
+        """
+        Count C{work} (a connection's close hooks) as still under way until
+        it fires: L{whenEmpty} waits for it.
+        """
+        self._finishing.add(work)
+
+        def finished(result: None) -> None:
+            self._finishing.discard(work)
+            self._maybeEmpty()
+
+        work.addBoth(finished)
+
     def whenEmpty(self) -> Deferred[None]:
         """
-        Fires when no connection is left.
+        Fires when no connection is left, and no close hook is running.
         """
-        if not self._active:
+        if not self._active and not self._finishing:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._emptyWaiters.append(waiter)
         return waiter
+
+    def _maybeEmpty(self) -> None:
+        if not self._active and not self._finishing:
+            waiters, self._emptyWaiters = self._emptyWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def closeAll(self, reason: str) -> Deferred[None]:
         """
