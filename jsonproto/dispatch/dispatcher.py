@@ -81,6 +81,9 @@ class Dispatcher:
         self._oneWay: dict[str, Handler] = {}
         self.latency = HandlerLatency()
         self.openHooks: list[Callable[[Any], Any]] = []
+        # The channels' broker, when the service has channels
+        # (jsonproto.channels.messages.register).
+        self.channels: Any = None
         self.closeHooks: list[Callable[[Any, str], Any]] = []
         # One-way messages refused, logged at most once a second per type.
         self._refusalsLogged: dict[str, float] = {}

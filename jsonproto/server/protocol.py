@@ -100,6 +100,9 @@ class JSONMessageProtocol(TrackedProtocol):
     lengthPrefixed: ClassVar[bool]
 
     pipeline: Pipeline | None = None
+    # Publications waiting for this connection (jsonproto.channels.outbox),
+    # once it subscribes to a channel.
+    outbox: Any = None
     # Why reading is paused (a set of the reasons above), and whether the
     # transport is paused now.
     _paused = 0
@@ -322,6 +325,21 @@ class JSONMessageProtocol(TrackedProtocol):
             # A close may have been waiting for this reply.
             self.workDone()
 
+    def canTakePublications(self) -> bool:
+        """
+        Whether publications can be written now: the connection is open and
+        its transport's buffer has room.
+        """
+        return self.connected and not self.closing and not self._paused & _OUTPUT_BLOCKED
+
+    def writePublications(self, data: bytes) -> None:
+        """
+        Write framed publications (from the outbox).
+        """
+        if self.info is not None:
+            self.info.traffic.bytesOut += len(data)
+        compat.writeNow(self.transport, data)
+
     def sendMessage(self, message: dict[str, Any]) -> None:
         """
         Write one message now, outside the order of replies (see
@@ -353,6 +371,8 @@ class JSONMessageProtocol(TrackedProtocol):
             self._sendCall.cancel()
             self._sendCall = None
         self._resume(_OUTPUT_BLOCKED)
+        if self.outbox is not None:
+            self.outbox.flush()
 
     def stopProducing(self) -> None:
         """

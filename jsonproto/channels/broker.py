@@ -1,0 +1,396 @@
+"""
+One process's channels: who subscribes to what, and the fan-out of each
+publication to them.
+
+A publication is encoded once (by the engine) and framed once per framing;
+the same bytes are queued for every subscriber, and each subscriber's
+queue is written at the end of the reactor's turn, in one write however
+many publications it holds (L{jsonproto.channels.outbox}).
+
+Handlers and programs embedding jsonproto publish with L{Broker.publish};
+an authorization hook (L{Broker.authorize}) decides, per connection and
+channel, who may subscribe and publish.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from jsonproto.channels.engine import ChannelsUnavailable, History, IEngine, Publication
+from jsonproto.channels.names import checkName
+from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, frameFor
+from jsonproto.errors import ErrorCode, RequestError
+from jsonproto.wire.codec import encode
+
+log = Logger()
+
+NOT_ALLOWED = ErrorCode("not_allowed", "Not allowed")
+CHANNELS_UNAVAILABLE = ErrorCode("channels_unavailable", "Channels unavailable")
+TOO_MANY_SUBSCRIPTIONS = ErrorCode("too_many_subscriptions", "Too many subscriptions")
+
+DEFAULT_MAX_SUBSCRIPTIONS = 100
+
+Authorizer = Callable[[Any, str, str], Any]
+"""
+C{authorizer(context, action, channel)}, C{action} being C{"subscribe"} or
+C{"publish"}: true to allow, false to refuse (C{Not allowed}); or a
+Deferred or coroutine of one.
+"""
+
+
+@dataclass(eq=False)
+class Subscription:
+    """
+    One connection's subscription to one channel.
+
+    @ivar presence: Whether it is told when others subscribe and leave.
+    @ivar held: Publications delivered while what it missed is being
+        replayed, to follow the replay.
+    """
+
+    context: Any
+    channel: str
+    presence: bool = False
+    held: list[Publication] | None = None
+    lastOffset: int = 0
+
+
+@dataclass(eq=False)
+class _Member:
+    """
+    A connection with subscriptions: its outbox, and its channels.
+    """
+
+    outbox: Outbox
+    channels: dict[str, Subscription] = field(default_factory=dict)
+
+
+class Broker:
+    """
+    The channels of one process.
+
+    @ivar engine: Where offsets and history live (L{IEngine}).
+    @ivar policyFor: The slow-subscriber policy of a channel, by name:
+        C{"disconnect"} (the default) or C{"drop"}; replace it to choose
+        per channel.
+    @ivar publications: Publications accepted from this process.
+    @ivar deliveries: Publications queued for subscribers here.
+    """
+
+    def __init__(
+        self,
+        engine: IEngine,
+        clock: IReactorTime,
+        maxQueuedBytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        policy: str = DISCONNECT,
+        maxSubscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        self.engine = engine
+        self._clock = clock
+        self._maxQueuedBytes = maxQueuedBytes
+        self._maxSubscriptions = maxSubscriptions
+        self.policyFor: Callable[[str], str] = lambda channel: policy
+        self._authorizer: Authorizer | None = None
+        self._subscribers: dict[str, dict[int, Subscription]] = {}
+        self._members: dict[int, _Member] = {}
+        self._dirty: dict[int, Outbox] = {}
+        self._flushCall: IDelayedCall | None = None
+        self.publications = 0
+        self.deliveries = 0
+        self.slowDisconnects = 0
+        engine.attach(self)
+
+    # Who may
+
+    def authorize(self, authorizer: Authorizer) -> Authorizer:
+        """
+        Decide with C{authorizer} who may subscribe and publish (a
+        decorator, for a handlers module: C{@dispatcher.channels.authorize}).
+        """
+        self._authorizer = authorizer
+        return authorizer
+
+    def _allowed(self, context: Any, action: str, channel: str) -> Deferred[bool]:
+        if self._authorizer is None:
+            return succeed(True)
+        result = self._authorizer(context, action, channel)
+        if inspect.isawaitable(result) and not isinstance(result, Deferred):
+            result = ensureDeferred(result)
+        if isinstance(result, Deferred):
+            return result.addCallback(bool)
+        return succeed(bool(result))
+
+    def _check(self, allowed: bool, action: str, channel: str) -> None:
+        if not allowed:
+            raise RequestError(NOT_ALLOWED, f"this connection may not {action} to {channel}")
+
+    # Subscribing
+
+    def subscribe(self, context: Any, channel: str, since: Any = None, presence: bool = False) -> Deferred[dict[str, Any]]:
+        """
+        Subscribe C{context}'s connection to C{channel}, after the
+        authorization hook allows it.  With C{since} (C{{"offset": N,
+        "epoch": E}}), what it missed after offset N of epoch E is sent
+        first, in order, if the history still holds all of it.
+
+        @return: Fires with the reply's fields: the channel's C{offset} and
+            C{epoch} now, and, given C{since}, whether it was C{recovered}
+            and how many publications that C{replayed}.
+        """
+        checkName(channel)
+        resume = _since(since)
+        member = self._members.get(context.id)
+        if member is not None and channel not in member.channels and len(member.channels) >= self._maxSubscriptions:
+            raise RequestError(TOO_MANY_SUBSCRIPTIONS, f"at most {self._maxSubscriptions} channels per connection")
+        return (
+            self._allowed(context, "subscribe", channel)
+            .addCallback(self._check, "subscribe", channel)
+            .addCallback(lambda _: self._subscribe(context, channel, resume, bool(presence)))
+        )
+
+    def _subscribe(self, context: Any, channel: str, resume: tuple[str, int] | None, presence: bool) -> Deferred[dict[str, Any]]:
+        if context.connections is None or context.connections.get(context.id) is not context:
+            raise RequestError(NOT_ALLOWED, "the connection has closed")
+        member = self._members.get(context.id)
+        if member is None:
+            connection = context._connection
+            member = self._members[context.id] = _Member(Outbox(connection, self._maxQueuedBytes, self.policyFor))
+            connection.outbox = member.outbox
+        subscription = member.channels.get(channel)
+        fresh = subscription is None
+        if fresh:
+            subscription = member.channels[channel] = Subscription(context, channel, presence)
+            subscribers = self._subscribers.get(channel)
+            if subscribers is None:
+                subscribers = self._subscribers[channel] = {}
+                self.engine.listen(channel)
+            self._announce(channel, "JOIN", context)
+            subscribers[context.id] = subscription
+        assert subscription is not None
+        subscription.presence = presence
+        if resume is not None:
+            subscription.held = []
+        return self.engine.history(channel).addCallback(self._subscribed, subscription, resume)
+
+    def _subscribed(self, history: History, subscription: Subscription, resume: tuple[str, int] | None) -> dict[str, Any]:
+        reply: dict[str, Any] = {"channel": subscription.channel, "offset": history.offset, "epoch": history.epoch}
+        subscription.lastOffset = history.offset
+        if resume is None:
+            return reply
+        missed = history.since(*resume)
+        reply["recovered"] = missed is not None
+        replay = list(missed or ())
+        reply["replayed"] = len(replay)
+        # After the reply is written: what it missed, then what came meanwhile.
+        self._clock.callLater(0, self._replay, subscription, replay)
+        return reply
+
+    def _replay(self, subscription: Subscription, replay: list[Publication]) -> None:
+        held, subscription.held = subscription.held or [], None
+        member = self._members.get(subscription.context.id)
+        if member is None or member.channels.get(subscription.channel) is not subscription:
+            return
+        last = replay[-1].offset if replay else 0
+        for publication in replay + [p for p in held if p.offset > last]:
+            self._queue(member, subscription, publication)
+
+    def unsubscribe(self, context: Any, channel: str) -> dict[str, Any]:
+        """
+        End C{context}'s subscription to C{channel}, if it has one.
+        """
+        checkName(channel)
+        member = self._members.get(context.id)
+        subscribed = member is not None and channel in member.channels
+        if subscribed:
+            self._remove(context.id, channel)
+        return {"channel": channel, "subscribed": False, "was": subscribed}
+
+    def _remove(self, connectionId: int, channel: str) -> None:
+        member = self._members[connectionId]
+        subscription = member.channels.pop(channel)
+        subscribers = self._subscribers.get(channel, {})
+        subscribers.pop(connectionId, None)
+        if not subscribers:
+            self._subscribers.pop(channel, None)
+            self.engine.unlisten(channel)
+        else:
+            self._announce(channel, "LEAVE", subscription.context)
+        if not member.channels:
+            del self._members[connectionId]
+
+    def disconnected(self, context: Any, reason: str = "") -> None:
+        """
+        A connection has closed: end its subscriptions (a close hook).
+        """
+        member = self._members.get(context.id)
+        if member is None:
+            return
+        member.outbox.closed = True
+        self._dirty.pop(context.id, None)
+        for channel in list(member.channels):
+            self._remove(context.id, channel)
+
+    def subscribers(self, channel: str) -> list[Any]:
+        """
+        The contexts of this process's connections subscribed to C{channel}.
+        """
+        return [s.context for s in self._subscribers.get(channel, {}).values()]
+
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        """
+        Who is subscribed to C{channel} here: each connection's id, address
+        and the common name of its client certificate, if any.
+        """
+        checkName(channel)
+        return [_describe(context) for context in self.subscribers(channel)]
+
+    def _announce(self, channel: str, kind: str, context: Any) -> None:
+        subscribers = self._subscribers.get(channel)
+        if not subscribers:
+            return
+        watchers = [s for s in subscribers.values() if s.presence and s.context.id != context.id]
+        if not watchers:
+            return
+        payload = encode({"type": kind, "channel": channel, "subscriber": _describe(context)})
+        cache: list[bytes | None] = [None, None]
+        for watcher in watchers:
+            member = self._members.get(watcher.context.id)
+            if member is not None:
+                member.outbox.add(channel, frameFor(member.outbox._subscriber, payload, cache))
+                self._dirtied(watcher.context.id, member.outbox)
+
+    # Publishing
+
+    def publish(self, channel: str, data: Any) -> Deferred[Publication]:
+        """
+        Publish C{data} to C{channel}, for handlers and programs embedding
+        jsonproto (no authorization hook applies).
+
+        @return: Fires with the L{Publication} (its C{offset} and
+            C{epoch}); fails with L{RequestError} (C{Invalid channel},
+            C{Channels unavailable}, or JSON that cannot be carried).
+        """
+        checkName(channel)
+        if not self.engine.available:
+            raise RequestError(CHANNELS_UNAVAILABLE, "the channels' store is unreachable; try again later")
+        self.publications += 1
+        return self.engine.publish(channel, data).addErrback(_unavailable)
+
+    def publishAs(self, context: Any, channel: str, data: Any) -> Deferred[dict[str, Any]]:
+        """
+        Publish on behalf of a client, after the authorization hook
+        allows it: fires with the reply's fields.
+        """
+        checkName(channel)
+        return (
+            self._allowed(context, "publish", channel)
+            .addCallback(self._check, "publish", channel)
+            .addCallback(lambda _: self.publish(channel, data))
+            .addCallback(lambda p: {"channel": channel, "offset": p.offset, "epoch": p.epoch})
+        )
+
+    def deliver(self, publication: Publication) -> None:
+        """
+        A publication from the engine: queue it, framed once per framing,
+        for every subscriber to its channel here.
+        """
+        subscribers = self._subscribers.get(publication.channel)
+        if not subscribers:
+            return
+        cache: list[bytes | None] = [None, None]
+        members = self._members
+        for subscription in list(subscribers.values()):
+            if subscription.held is not None:
+                subscription.held.append(publication)
+                continue
+            member = members.get(subscription.context.id)
+            if member is not None:
+                outbox = member.outbox
+                outbox.add(publication.channel, frameFor(outbox._subscriber, publication.payload, cache))
+                subscription.lastOffset = publication.offset
+                self.deliveries += 1
+                self._dirtied(subscription.context.id, outbox)
+
+    def _queue(self, member: _Member, subscription: Subscription, publication: Publication) -> None:
+        outbox = member.outbox
+        outbox.add(publication.channel, frameFor(outbox._subscriber, publication.payload, [None, None]))
+        subscription.lastOffset = publication.offset
+        self.deliveries += 1
+        self._dirtied(subscription.context.id, outbox)
+
+    def _dirtied(self, connectionId: int, outbox: Outbox) -> None:
+        self._dirty[connectionId] = outbox
+        if self._flushCall is None:
+            self._flushCall = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        """
+        End of the turn: write each subscriber's publications, one write
+        each.
+        """
+        self._flushCall = None
+        dirty, self._dirty = self._dirty, {}
+        for outbox in dirty.values():
+            outbox.flush()
+            if outbox.closed and not outbox.dropped:
+                self.slowDisconnects += 1
+
+    def engineAvailable(self, available: bool) -> None:
+        """
+        The engine's store went away or came back.
+        """
+        log.info("channels {state}", state="available again" if available else "unavailable: publishing is refused")
+
+    def stop(self) -> None:
+        """
+        The service is stopping: cancel the end-of-turn write.
+        """
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+
+    # Metrics
+
+    def counts(self) -> dict[str, int]:
+        """
+        Channels and subscriptions here, and the bytes queued for slow
+        subscribers.
+        """
+        return {
+            "channels": len(self._subscribers),
+            "subscriptions": sum(len(s) for s in self._subscribers.values()),
+            "queuedBytes": sum(m.outbox.queuedBytes for m in self._members.values()),
+            "dropped": sum(m.outbox.dropped for m in self._members.values()),
+        }
+
+
+def _since(since: Any) -> tuple[str, int] | None:
+    if since is None:
+        return None
+    if not isinstance(since, dict) or not isinstance(since.get("epoch"), str):
+        raise RequestError(INVALID_SINCE, 'since must be {"offset": N, "epoch": E}')
+    offset = since.get("offset")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise RequestError(INVALID_SINCE, "since's offset must be a whole number, 0 or more")
+    return since["epoch"], offset
+
+
+INVALID_SINCE = ErrorCode("invalid_field", "Invalid field")
+
+
+def _describe(context: Any) -> dict[str, Any]:
+    identity = context.clientIdentity
+    return {"id": context.id, "peer": context.peer, "identity": identity.commonName if identity is not None else None}
+
+
+def _unavailable(failure: Any) -> Any:
+    failure.trap(ChannelsUnavailable)
+    raise RequestError(CHANNELS_UNAVAILABLE, "the channels' store is unreachable; try again later")

@@ -1,0 +1,53 @@
+"""
+The message types C{--channels} adds:
+
+    {"type":"SUBSCRIBE","channel":NAME}             optionally "since": {"offset": N, "epoch": E},
+                                                     "presence": true
+    {"type":"UNSUBSCRIBE","channel":NAME}
+    {"type":"PUBLISH","channel":NAME,"data":VALUE}
+    {"type":"PRESENCE","channel":NAME}
+
+Each gets a normal reply (with its C{id}); publications reach subscribers
+as C{PUBLICATION} messages, which have no C{status}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonproto.channels.broker import Broker
+from jsonproto.dispatch.dispatcher import Dispatcher
+from jsonproto.errors import INVALID_FIELD, RequestError
+
+MESSAGE_TYPES = ("SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "PRESENCE")
+
+
+def register(dispatcher: Dispatcher, broker: Broker) -> None:
+    """
+    Answer the channels' message types with C{broker}, and end a
+    connection's subscriptions when it closes.  The broker is then
+    C{dispatcher.channels}, for handlers modules (to publish, or to set the
+    authorization hook).
+    """
+    dispatcher.channels = broker
+
+    @dispatcher.handler("SUBSCRIBE")
+    def subscribe(message: dict[str, Any], context: Any) -> Any:
+        return broker.subscribe(context, message.get("channel"), message.get("since"), bool(message.get("presence")))
+
+    @dispatcher.handler("UNSUBSCRIBE")
+    def unsubscribe(message: dict[str, Any], context: Any) -> dict[str, Any]:
+        return broker.unsubscribe(context, message.get("channel"))
+
+    @dispatcher.handler("PUBLISH")
+    def publish(message: dict[str, Any], context: Any) -> Any:
+        if "data" not in message:
+            raise RequestError(INVALID_FIELD, "a publication needs data")
+        return broker.publishAs(context, message.get("channel"), message["data"])
+
+    @dispatcher.handler("PRESENCE")
+    def presence(message: dict[str, Any], context: Any) -> dict[str, Any]:
+        channel = message.get("channel")
+        return {"channel": channel, "subscribers": broker.presence(channel)}
+
+    dispatcher.onClose(broker.disconnected)

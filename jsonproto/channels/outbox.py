@@ -1,0 +1,136 @@
+"""
+What one connection holds of the publications it has not taken yet.
+
+Publications reach a subscriber as fast as anyone publishes; a subscriber
+that reads slowly (or not at all) must not make the server hold them
+without bound, nor slow the others down.  Each connection's publications
+wait here while its transport is full, up to a bound in bytes; past it,
+the channel's policy applies: C{"disconnect"} closes the connection, with
+a logged reason (the default: the subscriber learns it must resync), or
+C{"drop"} drops its oldest waiting publications and, once it reads again,
+tells it how many it missed of each channel with a C{MISSED} message.
+
+Publications delivered in one turn of the reactor go out in one write.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Protocol
+
+from jsonproto.wire.codec import encode
+from jsonproto.wire.framing import encodeInt32
+
+DISCONNECT = "disconnect"
+DROP = "drop"
+POLICIES = (DISCONNECT, DROP)
+
+DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024
+
+
+class Subscriber(Protocol):
+    """
+    The connection an outbox writes to (a JSON message protocol).
+    """
+
+    lengthPrefixed: bool
+
+    def canTakePublications(self) -> bool: ...
+
+    def writePublications(self, data: bytes) -> None: ...
+
+    def closeConnection(self, reason: str, kind: str = "server") -> None: ...
+
+
+class Outbox:
+    """
+    One connection's publications waiting to be written.
+
+    @ivar queuedBytes: Bytes waiting now.
+    @ivar dropped: Publications dropped so far (the C{drop} policy).
+    """
+
+    def __init__(self, subscriber: Subscriber, limit: int, policyFor: Callable[[str], str]) -> None:
+        self._subscriber = subscriber
+        self._limit = limit
+        self._policyFor = policyFor
+        # (channel, frame) in the order delivered.
+        self._waiting: deque[tuple[str, bytes]] = deque()
+        self.queuedBytes = 0
+        self.dropped = 0
+        self._missed: dict[str, int] = {}
+        self.closed = False
+
+    def add(self, channel: str, frame: bytes) -> None:
+        """
+        Queue one framed publication; it is written at L{flush}.  Past the
+        bound, the policy of the channels waiting applies.
+        """
+        if self.closed:
+            return
+        self._waiting.append((channel, frame))
+        self.queuedBytes += len(frame)
+        if self.queuedBytes > self._limit:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        waiting = self._waiting
+        kept: deque[tuple[str, bytes]] = deque()
+        # Drop the oldest of the channels that allow it, until under the bound.
+        while waiting and self.queuedBytes > self._limit:
+            channel, frame = waiting.popleft()
+            if self._policyFor(channel) == DROP:
+                self.queuedBytes -= len(frame)
+                self.dropped += 1
+                self._missed[channel] = self._missed.get(channel, 0) + 1
+            else:
+                kept.append((channel, frame))
+        kept.extend(waiting)
+        self._waiting = kept
+        if self.queuedBytes > self._limit:
+            self.closed = True
+            self._waiting.clear()
+            self.queuedBytes = 0
+            self._subscriber.closeConnection(
+                f"a subscriber fell behind by more than {self._limit} bytes of publications", "slow_subscriber"
+            )
+
+    @property
+    def pending(self) -> bool:
+        """
+        Whether anything waits to be written.
+        """
+        return bool(self._waiting) or bool(self._missed)
+
+    def flush(self) -> None:
+        """
+        Write what waits, in one write, if the connection can take it now;
+        first, for each channel it missed publications of, a C{MISSED}
+        message with how many.
+        """
+        if self.closed or not self.pending or not self._subscriber.canTakePublications():
+            return
+        parts: list[bytes] = []
+        if self._missed:
+            for channel, count in self._missed.items():
+                parts.append(self._frame(encode({"type": "MISSED", "channel": channel, "count": count})))
+            self._missed = {}
+        parts.extend(frame for _, frame in self._waiting)
+        self._waiting.clear()
+        self.queuedBytes = 0
+        self._subscriber.writePublications(b"".join(parts))
+
+    def _frame(self, payload: bytes) -> bytes:
+        return encodeInt32(payload) if self._subscriber.lengthPrefixed else payload + b"\n"
+
+
+def frameFor(subscriber: Any, payload: bytes, cache: list[bytes | None]) -> bytes:
+    """
+    C{payload} framed for C{subscriber}'s framing, made once per framing
+    for all subscribers (C{cache} holds the line and the int32 frame).
+    """
+    index = 1 if subscriber.lengthPrefixed else 0
+    frame = cache[index]
+    if frame is None:
+        frame = cache[index] = encodeInt32(payload) if index else payload + b"\n"
+    return frame
