@@ -58,6 +58,24 @@ if os.environ.get(DISABLE) and not any(isinstance(f, SourceOnly) for f in sys.me
     sys.meta_path.insert(0, SourceOnly())
 
 
+def stale() -> list[str]:
+    """
+    The compiled modules older than their source or its C{.pxd}: built
+    before the last edit, so not the twin of the code beside them.  (Run
+    C{make}, or C{python setup.py build_ext --inplace}, to rebuild.)
+    """
+    found = []
+    for name in COMPILED:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or spec.origin.endswith(".py"):
+            continue
+        base = os.path.join(os.path.dirname(spec.origin), name.rpartition(".")[2])
+        built = os.path.getmtime(spec.origin)
+        if any(os.path.exists(source) and os.path.getmtime(source) > built for source in (base + ".py", base + ".pxd")):
+            found.append(name)
+    return found
+
+
 def implementation() -> str:
     """
     C{"compiled"} if this process runs the compiled core, else C{"python"}
