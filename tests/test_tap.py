@@ -12,6 +12,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
+from typing import Any
+
 from jsonproto.daemon.service import CannotListen, withBacklog
 from jsonproto.daemon.tap import DEFAULT_PORT, Options, makeService
 from twisted.internet import endpoints, reactor
@@ -147,20 +149,92 @@ class OptionsTests(TestCase):
 
     def test_handlers(self) -> None:
         """
-        --handlers imports a module and lets it register message types.
+        --handlers names modules; parsing only checks the names.
         """
-        config = self.parse("--handlers", "tests.samplehandlers")
-        self.assertIn("UPPER", config["dispatcher"].messageTypes)
-        self.assertIn("SUM", config["dispatcher"].messageTypes)
+        self.assertEqual(
+            self.parse("--handlers", "tests.samplehandlers", "--handlers", "tests.slowhandlers")["handlers"],
+            ["tests.samplehandlers", "tests.slowhandlers"],
+        )
+        self.assertUsageError(["--handlers", "my-app/handlers.py"], "'my-app/handlers.py'", "not a Python module name")
+
+    def test_parsingHasNoSideEffects(self) -> None:
+        """
+        Parsing the options (as twistd does before it installs its reactor)
+        installs no reactor and imports no --handlers module: a module that
+        imports twisted.internet.reactor would otherwise choose the
+        daemon's reactor.
+        """
+        import subprocess
+        import sys
+
+        from tests.e2e import REPO
+
+        script = (
+            "import sys; from jsonproto.daemon.tap import Options; "
+            "Options().parseOptions(['--handlers', 'tests.slowhandlers', '--port', 'tcp:0', '--workers', '2']); "
+            "print('twisted.internet.reactor' in sys.modules, 'tests.slowhandlers' in sys.modules)"
+        )
+        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+        self.assertEqual((result.stdout.strip(), result.returncode), ("False False", 0), result.stderr)
+
+    def test_logLevel(self) -> None:
+        self.assertEqual(self.parse()["log-level"], "info")
+        self.assertEqual(self.parse("--log-level", "warn")["log-level"], "warn")
+        self.assertUsageError(["--log-level", "loud"], "--log-level", "debug, info, warn", "'loud'")
+
+    def test_perAddressDefault(self) -> None:
+        """
+        One address may hold 100 connections unless told otherwise.
+        """
+        self.assertEqual(self.parse()["max-connections-per-ip"], 100)
+        self.assertEqual(self.parse("--max-connections-per-ip", "0")["max-connections-per-ip"], 0)
+
+
+class HandlersTests(TestCase):
+    """
+    The --handlers modules, loaded by makeService.
+    """
+
+    def dispatcher(self, *arguments: str) -> Any:
+        config = Options()
+        config.parseOptions(list(arguments))
+        service = makeService(config, reactor)
+        return service
+
+    def test_handlers(self) -> None:
+        """
+        --handlers imports a module and lets it register message types,
+        beside the seed's.
+        """
+        from jsonproto.daemon.handlers import loadDispatcher
+
+        self.assertEqual(set(loadDispatcher(["tests.samplehandlers"]).messageTypes), {"GREETING", "SUM", "UPPER"})
+
+    def test_noSeedTypes(self) -> None:
+        """
+        Without the seed's types, a service has only its own.
+        """
+        from jsonproto.daemon.handlers import loadDispatcher
+
+        self.assertEqual(set(loadDispatcher(["tests.samplehandlers"], seedTypes=False).messageTypes), {"UPPER"})
+        self.assertEqual(set(loadDispatcher([], seedTypes=False).messageTypes), set())
 
     def test_badHandlers(self) -> None:
         """
         A module that cannot be imported, has no register, or clashes with
-        a registered type is a usage error that says which.
+        a registered type stops makeService with one line that says which
+        (twistd prints it and exits with status 1).
         """
-        self.assertUsageError(["--handlers", "no.such.module"], "'no.such.module'", "cannot be imported")
-        self.assertUsageError(["--handlers", "json"], "'json'", "no register(dispatcher)")
-        self.assertUsageError(["--handlers", "tests.clashinghandlers"], "'SUM' already has a handler")
+        for module, phrases in [
+            ("no.such.module", ["'no.such.module' cannot be imported", "ModuleNotFoundError", "PYTHONPATH"]),
+            ("json", ["'json' has no register(dispatcher)"]),
+            ("tests.clashinghandlers", ["'SUM' already has a handler"]),
+        ]:
+            error = self.assertRaises(SystemExit, self.dispatcher, "--port", LOCAL, "--handlers", module)
+            self.assertEqual(str(error.code).count("\n"), 0)
+            self.assertTrue(str(error.code).startswith("twistd jsonproto: --handlers"), error.code)
+            for phrase in phrases:
+                self.assertIn(phrase, str(error.code))
 
 
 class BacklogTests(TestCase):
@@ -183,7 +257,9 @@ class BacklogTests(TestCase):
         """
         service, [port] = yield startDaemon(self, "--port", LOCAL, "--backlog", "777")
         [listener] = list(service)
-        self.assertEqual(listener.endpoint._backlog, 777)
+        from jsonproto import compat
+
+        self.assertEqual(compat.tcpServerAddress(listener.endpoint).backlog, 777)
 
 
 class DaemonTests(TestCase):
@@ -268,16 +344,140 @@ class DaemonTests(TestCase):
 
     def test_portInUse(self) -> None:
         """
-        A port already in use fails the start loudly, instead of a daemon
-        that runs listening on nothing.
+        A port already in use stops makeService with one line naming it
+        and saying what to do, instead of a daemon that runs listening on
+        nothing; so does one taken after makeService, when the listener
+        starts.
         """
         taken = socket.socket()
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
+        description = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        for arguments in (["--port", description], ["--port", LOCAL, "--echo", description], ["--metrics", description]):
+            config = Options()
+            config.parseOptions(arguments)
+            error = self.assertRaises(SystemExit, makeService, config, reactor)
+            self.assertEqual(
+                error.code,
+                f"twistd jsonproto: cannot listen on {description}: Address already in use "
+                "(another process is listening there: stop it, or choose another port)",
+            )
+        # Bound, not listening, by a socket that lets others bind too (as
+        # the check does): it starts listening after the check.
+        free = socket.socket()
+        free.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        free.bind(("127.0.0.1", 0))
+        late = f"tcp:{free.getsockname()[1]}:interface=127.0.0.1"
         config = Options()
-        config.parseOptions(["--port", f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"])
-        service = makeService(config)
+        config.parseOptions(["--port", late])
+        service = makeService(config, reactor)
+        free.listen(1)
+        self.addCleanup(free.close)
         error = self.assertRaises(CannotListen, service.privilegedStartService)
-        self.assertEqual(str(error), f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1: Address already in use")
+        self.assertTrue(str(error).startswith(f"cannot listen on {late}: Address already in use"), error)
 
+    def test_unixDirectoryMissing(self) -> None:
+        """
+        A Unix socket in a directory that does not exist is one line naming
+        the directory.
+        """
+        config = Options()
+        config.parseOptions(["--port", "unix:/nonexistent/jsonproto/x.sock"])
+        error = self.assertRaises(SystemExit, makeService, config, reactor)
+        self.assertEqual(
+            error.code,
+            "twistd jsonproto: cannot listen on unix:/nonexistent/jsonproto/x.sock: the directory "
+            "/nonexistent/jsonproto does not exist (create the directory first; under systemd, RuntimeDirectory=)",
+        )
+
+    @inlineCallbacks
+    def test_noSeedTypes(self) -> None:
+        """
+        With --no-seed-types, GREETING and SUM are unknown types; the
+        --handlers modules' types are served.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL, "--no-seed-types", "--handlers", "tests.samplehandlers")
+        received = yield exchange(
+            f"tcp:127.0.0.1:{port}",
+            line({"type": "SUM", "a": 1, "b": 2}) + line({"type": "GREETING", "name": "x"}) + line({"type": "UPPER", "text": "a"}),
+            lines(3),
+        )
+        self.assertEqual(
+            readLines(received),
+            [
+                {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
+                {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
+                {"status": "OK", "text": "A"},
+            ],
+        )
+
+    @inlineCallbacks
+    def test_perAddressLimitByDefault(self) -> None:
+        """
+        By default one address holds at most 100 connections: the next one
+        from it is told "Too many connections from your address", while
+        another address still connects.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL)
+        held = []
+        for _ in range(100):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(c.close)
+            held.append(c)
+        # Every one of them is admitted before the next is tried.
+        held[-1].sendall(line({"type": "SUM", "a": 1, "b": 1}))
+        yield _readLineOff(held[-1])
+        refused = yield exchange(f"tcp:127.0.0.1:{port}", b"", lambda d: False)
+        self.assertEqual(readLines(refused)[0]["code"], "too_many_connections")
+        other = yield exchange(
+            f"tcp:127.0.0.1:{port}:bindAddress=127.0.0.2", line({"type": "SUM", "a": 2, "b": 2}), lines(1)
+        )
+        self.assertEqual(readLines(other), [{"status": "OK", "result": 4}])
+
+
+def _readLineOff(sock: socket.socket) -> Any:
+    """
+    Read one line from a blocking socket in a thread, so the reactor keeps
+    serving it meanwhile.
+    """
+    from twisted.internet.threads import deferToThread
+
+    return deferToThread(lambda: sock.makefile("rb").readline())
+
+
+class AcceptQueueTests(TestCase):
+    """
+    Stopping takes the connections the kernel has accepted but the daemon
+    has not: none of them is reset.
+    """
+
+    @inlineCallbacks
+    def test_queuedConnectionsDrained(self) -> None:
+        """
+        Clients whose handshakes the kernel completed while the reactor was
+        busy (here: not running at all, all 150 still in the accept queue
+        when the daemon stops) are accepted and drained like the others:
+        each gets a reply to its request and a clean close, not a reset.
+        """
+        service, [port] = yield startDaemon(self, "--port", LOCAL, "--max-connections-per-ip", "0")
+        clients = []
+        for index in range(150):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(c.close)
+            c.sendall(line({"type": "SUM", "a": index, "b": 1, "id": index}))
+            clients.append(c)
+        self.assertEqual(len(service.connections), 0)
+        stopped = service.stopService()
+        self.assertEqual(len(service.connections), 150)
+        yield stopped
+        for index, c in enumerate(clients):
+            data = b""
+            while chunk := c.recv(65536):  # a reset raises here
+                data += chunk
+            [reply] = readLines(data)
+            self.assertEqual(reply.get("id"), index)
+            self.assertIn(reply, ({"status": "OK", "result": index + 1, "id": index}, {**SHUTTING_DOWN, "id": index}))
+
+
+SHUTTING_DOWN = {"status": "ERROR", "message": "Shutting down", "code": "shutting_down"}
