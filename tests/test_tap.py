@@ -10,7 +10,7 @@ import struct
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.python import usage
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from typing import Any
 
@@ -480,4 +480,213 @@ class AcceptQueueTests(TestCase):
             self.assertIn(reply, ({"status": "OK", "result": index + 1, "id": index}, {**SHUTTING_DOWN, "id": index}))
 
 
+    def test_noHandshakeAfterStop(self) -> None:
+        """
+        Once the daemon stops listening, the kernel completes no further
+        handshake on its socket, though it is still open: a client that
+        connects then is not accepted only to be reset, it is refused.
+        """
+        import select
+        import sys
+
+        from jsonproto.daemon.listening import acceptQueued, stopAdmitting
+
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("a Linux socket filter")
+        from twisted.internet.protocol import Factory, Protocol
+
+        factory = Factory.forProtocol(Protocol)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        address = ("127.0.0.1", port.getHost().port)
+        queued = socket.create_connection(address, timeout=10)
+        self.addCleanup(queued.close)
+        self.assertTrue(stopAdmitting(port))
+        late = socket.socket()
+        self.addCleanup(late.close)
+        late.setblocking(False)
+        self.assertNotEqual(late.connect_ex(address), 0)
+        # Without the filter the handshake completes at once on loopback.
+        self.assertEqual(select.select([], [late], [], 0.5)[1], [])
+        accepted: list[Any] = []
+        factory.buildProtocol = lambda addr: accepted.append(addr) or Protocol()  # type: ignore[method-assign]
+        acceptQueued(port)
+        self.assertEqual([a.port for a in accepted], [queued.getsockname()[1]])
+
+
 SHUTTING_DOWN = {"status": "ERROR", "message": "Shutting down", "code": "shutting_down"}
+
+
+class _ProcessReactor:
+    """
+    A clock that starts no process: spawnProcess records the worker, and
+    the test ends it.
+    """
+
+    def __init__(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.spawned: list[Any] = []
+        self.callLater = self.clock.callLater
+        self.seconds = self.clock.seconds
+
+    def spawnProcess(self, protocol: Any, executable: str, args: list[str], env: Any, childFDs: Any) -> Any:
+        class Transport:
+            pid = 1000 + len(self.spawned)
+            signals: list[str] = []
+
+            def signalProcess(self, name: str) -> None:
+                self.signals.append(name)
+
+        transport = Transport()
+        self.spawned.append((protocol, transport, args))
+        return transport
+
+
+class SupervisorTests(TestCase):
+    """
+    --workers: workers that die are restarted, later each time they keep
+    dying, and the supervisor gives up after a bound.
+    """
+
+    def supervisor(self, count: int = 1) -> tuple[Any, _ProcessReactor, list[int]]:
+        from jsonproto.daemon.supervisor import WorkerSupervisor
+
+        reactor = _ProcessReactor()
+        gaveUp: list[int] = []
+        supervisor = WorkerSupervisor(count, lambda index, metrics: ["jsonproto"], 10, reactor, giveUp=lambda: gaveUp.append(1))
+        supervisor.startService()
+        return supervisor, reactor, gaveUp
+
+    def die(self, reactor: _ProcessReactor, index: int = -1) -> None:
+        from twisted.internet.error import ProcessTerminated
+        from twisted.python.failure import Failure
+
+        protocol = reactor.spawned[index][0]
+        protocol.processEnded(Failure(ProcessTerminated(exitCode=1)))
+
+    def test_backoff(self) -> None:
+        """
+        A worker that dies as it starts is restarted after 1, 2, 4, 8 and
+        16 seconds; at its sixth such death the supervisor gives up
+        instead of restarting it forever.
+        """
+        from jsonproto.daemon.supervisor import MAX_FAILURES
+
+        supervisor, reactor, gaveUp = self.supervisor()
+        delays = []
+        for _ in range(MAX_FAILURES - 1):
+            self.die(reactor)
+            [call] = reactor.clock.getDelayedCalls()
+            delays.append(call.getTime() - reactor.clock.seconds())
+            started = len(reactor.spawned)
+            reactor.clock.advance(delays[-1])
+            self.assertEqual(len(reactor.spawned), started + 1)
+        self.assertEqual(delays, [1, 2, 4, 8, 16])
+        self.assertEqual(gaveUp, [])
+        self.die(reactor)
+        self.assertEqual(gaveUp, [1])
+        self.assertEqual(reactor.clock.getDelayedCalls(), [])
+
+    def test_delayCapped(self) -> None:
+        """
+        The delay doubles up to 30 seconds, no more.
+        """
+        from jsonproto.daemon.supervisor import restartDelay
+
+        self.assertEqual([restartDelay(n) for n in range(8)], [1, 1, 2, 4, 8, 16, 30, 30])
+
+    def test_stableWorkerRestartsPromptly(self) -> None:
+        """
+        A worker that ran a while before it died is not failing to start:
+        it is restarted after a second, and its count starts again.
+        """
+        supervisor, reactor, gaveUp = self.supervisor()
+        self.die(reactor)
+        reactor.clock.advance(1)
+        self.die(reactor)
+        self.assertEqual(supervisor.failures[0], 2)
+        reactor.clock.advance(2)
+        reactor.clock.advance(60)  # the third worker runs a minute
+        self.die(reactor)
+        self.assertEqual(supervisor.failures[0], 0)
+        [call] = reactor.clock.getDelayedCalls()
+        self.assertEqual(call.getTime() - reactor.clock.seconds(), 1)
+
+    def test_stopCancelsRestarts(self) -> None:
+        """
+        Stopping while a restart waits cancels it; SIGTERM goes to the
+        workers still running.
+        """
+        supervisor, reactor, gaveUp = self.supervisor(2)
+        self.die(reactor, 0)
+        supervisor.stopService()
+        self.assertEqual(reactor.clock.getDelayedCalls()[0].func.__name__, "_kill")
+        self.assertEqual(reactor.spawned[1][1].signals, ["TERM"])
+        self.die(reactor, 1)
+        self.assertEqual(reactor.clock.getDelayedCalls(), [])
+
+    def test_metricsDirectoryRemoved(self) -> None:
+        """
+        With --metrics, the workers' sockets live in a directory of their
+        own while they run, removed once they have all ended.
+        """
+        import os
+
+        from jsonproto.daemon.supervisor import WorkerSupervisor
+
+        reactor = _ProcessReactor()
+        supervisor = WorkerSupervisor(2, lambda index, metrics: ["--metrics", f"unix:{metrics}"], 10, reactor, metrics=True)
+        supervisor.startService()
+        directory = supervisor.metricsDirectory
+        self.assertTrue(os.path.isdir(directory))
+        self.assertEqual([args[-1] for _, _, args in reactor.spawned], [f"unix:{directory}/worker-0.sock", f"unix:{directory}/worker-1.sock"])
+        supervisor.stopService()
+        self.die(reactor, 0)
+        self.assertTrue(os.path.isdir(directory))
+        self.die(reactor, 1)
+        self.assertFalse(os.path.exists(directory))
+
+    def test_stopWithStatus(self) -> None:
+        """
+        Giving up stops the reactor and makes the process exit with status 1
+        (twistd alone would exit 0 once its reactor stops).
+        """
+        import subprocess
+        import sys
+
+        from tests.e2e import REPO
+
+        script = (
+            "from twisted.internet import reactor; from jsonproto.daemon.supervisor import stopWithStatus; "
+            "reactor.callWhenRunning(stopWithStatus, reactor, 1); reactor.run(); print('reactor stopped')"
+        )
+        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+        self.assertEqual((result.returncode, result.stdout), (1, "reactor stopped\n"), result.stderr)
+
+
+class LogLevelTests(TestCase):
+    def test_filterLevel(self) -> None:
+        """
+        --log-level puts a filter in front of every observer already
+        logging: events below the level reach none of them; put back,
+        everything does again.
+        """
+        from twisted.logger import Logger, LogLevel, LogPublisher
+
+        from jsonproto.daemon.logs import filterLevel
+
+        first: list[Any] = []
+        second: list[Any] = []
+        publisher = LogPublisher(first.append, second.append)
+        logger = Logger(observer=publisher)
+        restore = filterLevel(LogLevel.warn, publisher)
+        logger.info("connection opened")
+        logger.warn("refusing connection")
+        logger.error("worse")
+        self.assertEqual([e["log_format"] for e in first], ["refusing connection", "worse"])
+        self.assertEqual(first, second)
+        restore()
+        logger.info("connection opened")
+        self.assertEqual(first[-1]["log_format"], "connection opened")

@@ -183,6 +183,34 @@ class TwistdTests(SynchronousTestCase):
         self.assertEqual(process.returncode, -signal.SIGTERM)
 
 
+    def test_logLevel(self) -> None:
+        """
+        With --log-level warn, connections that come and go write nothing;
+        refusals are logged, one line for a burst and then a count, not a
+        line each.
+        """
+        process = twistd(
+            "-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1",
+            "--log-level", "warn", "--max-connections", "1",
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        self.addCleanup(os.unlink, process.logPath)
+        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as holder:
+            holder.sendall(b'{"type":"SUM","a":1,"b":2}\n')
+            holder.makefile("rb").readline()
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as refused:
+                    self.assertIn(b"server_busy", refused.makefile("rb").readline())
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=DEADLINE)
+        logged = daemonLog(process)
+        self.assertNotIn(b"opened", logged)
+        self.assertNotIn(b"closed after", logged)
+        self.assertEqual(logged.count(b"refusing connection"), 1, logged)
+        self.assertIn(b"refused 19 more connections (server_busy) in 1 seconds", logged)
+
+
 class JSONLogTests(SynchronousTestCase):
     def test_jsonLogs(self) -> None:
         """

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from jsonproto.daemon.logs import filterLevel
 from jsonproto.daemon.listening import CannotListen, acceptQueued, cannotListen, reusePortEndpoint, stopAdmitting
 from jsonproto.server.connection import ConnectionRegistry
+from jsonproto.server.refusallog import refusalLog
 
 __all__ = ["CannotListen", "JSONProtoService", "ListenerService", "withBacklog"]
 
@@ -40,8 +41,9 @@ class JSONProtoService(MultiService):
 
     @ivar connections: The active connections of every listener.
     @ivar shutdownTimeout: The longest a drain may take.
-    @ivar logLevel: While it runs, only events this severe or more are
-        logged; L{None} leaves logging alone.
+    @ivar logLevel: Once it starts, only events this severe or more are
+        logged, to the end of the process (the drain's lines, and twistd's
+        last ones, included); L{None} leaves logging alone.
     """
 
     def __init__(
@@ -60,11 +62,12 @@ class JSONProtoService(MultiService):
         self.logLevel = logLevel
 
     _restoreHangup: Callable[[], None] | None = None
-    _restoreLogs: Callable[[], None] | None = None
+    _levelFiltered = False
 
     def startService(self) -> None:
-        if self.logLevel is not None and self._restoreLogs is None:
-            self._restoreLogs = filterLevel(self.logLevel)
+        if self.logLevel is not None and not self._levelFiltered:
+            filterLevel(self.logLevel)
+            self._levelFiltered = True
         super().startService()
         from jsonproto.core import fastpath
 
@@ -103,12 +106,10 @@ class JSONProtoService(MultiService):
             self._restoreHangup()
             self._restoreHangup = None
         stopped: Deferred[Any] = super().stopService()
-        return stopped.addCallback(lambda _: self._drain()).addBoth(self._logsAsBefore)
+        return stopped.addCallback(lambda _: self._drain()).addBoth(self._flushRefusals)
 
-    def _logsAsBefore(self, result: Any) -> Any:
-        if self._restoreLogs is not None:
-            self._restoreLogs()
-            self._restoreLogs = None
+    def _flushRefusals(self, result: Any) -> Any:
+        refusalLog(self.connections, self.clock).flush()
         return result
 
     def _drain(self) -> Deferred[None]:

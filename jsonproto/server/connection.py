@@ -32,6 +32,7 @@ from zope.interface import implementer
 from jsonproto.core.counters import Counters
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
 from jsonproto.limits import Limits
+from jsonproto.server.refusallog import refusalLog
 
 if TYPE_CHECKING:
     from jsonproto.dispatch.dispatcher import Reply
@@ -435,7 +436,8 @@ class TrackedProtocol(protocol.Protocol):
         try:
             self.info = self.factory.connections.admit(self, address, self.clock.seconds())
         except ConnectionRefused as refusal:
-            log.warn(
+            refusalLog(self.factory.connections, self.clock).warn(
+                refusal.error.code,
                 "refusing connection from {peer}: {why}",
                 peer=formatAddress(address),
                 why=refusal.why,
@@ -476,7 +478,8 @@ class TrackedProtocol(protocol.Protocol):
         try:
             self.factory.connections.rehome(info, address)
         except ConnectionRefused as refusal:
-            log.warn(
+            refusalLog(self.factory.connections, self.clock).warn(
+                refusal.error.code,
                 "refusing connection {connectionId} from {peer} (through {proxy}): {why}",
                 connectionId=info.id,
                 peer=formatAddress(address),
