@@ -167,7 +167,7 @@ SAMPLE_MESSAGES: list[bytes] = [
     b'{"type":"OWN_STATUS","id":3}',
     # Flat messages and replies (jsonproto/core/_flatjson.c), and near misses.
     b' { "type" : "MIRROR" ,\t"s" : "a b/" , "n" : -12 , "t" : true , "f" : false , "z" : null }\r ',
-    b'{"type":"MIRROR","s":"quote\\"in","u":"\u00e9","raw":"\xc3\xa9","del":"\x7f"}',
+    b'{"type":"MIRROR","s":"quote\\"in","u":"\\u00e9","raw":"\xc3\xa9","del":"\x7f"}',
     b'{"type":"MIRROR","big":123456789012345678,"bigger":-1234567890123456789,"u64":18446744073709551615}',
     b'{"type":"MIRROR","n":1,"n":2}',
     b'{"type":"MIRROR","x":-0,"y":0,"z":-1,"e":1e2,"E":1E2,"f":0.5}',

@@ -6,13 +6,14 @@ whether, and why, it is disconnected.
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
 from twisted.internet import error
 from twisted.internet.main import CONNECTION_DONE
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from jsonproto.core import fastpath
 from jsonproto.daemon import epoll as reactorModule
@@ -48,6 +49,33 @@ class _Selectable:
         return "test"
 
 
+def closeReactor(reactor: EPollReactor) -> None:
+    """
+    Close a reactor that never ran: its poller, and its waker's pipe, or
+    each test leaves descriptors open behind it (and a suite that has used
+    up the low numbers cannot pass a socket to /bin/sh, which takes none
+    above 9).
+    """
+    reactor._poller.close()
+    reactor.waker.connectionLost(None)
+
+
+def openDescriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class ClosingTests(SynchronousTestCase):
+    def test_closeReactor(self) -> None:
+        """
+        A reactor made and closed by these tests leaves no descriptor open.
+        """
+        if not os.path.isdir("/proc/self/fd"):
+            raise SkipTest("no /proc/self/fd to count descriptors with")
+        before = openDescriptors()
+        closeReactor(EPollReactor())
+        self.assertEqual(openDescriptors(), before)
+
+
 class EPollReactorTests(SynchronousTestCase):
     """
     The reactor as it runs here: with the events dispatched in C when
@@ -56,7 +84,7 @@ class EPollReactorTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = EPollReactor()
-        self.addCleanup(self.reactor._poller.close)
+        self.addCleanup(closeReactor, self.reactor)
         self.ours, self.theirs = socket.socketpair()
         self.addCleanup(self.ours.close)
         self.addCleanup(self.theirs.close)

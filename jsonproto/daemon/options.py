@@ -205,9 +205,24 @@ class Options(usage.Options):
         self["handlers"].append(moduleName)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse C{options}; under twistd, a usage error ends the process with
+        one line and status 1.
+
+        twistd before 26.10 prints the usage and the error, and exits 0, so
+        that a service manager takes a mistyped option for a clean stop;
+        run by twistd (which sets C{parent}), the error is raised as
+        C{SystemExit} instead, which every twistd lets through.  Called
+        directly, it raises L{usage.UsageError}.
+        """
         # Kept for --workers, which starts workers with the same options.
         self.rawArguments = list(sys.argv[1:] if options is None else options)
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            raise SystemExit(f"twistd jsonproto: {e} (twistd jsonproto --help lists the options)") from None
 
     def postOptions(self) -> None:
         if not self["ports"]:

@@ -192,6 +192,9 @@ def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="jsonproto", description="Talk to jsonproto servers.")
+    from jsonproto import __version__
+
+    top.add_argument("--version", action="version", version=f"jsonproto {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
     s = commands.add_parser("send", help="send requests, print replies", description=__doc__.split("\n\n")[1])
