@@ -41,6 +41,20 @@ def readUntil(process: subprocess.Popen[bytes], pattern: bytes, seconds: float =
         time.sleep(0.02)
 
 
+def serving(test: SynchronousTestCase, *arguments: str) -> tuple[subprocess.Popen[bytes], int]:
+    """
+    A daemon in the foreground on a free port of 127.0.0.1 with these
+    options, killed (if still running) and its log removed when the test
+    ends.
+
+    @return: The process, and the port it serves JSON on.
+    """
+    process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1", *arguments)
+    test.addCleanup(lambda: process.poll() is None and process.kill())
+    test.addCleanup(os.unlink, process.logPath)
+    return process, int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+
+
 class TwistdTests(SynchronousTestCase):
     def runTwistd(self, *arguments: str) -> subprocess.CompletedProcess[bytes]:
         process = twistd(*arguments)
@@ -112,10 +126,7 @@ class TwistdTests(SynchronousTestCase):
         (as tests.slowhandlers does) runs on the daemon's reactor: the
         reactor is installed before the module is imported.
         """
-        process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1", "--handlers", "tests.slowhandlers")
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(os.unlink, process.logPath)
-        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        process, port = serving(self, "--handlers", "tests.slowhandlers")
         self.assertIn(b"reactor class: jsonproto.daemon.epoll.EPollReactor", daemonLog(process))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SLOW","seconds":0,"id":1}\n')
@@ -128,10 +139,7 @@ class TwistdTests(SynchronousTestCase):
         The daemon serves on the port it logs, and SIGTERM stops it cleanly
         (it ends by that signal, which systemd counts as a clean stop), closing the connections still open.
         """
-        process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1")
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(os.unlink, process.logPath)
-        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        process, port = serving(self)
         self.assertIn(b"reactor class: jsonproto.daemon.epoll.EPollReactor", daemonLog(process))
         # Operators can tell from the log which fast path answers.
         from jsonproto.core import fastpath
@@ -165,13 +173,7 @@ class TwistdTests(SynchronousTestCase):
         answered with a traceback; the request in flight is still answered
         and the exit status is the first signal's.
         """
-        process = twistd(
-            "-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1",
-            "--handlers", "tests.slowhandlers",
-        )
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(os.unlink, process.logPath)
-        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        process, port = serving(self, "--handlers", "tests.slowhandlers")
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SLOW","seconds":1,"id":1}\n')
             readUntil(process, rb"connection 1 from .* opened")
@@ -193,13 +195,7 @@ class TwistdTests(SynchronousTestCase):
         refusals are logged, one line for a burst and then a count, not a
         line each.
         """
-        process = twistd(
-            "-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1",
-            "--log-level", "warn", "--max-connections", "1",
-        )
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(os.unlink, process.logPath)
-        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        process, port = serving(self, "--log-level", "warn", "--max-connections", "1")
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as holder:
             holder.sendall(b'{"type":"SUM","a":1,"b":2}\n')
             holder.makefile("rb").readline()
@@ -434,7 +430,7 @@ class AcceptQueueDrainTests(SynchronousTestCase):
         """
         port = freePort()
         process = twistd("-n", "--pidfile=", "jsonproto", "--port", f"tcp:{port}:interface=127.0.0.1",
-                         "--max-connections-per-ip", "0", *arguments)
+                         "--max-connections-per-ip", "0", "--shutdown-timeout", "60", *arguments)
         self.addCleanup(lambda: process.poll() is None and process.kill())
         self.addCleanup(os.unlink, process.logPath)
         starting = 1 if "--workers" not in arguments else int(arguments[arguments.index("--workers") + 1])
