@@ -430,12 +430,22 @@ class AcceptQueueDrainTests(SynchronousTestCase):
         """
         port = freePort()
         process = twistd("-n", "--pidfile=", "jsonproto", "--port", f"tcp:{port}:interface=127.0.0.1",
-                         "--max-connections-per-ip", "0", "--shutdown-timeout", "60", *arguments)
+                         "--max-connections-per-ip", "0", "--shutdown-timeout", "60", "--handlers", "tests.peerhandlers",
+                         *arguments)
         self.addCleanup(lambda: process.poll() is None and process.kill())
         self.addCleanup(os.unlink, process.logPath)
         starting = 1 if "--workers" not in arguments else int(arguments[arguments.index("--workers") + 1])
         for _ in range(starting):
             readUntil(process, rb"JSONServerFactory starting on")
+        # Running means answering: until its reactor runs, a process has no
+        # SIGTERM handler, and the signal would kill it outright.
+        answering: set[int] = set()
+        end = time.monotonic() + DEADLINE
+        while len(answering) < starting and time.monotonic() < end:
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as probe:
+                probe.sendall(b'{"type":"PID"}\n')
+                answering.add(json.loads(probe.makefile("rb").readline())["pid"])
+        self.assertEqual(len(answering), starting)
         workers = [int(m) for m in re.findall(rb"worker \d started, process (\d+)", daemonLog(process))]
         stopped = workers or [process.pid]
         for pid in stopped:
