@@ -23,7 +23,7 @@ TRIAL ?= -m twisted.trial
 findpython = $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V | tail -n 1) $$(command -v python$(1)); do "$$p" -c "" 2>/dev/null && { echo "$$p"; break; }; done)
 PY310 ?= $(call findpython,3.10)
 PY313 ?= $(call findpython,3.13)
-OLDEST_TWISTED := $(shell sed -n 's/^ *twisted\[tls\] *>= *\([0-9.]*\).*python_version < "3.12".*/\1/p' setup.cfg)
+OLDEST_TWISTED := $(shell sed -n 's/^ *twisted\[tls\] *>= *\([0-9.]*\).*python_version < "3.13".*/\1/p' setup.cfg)
 
 .PHONY: run test test-no-speedups test-py310 test-py313 test-oldest-twisted bench docs venv clean
 
