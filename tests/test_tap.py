@@ -19,7 +19,7 @@ from jsonproto.daemon.tap import DEFAULT_PORT, Options, makeService
 from twisted.internet import endpoints, reactor
 
 from tests.e2e import Collector, exchange, lines, startDaemon, writeCertificate
-from tests.support import int32, line, readInt32, readLines
+from tests.support import LogCatcher, int32, line, readInt32, readLines
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -626,6 +626,22 @@ class SupervisorTests(TestCase):
         self.assertEqual(reactor.spawned[1][1].signals, ["TERM"])
         self.die(reactor, 1)
         self.assertEqual(reactor.clock.getDelayedCalls(), [])
+
+    def test_hangupPassedOn(self) -> None:
+        """
+        SIGHUP to the parent (the daemon's certificate reload) reaches
+        every worker, which reload their own.
+        """
+        from jsonproto.daemon.service import JSONProtoService
+        from jsonproto.server.connection import ConnectionRegistry
+
+        supervisor, reactor, gaveUp = self.supervisor(2)
+        top = JSONProtoService(ConnectionRegistry(), 10, reactor.clock)
+        supervisor.setServiceParent(top)
+        logs = LogCatcher(self)
+        top.reloadCertificates()
+        self.assertEqual([transport.signals for _, transport, _ in reactor.spawned], [["HUP"], ["HUP"]])
+        self.assertEqual(logs.matching("no listener has TLS files"), [])
 
     def test_metricsDirectoryRemoved(self) -> None:
         """
