@@ -35,5 +35,9 @@ else:
         compiler_directives={"language_level": 3, "annotation_typing": False},
         quiet=True,
     )
+    # cythonize makes new Extensions: a C compiler missing or failing must
+    # still leave a working (pure Python) install.
+    for extension in extensions:
+        extension.optional = True
 
 setup(ext_modules=extensions)

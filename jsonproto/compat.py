@@ -1,13 +1,28 @@
 """
-Every use jsonproto makes of Twisted's private names, in one place.
+Every use jsonproto makes of a private name of Twisted, in one place.
 
 Each is here because Twisted's public API offers no way to do what a
-production server needs, and each says why.  Each is guarded: it checks
-that the installed Twisted still has what it relies on, and
-C{tests/test_compat.py} fails loudly, naming the piece, when an upgrade
-takes it away, instead of jsonproto falling back silently to something
-slower or wrong.  The Twisted requirement in C{setup.cfg} is bounded to the
-releases these were checked against.
+production server needs, and says why:
+
+    - endpoints keep what they were parsed from (port, backlog, interface,
+      the endpoint a wrapper wraps) in private attributes: the daemon needs
+      them to bind the same address with C{SO_REUSEPORT}, and to check an
+      address before the process daemonises;
+    - Twisted's log publisher lists its observers only privately:
+      C{--log-level} wraps them;
+    - a reply is sent at once, when nothing is queued, by looking at the
+      transport's private buffers (L{writeNow});
+    - Twisted's PROXY protocol wrapper is private, and loses replies when a
+      client half-closes (L{HalfCloseableProxyWrapper});
+    - the epoll reactor's loop, without its legacy logging context, reads
+      the reactor's private table (L{EPollReactor}).
+
+Each is guarded: it checks that the installed Twisted still has what it
+relies on and raises L{TwistedChanged} naming it if not, and
+C{tests/test_compat.py} runs every check against the installed Twisted, so
+that a release that changes them fails loudly instead of jsonproto falling
+back silently to something slower or wrong.  The Twisted requirement in
+C{setup.cfg} is bounded to the releases these were checked against.
 
 Nothing else in the package may touch a private name of Twisted.
 """
@@ -15,9 +30,9 @@ Nothing else in the package may touch a private name of Twisted.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import Any, NamedTuple
 
-from twisted.internet import abstract, endpoints, tcp
+from twisted.internet import abstract, endpoints, epollreactor, tcp
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamServerEndpoint
 from twisted.protocols.haproxy import _wrapper as _haproxy
 from zope.interface import implementer
@@ -25,13 +40,91 @@ from zope.interface import implementer
 
 class TwistedChanged(RuntimeError):
     """
-    The installed Twisted no longer has something this module relies on.
+    The installed Twisted no longer has a private name jsonproto relies on:
+    this jsonproto release does not support it.
     """
 
 
 def _require(condition: bool, what: str) -> None:
     if not condition:
-        raise TwistedChanged(f"the installed Twisted has changed: {what}; jsonproto.compat needs updating")
+        import twisted
+
+        raise TwistedChanged(f"the installed Twisted {twisted.__version__} has changed: {what}; jsonproto.compat needs updating")
+
+
+def _read(thing: Any, *names: str) -> tuple[Any, ...]:
+    missing = [name for name in names if not hasattr(thing, name)]
+    if missing:
+        import twisted
+
+        raise TwistedChanged(
+            f"{type(thing).__module__}.{type(thing).__qualname__} has no {', '.join(missing)} in "
+            f"Twisted {twisted.__version__}: this jsonproto does not support that version"
+        )
+    return tuple(getattr(thing, name) for name in names)
+
+
+class StreamAddress(NamedTuple):
+    """
+    Where a TCP or TLS server endpoint listens.
+
+    @ivar port: The port number (0 for any free one).
+    @ivar backlog: The accept-queue length it asks for.
+    @ivar interface: The address to bind; C{""} for every IPv4 address.
+    """
+
+    port: int
+    backlog: int
+    interface: str
+
+
+def tcpServerAddress(endpoint: Any) -> StreamAddress:
+    """
+    The address a L{twisted.internet.endpoints.TCP4ServerEndpoint} or
+    C{TCP6ServerEndpoint} listens on, kept in its C{_port}, C{_backlog} and
+    C{_interface}.
+    """
+    return StreamAddress(*_read(endpoint, "_port", "_backlog", "_interface"))
+
+
+def unixServerPath(endpoint: Any) -> str:
+    """
+    The socket path of a L{twisted.internet.endpoints.UNIXServerEndpoint},
+    kept in its C{_address}.
+    """
+    (address,) = _read(endpoint, "_address")
+    return address.decode() if isinstance(address, bytes) else str(address)
+
+
+def proxiedEndpoint(endpoint: Any) -> Any | None:
+    """
+    The endpoint inside a C{haproxy:} endpoint, or L{None} if C{endpoint}
+    is not one.
+
+    C{haproxy:} endpoints are Twisted's private C{_WrapperServerEndpoint}
+    around L{twisted.protocols.haproxy.HAProxyWrappingFactory}; the wrapped
+    endpoint is its C{_wrappedEndpoint}.  (Rebuild one around another
+    endpoint with the public L{twisted.protocols.haproxy.proxyEndpoint}.)
+    """
+    wrapper = getattr(endpoints, "_WrapperServerEndpoint", None)
+    if wrapper is None:
+        raise TwistedChanged("twisted.internet.endpoints has no _WrapperServerEndpoint")
+    if not isinstance(endpoint, wrapper):
+        return None
+    (wrapped,) = _read(endpoint, "_wrappedEndpoint")
+    return wrapped
+
+
+def logObservers(publisher: Any) -> list[Any]:
+    """
+    The observers a L{twisted.logger.LogPublisher} sends events to, kept in
+    its C{_observers}: C{--log-level} puts a filter in front of each of the
+    ones twistd set up, which are reachable no other way.
+    """
+    (observers,) = _read(publisher, "_observers")
+    if not isinstance(observers, list):
+        raise TwistedChanged(f"LogPublisher._observers is a {type(observers).__name__}, not a list")
+    return list(observers)
 
 
 # Writing a reply at once
@@ -208,9 +301,6 @@ def check() -> None:
 # only costs: four Python calls and a dictionary per event, about a tenth of
 # the daemon's CPU in ping-pong.  The loop that skips it reads the reactor's
 # private table of selectables and its poller.
-
-from twisted.internet import epollreactor  # noqa: E402
-
 
 def checkReactor() -> None:
     """

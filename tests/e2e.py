@@ -76,29 +76,13 @@ def startDaemon(test: Any, *arguments: str) -> Any:
     """
     config = Options()
     config.parseOptions(list(arguments))
-    service = makeService(config)
+    service = makeService(config, reactor)
     service.startService()
     test.addCleanup(service.stopService)
     ports: list[IListeningPort] = []
     for child in service:
-        ports.append((yield _listeningPort(child)))
+        ports.append((yield child.whenListening()))
     return service, [p.getHost().port for p in ports]
-
-
-def _listeningPort(child: Any) -> Deferred[IListeningPort]:
-    """
-    The port a StreamServerEndpointService listens on.  It keeps it in a
-    private Deferred, whose result it needs again to stop listening, so
-    the port is copied out rather than taken.
-    """
-    port: Deferred[IListeningPort] = Deferred()
-
-    def copy(listening: IListeningPort) -> IListeningPort:
-        port.callback(listening)
-        return listening
-
-    child._waitingForPort.addCallback(copy)
-    return port
 
 
 def writeCertificate(path: str, hostname: str = "localhost") -> None:

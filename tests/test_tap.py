@@ -10,14 +10,16 @@ import struct
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.python import usage
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
+
+from typing import Any
 
 from jsonproto.daemon.service import CannotListen, withBacklog
 from jsonproto.daemon.tap import DEFAULT_PORT, Options, makeService
 from twisted.internet import endpoints, reactor
 
 from tests.e2e import Collector, exchange, lines, startDaemon, writeCertificate
-from tests.support import int32, line, readInt32, readLines
+from tests.support import LogCatcher, int32, line, readInt32, readLines
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -147,20 +149,92 @@ class OptionsTests(TestCase):
 
     def test_handlers(self) -> None:
         """
-        --handlers imports a module and lets it register message types.
+        --handlers names modules; parsing only checks the names.
         """
-        config = self.parse("--handlers", "tests.samplehandlers")
-        self.assertIn("UPPER", config["dispatcher"].messageTypes)
-        self.assertIn("SUM", config["dispatcher"].messageTypes)
+        self.assertEqual(
+            self.parse("--handlers", "tests.samplehandlers", "--handlers", "tests.slowhandlers")["handlers"],
+            ["tests.samplehandlers", "tests.slowhandlers"],
+        )
+        self.assertUsageError(["--handlers", "my-app/handlers.py"], "'my-app/handlers.py'", "not a Python module name")
+
+    def test_parsingHasNoSideEffects(self) -> None:
+        """
+        Parsing the options (as twistd does before it installs its reactor)
+        installs no reactor and imports no --handlers module: a module that
+        imports twisted.internet.reactor would otherwise choose the
+        daemon's reactor.
+        """
+        import subprocess
+        import sys
+
+        from tests.e2e import REPO
+
+        script = (
+            "import sys; from jsonproto.daemon.tap import Options; "
+            "Options().parseOptions(['--handlers', 'tests.slowhandlers', '--port', 'tcp:0', '--workers', '2']); "
+            "print('twisted.internet.reactor' in sys.modules, 'tests.slowhandlers' in sys.modules)"
+        )
+        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+        self.assertEqual((result.stdout.strip(), result.returncode), ("False False", 0), result.stderr)
+
+    def test_logLevel(self) -> None:
+        self.assertEqual(self.parse()["log-level"], "info")
+        self.assertEqual(self.parse("--log-level", "warn")["log-level"], "warn")
+        self.assertUsageError(["--log-level", "loud"], "--log-level", "debug, info, warn", "'loud'")
+
+    def test_perAddressDefault(self) -> None:
+        """
+        One address may hold 100 connections unless told otherwise.
+        """
+        self.assertEqual(self.parse()["max-connections-per-ip"], 100)
+        self.assertEqual(self.parse("--max-connections-per-ip", "0")["max-connections-per-ip"], 0)
+
+
+class HandlersTests(TestCase):
+    """
+    The --handlers modules, loaded by makeService.
+    """
+
+    def dispatcher(self, *arguments: str) -> Any:
+        config = Options()
+        config.parseOptions(list(arguments))
+        service = makeService(config, reactor)
+        return service
+
+    def test_handlers(self) -> None:
+        """
+        --handlers imports a module and lets it register message types,
+        beside the seed's.
+        """
+        from jsonproto.daemon.handlers import loadDispatcher
+
+        self.assertEqual(set(loadDispatcher(["tests.samplehandlers"]).messageTypes), {"GREETING", "SUM", "UPPER"})
+
+    def test_noSeedTypes(self) -> None:
+        """
+        Without the seed's types, a service has only its own.
+        """
+        from jsonproto.daemon.handlers import loadDispatcher
+
+        self.assertEqual(set(loadDispatcher(["tests.samplehandlers"], seedTypes=False).messageTypes), {"UPPER"})
+        self.assertEqual(set(loadDispatcher([], seedTypes=False).messageTypes), set())
 
     def test_badHandlers(self) -> None:
         """
         A module that cannot be imported, has no register, or clashes with
-        a registered type is a usage error that says which.
+        a registered type stops makeService with one line that says which
+        (twistd prints it and exits with status 1).
         """
-        self.assertUsageError(["--handlers", "no.such.module"], "'no.such.module'", "cannot be imported")
-        self.assertUsageError(["--handlers", "json"], "'json'", "no register(dispatcher)")
-        self.assertUsageError(["--handlers", "tests.clashinghandlers"], "'SUM' already has a handler")
+        for module, phrases in [
+            ("no.such.module", ["'no.such.module' cannot be imported", "ModuleNotFoundError", "PYTHONPATH"]),
+            ("json", ["'json' has no register(dispatcher)"]),
+            ("tests.clashinghandlers", ["'SUM' already has a handler"]),
+        ]:
+            error = self.assertRaises(SystemExit, self.dispatcher, "--port", LOCAL, "--handlers", module)
+            self.assertEqual(str(error.code).count("\n"), 0)
+            self.assertTrue(str(error.code).startswith("twistd jsonproto: --handlers"), error.code)
+            for phrase in phrases:
+                self.assertIn(phrase, str(error.code))
 
 
 class BacklogTests(TestCase):
@@ -183,7 +257,9 @@ class BacklogTests(TestCase):
         """
         service, [port] = yield startDaemon(self, "--port", LOCAL, "--backlog", "777")
         [listener] = list(service)
-        self.assertEqual(listener.endpoint._backlog, 777)
+        from jsonproto import compat
+
+        self.assertEqual(compat.tcpServerAddress(listener.endpoint).backlog, 777)
 
 
 class DaemonTests(TestCase):
@@ -268,16 +344,365 @@ class DaemonTests(TestCase):
 
     def test_portInUse(self) -> None:
         """
-        A port already in use fails the start loudly, instead of a daemon
-        that runs listening on nothing.
+        A port already in use stops makeService with one line naming it
+        and saying what to do, instead of a daemon that runs listening on
+        nothing; so does one taken after makeService, when the listener
+        starts.
         """
         taken = socket.socket()
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
+        description = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        for arguments in (["--port", description], ["--port", LOCAL, "--echo", description], ["--metrics", description]):
+            config = Options()
+            config.parseOptions(arguments)
+            error = self.assertRaises(SystemExit, makeService, config, reactor)
+            self.assertEqual(
+                error.code,
+                f"twistd jsonproto: cannot listen on {description}: Address already in use "
+                "(another process is listening there: stop it, or choose another port)",
+            )
+        # Bound, not listening, by a socket that lets others bind too (as
+        # the check does): it starts listening after the check.
+        free = socket.socket()
+        free.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        free.bind(("127.0.0.1", 0))
+        late = f"tcp:{free.getsockname()[1]}:interface=127.0.0.1"
         config = Options()
-        config.parseOptions(["--port", f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"])
-        service = makeService(config)
+        config.parseOptions(["--port", late])
+        service = makeService(config, reactor)
+        free.listen(1)
+        self.addCleanup(free.close)
         error = self.assertRaises(CannotListen, service.privilegedStartService)
-        self.assertEqual(str(error), f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1: Address already in use")
+        self.assertTrue(str(error).startswith(f"cannot listen on {late}: Address already in use"), error)
 
+    def test_unixDirectoryMissing(self) -> None:
+        """
+        A Unix socket in a directory that does not exist is one line naming
+        the directory.
+        """
+        config = Options()
+        config.parseOptions(["--port", "unix:/nonexistent/jsonproto/x.sock"])
+        error = self.assertRaises(SystemExit, makeService, config, reactor)
+        self.assertEqual(
+            error.code,
+            "twistd jsonproto: cannot listen on unix:/nonexistent/jsonproto/x.sock: the directory "
+            "/nonexistent/jsonproto does not exist (create the directory first; under systemd, RuntimeDirectory=)",
+        )
+
+    @inlineCallbacks
+    def test_noSeedTypes(self) -> None:
+        """
+        With --no-seed-types, GREETING and SUM are unknown types; the
+        --handlers modules' types are served.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL, "--no-seed-types", "--handlers", "tests.samplehandlers")
+        received = yield exchange(
+            f"tcp:127.0.0.1:{port}",
+            line({"type": "SUM", "a": 1, "b": 2}) + line({"type": "GREETING", "name": "x"}) + line({"type": "UPPER", "text": "a"}),
+            lines(3),
+        )
+        self.assertEqual(
+            readLines(received),
+            [
+                {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
+                {"status": "ERROR", "message": "Unknown type", "code": "unknown_type"},
+                {"status": "OK", "text": "A"},
+            ],
+        )
+
+    @inlineCallbacks
+    def test_perAddressLimitByDefault(self) -> None:
+        """
+        By default one address holds at most 100 connections: the next one
+        from it is told "Too many connections from your address", while
+        another address still connects.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL)
+        held = []
+        for _ in range(100):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(c.close)
+            held.append(c)
+        # Every one of them is admitted before the next is tried.
+        held[-1].sendall(line({"type": "SUM", "a": 1, "b": 1}))
+        yield _readLineOff(held[-1])
+        refused = yield exchange(f"tcp:127.0.0.1:{port}", b"", lambda d: False)
+        self.assertEqual(readLines(refused)[0]["code"], "too_many_connections")
+        other = yield exchange(
+            f"tcp:127.0.0.1:{port}:bindAddress=127.0.0.2", line({"type": "SUM", "a": 2, "b": 2}), lines(1)
+        )
+        self.assertEqual(readLines(other), [{"status": "OK", "result": 4}])
+
+
+def _readLineOff(sock: socket.socket) -> Any:
+    """
+    Read one line from a blocking socket in a thread, so the reactor keeps
+    serving it meanwhile.
+    """
+    from twisted.internet.threads import deferToThread
+
+    return deferToThread(lambda: sock.makefile("rb").readline())
+
+
+class AcceptQueueTests(TestCase):
+    """
+    Stopping takes the connections the kernel has accepted but the daemon
+    has not: none of them is reset.
+    """
+
+    @inlineCallbacks
+    def test_queuedConnectionsDrained(self) -> None:
+        """
+        Clients whose handshakes the kernel completed while the reactor was
+        busy (here: not running at all, all 150 still in the accept queue
+        when the daemon stops) are accepted and drained like the others:
+        each gets a reply to its request and a clean close, not a reset.
+        """
+        service, [port] = yield startDaemon(self, "--port", LOCAL, "--max-connections-per-ip", "0")
+        clients = []
+        for index in range(150):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(c.close)
+            c.sendall(line({"type": "SUM", "a": index, "b": 1, "id": index}))
+            clients.append(c)
+        self.assertEqual(len(service.connections), 0)
+        stopped = service.stopService()
+        self.assertEqual(len(service.connections), 150)
+        yield stopped
+        for index, c in enumerate(clients):
+            data = b""
+            while chunk := c.recv(65536):  # a reset raises here
+                data += chunk
+            [reply] = readLines(data)
+            self.assertEqual(reply.get("id"), index)
+            self.assertIn(reply, ({"status": "OK", "result": index + 1, "id": index}, {**SHUTTING_DOWN, "id": index}))
+
+
+    def test_noHandshakeAfterStop(self) -> None:
+        """
+        Once the daemon stops listening, the kernel completes no further
+        handshake on its socket, though it is still open: a client that
+        connects then is not accepted only to be reset, it is refused.
+        """
+        import select
+        import sys
+
+        from jsonproto.daemon.listening import acceptQueued, stopAdmitting
+
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("a Linux socket filter")
+        from twisted.internet.protocol import Factory, Protocol
+
+        factory = Factory.forProtocol(Protocol)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        address = ("127.0.0.1", port.getHost().port)
+        queued = socket.create_connection(address, timeout=10)
+        self.addCleanup(queued.close)
+        self.assertTrue(stopAdmitting(port))
+        late = socket.socket()
+        self.addCleanup(late.close)
+        late.setblocking(False)
+        self.assertNotEqual(late.connect_ex(address), 0)
+        # Without the filter the handshake completes at once on loopback.
+        self.assertEqual(select.select([], [late], [], 0.5)[1], [])
+        accepted: list[Any] = []
+        factory.buildProtocol = lambda addr: accepted.append(addr) or Protocol()  # type: ignore[method-assign]
+        acceptQueued(port)
+        self.assertEqual([a.port for a in accepted], [queued.getsockname()[1]])
+
+
+SHUTTING_DOWN = {"status": "ERROR", "message": "Shutting down", "code": "shutting_down"}
+
+
+class _ProcessReactor:
+    """
+    A clock that starts no process: spawnProcess records the worker, and
+    the test ends it.
+    """
+
+    def __init__(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.spawned: list[Any] = []
+        self.callLater = self.clock.callLater
+        self.seconds = self.clock.seconds
+
+    def spawnProcess(self, protocol: Any, executable: str, args: list[str], env: Any, childFDs: Any) -> Any:
+        class Transport:
+            pid = 1000 + len(self.spawned)
+            signals: list[str] = []
+
+            def signalProcess(self, name: str) -> None:
+                self.signals.append(name)
+
+        transport = Transport()
+        self.spawned.append((protocol, transport, args))
+        return transport
+
+
+class SupervisorTests(TestCase):
+    """
+    --workers: workers that die are restarted, later each time they keep
+    dying, and the supervisor gives up after a bound.
+    """
+
+    def supervisor(self, count: int = 1) -> tuple[Any, _ProcessReactor, list[int]]:
+        from jsonproto.daemon.supervisor import WorkerSupervisor
+
+        reactor = _ProcessReactor()
+        gaveUp: list[int] = []
+        supervisor = WorkerSupervisor(count, lambda index, metrics: ["jsonproto"], 10, reactor, giveUp=lambda: gaveUp.append(1))
+        supervisor.startService()
+        return supervisor, reactor, gaveUp
+
+    def die(self, reactor: _ProcessReactor, index: int = -1) -> None:
+        from twisted.internet.error import ProcessTerminated
+        from twisted.python.failure import Failure
+
+        protocol = reactor.spawned[index][0]
+        protocol.processEnded(Failure(ProcessTerminated(exitCode=1)))
+
+    def test_backoff(self) -> None:
+        """
+        A worker that dies as it starts is restarted after 1, 2, 4, 8 and
+        16 seconds; at its sixth such death the supervisor gives up
+        instead of restarting it forever.
+        """
+        from jsonproto.daemon.supervisor import MAX_FAILURES
+
+        supervisor, reactor, gaveUp = self.supervisor()
+        delays = []
+        for _ in range(MAX_FAILURES - 1):
+            self.die(reactor)
+            [call] = reactor.clock.getDelayedCalls()
+            delays.append(call.getTime() - reactor.clock.seconds())
+            started = len(reactor.spawned)
+            reactor.clock.advance(delays[-1])
+            self.assertEqual(len(reactor.spawned), started + 1)
+        self.assertEqual(delays, [1, 2, 4, 8, 16])
+        self.assertEqual(gaveUp, [])
+        self.die(reactor)
+        self.assertEqual(gaveUp, [1])
+        self.assertEqual(reactor.clock.getDelayedCalls(), [])
+
+    def test_delayCapped(self) -> None:
+        """
+        The delay doubles up to 30 seconds, no more.
+        """
+        from jsonproto.daemon.supervisor import restartDelay
+
+        self.assertEqual([restartDelay(n) for n in range(8)], [1, 1, 2, 4, 8, 16, 30, 30])
+
+    def test_stableWorkerRestartsPromptly(self) -> None:
+        """
+        A worker that ran a while before it died is not failing to start:
+        it is restarted after a second, and its count starts again.
+        """
+        supervisor, reactor, gaveUp = self.supervisor()
+        self.die(reactor)
+        reactor.clock.advance(1)
+        self.die(reactor)
+        self.assertEqual(supervisor.failures[0], 2)
+        reactor.clock.advance(2)
+        reactor.clock.advance(60)  # the third worker runs a minute
+        self.die(reactor)
+        self.assertEqual(supervisor.failures[0], 0)
+        [call] = reactor.clock.getDelayedCalls()
+        self.assertEqual(call.getTime() - reactor.clock.seconds(), 1)
+
+    def test_stopCancelsRestarts(self) -> None:
+        """
+        Stopping while a restart waits cancels it; SIGTERM goes to the
+        workers still running.
+        """
+        supervisor, reactor, gaveUp = self.supervisor(2)
+        self.die(reactor, 0)
+        supervisor.stopService()
+        self.assertEqual(reactor.clock.getDelayedCalls()[0].func.__name__, "_kill")
+        self.assertEqual(reactor.spawned[1][1].signals, ["TERM"])
+        self.die(reactor, 1)
+        self.assertEqual(reactor.clock.getDelayedCalls(), [])
+
+    def test_hangupPassedOn(self) -> None:
+        """
+        SIGHUP to the parent (the daemon's certificate reload) reaches
+        every worker, which reload their own.
+        """
+        from jsonproto.daemon.service import JSONProtoService
+        from jsonproto.server.registry import ConnectionRegistry
+
+        supervisor, reactor, gaveUp = self.supervisor(2)
+        top = JSONProtoService(ConnectionRegistry(), 10, reactor.clock)
+        supervisor.setServiceParent(top)
+        logs = LogCatcher(self)
+        top.reloadCertificates()
+        self.assertEqual([transport.signals for _, transport, _ in reactor.spawned], [["HUP"], ["HUP"]])
+        self.assertEqual(logs.matching("no listener has TLS files"), [])
+
+    def test_metricsDirectoryRemoved(self) -> None:
+        """
+        With --metrics, the workers' sockets live in a directory of their
+        own while they run, removed once they have all ended.
+        """
+        import os
+
+        from jsonproto.daemon.supervisor import WorkerSupervisor
+
+        reactor = _ProcessReactor()
+        supervisor = WorkerSupervisor(2, lambda index, metrics: ["--metrics", f"unix:{metrics}"], 10, reactor, metrics=True)
+        supervisor.startService()
+        directory = supervisor.metricsDirectory
+        self.assertTrue(os.path.isdir(directory))
+        self.assertEqual([args[-1] for _, _, args in reactor.spawned], [f"unix:{directory}/worker-0.sock", f"unix:{directory}/worker-1.sock"])
+        supervisor.stopService()
+        self.die(reactor, 0)
+        self.assertTrue(os.path.isdir(directory))
+        self.die(reactor, 1)
+        self.assertFalse(os.path.exists(directory))
+
+    def test_stopWithStatus(self) -> None:
+        """
+        Giving up stops the reactor and makes the process exit with status 1
+        (twistd alone would exit 0 once its reactor stops).
+        """
+        import subprocess
+        import sys
+
+        from tests.e2e import REPO
+
+        script = (
+            "from twisted.internet import reactor; from jsonproto.daemon.supervisor import stopWithStatus; "
+            "reactor.callWhenRunning(stopWithStatus, reactor, 1); reactor.run(); print('reactor stopped')"
+        )
+        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+        self.assertEqual((result.returncode, result.stdout), (1, "reactor stopped\n"), result.stderr)
+
+
+class LogLevelTests(TestCase):
+    def test_filterLevel(self) -> None:
+        """
+        --log-level puts a filter in front of every observer already
+        logging: events below the level reach none of them; put back,
+        everything does again.
+        """
+        from twisted.logger import Logger, LogLevel, LogPublisher
+
+        from jsonproto.daemon.logs import filterLevel
+
+        first: list[Any] = []
+        second: list[Any] = []
+        publisher = LogPublisher(first.append, second.append)
+        logger = Logger(observer=publisher)
+        restore = filterLevel(LogLevel.warn, publisher)
+        logger.info("connection opened")
+        logger.warn("refusing connection")
+        logger.error("worse")
+        self.assertEqual([e["log_format"] for e in first], ["refusing connection", "worse"])
+        self.assertEqual(first, second)
+        restore()
+        logger.info("connection opened")
+        self.assertEqual(first[-1]["log_format"], "connection opened")

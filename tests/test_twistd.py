@@ -41,6 +41,20 @@ def readUntil(process: subprocess.Popen[bytes], pattern: bytes, seconds: float =
         time.sleep(0.02)
 
 
+def serving(test: SynchronousTestCase, *arguments: str) -> tuple[subprocess.Popen[bytes], int]:
+    """
+    A daemon in the foreground on a free port of 127.0.0.1 with these
+    options, killed (if still running) and its log removed when the test
+    ends.
+
+    @return: The process, and the port it serves JSON on.
+    """
+    process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1", *arguments)
+    test.addCleanup(lambda: process.poll() is None and process.kill())
+    test.addCleanup(os.unlink, process.logPath)
+    return process, int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+
+
 class TwistdTests(SynchronousTestCase):
     def runTwistd(self, *arguments: str) -> subprocess.CompletedProcess[bytes]:
         process = twistd(*arguments)
@@ -51,40 +65,81 @@ class TwistdTests(SynchronousTestCase):
 
     def test_usageError(self) -> None:
         """
-        A bad option stops twistd with a non-zero status and a sentence
-        naming the option.
+        A bad option stops twistd with status 1 (on every supported
+        Twisted: twistd before 26.10 exits 0 on its own usage errors) and
+        one sentence naming the option.
         """
         result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--max-connections", "-1")
-        self.assertNotEqual(result.returncode, 0)
-        self.assertIn(b"--max-connections must be a whole number, 0 or more, not '-1'", result.stdout)
+        self.assertEqual(
+            (result.returncode, result.stdout),
+            (1, b"twistd jsonproto: --max-connections must be a whole number, 0 or more, not '-1' "
+                b"(twistd jsonproto --help lists the options)\n"),
+        )
 
     def test_portInUse(self) -> None:
         """
-        A port already in use ends the daemon with status 1 and says so,
-        in the foreground and daemonised alike.
+        A port already in use ends the daemon with status 1 and one line
+        naming it and what to do, in the foreground and daemonised alike.
         """
         taken = socket.socket()
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        expected = (
+            f"twistd jsonproto: cannot listen on {port}: Address already in use "
+            "(another process is listening there: stop it, or choose another port)\n"
+        ).encode()
         result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--port", port)
-        self.assertEqual(result.returncode, 1)
-        self.assertIn(f"CannotListen: {port}: Address already in use".encode(), result.stdout)
+        self.assertEqual((result.returncode, result.stdout), (1, expected))
         logfile = self.mktemp()
         result = self.runTwistd(f"--pidfile={self.mktemp()}", f"--logfile={logfile}", "jsonproto", "--port", port)
+        self.assertEqual((result.returncode, result.stdout), (1, expected))
+        # With --workers too: no worker is started to fail over and over.
+        result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--port", port, "--workers", "2")
+        self.assertEqual((result.returncode, result.stdout), (1, expected))
+
+    def test_unixDirectoryMissing(self) -> None:
+        """
+        A Unix socket in a directory that does not exist: status 1 and one
+        line naming the directory.
+        """
+        result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--port", "unix:/nonexistent/jsonproto/x.sock")
+        self.assertEqual(
+            (result.returncode, result.stdout),
+            (1, b"twistd jsonproto: cannot listen on unix:/nonexistent/jsonproto/x.sock: the directory "
+                b"/nonexistent/jsonproto does not exist (create the directory first; under systemd, RuntimeDirectory=)\n"),
+        )
+
+    def test_handlersCannotImport(self) -> None:
+        """
+        A --handlers module that cannot be imported: status 1 and one line.
+        """
+        result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--handlers", "no.such.module")
         self.assertEqual(result.returncode, 1)
-        self.assertIn(f"{port}: Address already in use".encode(), result.stdout)
+        self.assertEqual(result.stdout.count(b"\n"), 1, result.stdout)
+        self.assertIn(b"--handlers 'no.such.module' cannot be imported", result.stdout)
+
+    def test_handlersImportingTheReactor(self) -> None:
+        """
+        A --handlers module that imports twisted.internet.reactor at the top
+        (as tests.slowhandlers does) runs on the daemon's reactor: the
+        reactor is installed before the module is imported.
+        """
+        process, port = serving(self, "--handlers", "tests.slowhandlers")
+        self.assertIn(b"reactor class: jsonproto.compat.EPollReactor", daemonLog(process))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            client.sendall(b'{"type":"SLOW","seconds":0,"id":1}\n')
+            self.assertEqual(json.loads(client.makefile("rb").readline()), {"status": "OK", "slept": 0.0, "id": 1})
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=DEADLINE)
 
     def test_serveAndStop(self) -> None:
         """
         The daemon serves on the port it logs, and SIGTERM stops it cleanly
         (it ends by that signal, which systemd counts as a clean stop), closing the connections still open.
         """
-        process = twistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1")
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(os.unlink, process.logPath)
-        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        process, port = serving(self)
         self.assertIn(b"reactor class: jsonproto.compat.EPollReactor", daemonLog(process))
         # Operators can tell from the log which core answers.
         from jsonproto.core import compiled
@@ -118,13 +173,7 @@ class TwistdTests(SynchronousTestCase):
         answered with a traceback; the request in flight is still answered
         and the exit status is the first signal's.
         """
-        process = twistd(
-            "-n", "--pidfile=", "jsonproto", "--port", "tcp:0:interface=127.0.0.1",
-            "--handlers", "tests.slowhandlers",
-        )
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(os.unlink, process.logPath)
-        port = int(readUntil(process, rb"JSONServerFactory starting on (\d+)").group(1))
+        process, port = serving(self, "--handlers", "tests.slowhandlers")
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SLOW","seconds":1,"id":1}\n')
             readUntil(process, rb"connection 1 from .* opened")
@@ -138,6 +187,28 @@ class TwistdTests(SynchronousTestCase):
         process.wait(timeout=DEADLINE)
         self.assertNotIn(b"Traceback", daemonLog(process))
         self.assertEqual(process.returncode, -signal.SIGTERM)
+
+
+    def test_logLevel(self) -> None:
+        """
+        With --log-level warn, connections that come and go write nothing;
+        refusals are logged, one line for a burst and then a count, not a
+        line each.
+        """
+        process, port = serving(self, "--log-level", "warn", "--max-connections", "1")
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as holder:
+            holder.sendall(b'{"type":"SUM","a":1,"b":2}\n')
+            holder.makefile("rb").readline()
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as refused:
+                    self.assertIn(b"server_busy", refused.makefile("rb").readline())
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=DEADLINE)
+        logged = daemonLog(process)
+        self.assertNotIn(b"opened", logged)
+        self.assertNotIn(b"closed after", logged)
+        self.assertEqual(logged.count(b"refusing connection"), 1, logged)
+        self.assertIn(b"refused 19 more connections (server_busy) in 1 seconds", logged)
 
 
 class JSONLogTests(SynchronousTestCase):
@@ -184,12 +255,19 @@ class SocketActivationTests(SynchronousTestCase):
         listening.listen(50)
         port = listening.getsockname()[1]
         fd = listening.fileno()
-        script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=jsonproto; exec "$@"'
+        # As systemd does it: the socket as descriptor 3, LISTEN_PID naming
+        # the daemon's own process.  Done in Python, not /bin/sh, which
+        # cannot take a descriptor above 9.
+        trampoline = (
+            "import os, sys; fd = int(sys.argv[1]); fd == 3 or (os.dup2(fd, 3), os.close(fd)); "
+            "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='jsonproto'); "
+            "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+        )
         env = dict(os.environ, PYTHONPATH=REPO)
         log = self.mktemp()
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                ["sh", "-c", script, "sh", sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                [sys.executable, "-c", trampoline, str(fd), "-c", "from twisted.scripts.twistd import run; run()",
                  "-n", "--pidfile=", "jsonproto", "--port", "systemd:domain=INET:index=0"],
                 pass_fds=(fd,), env=env, stdout=out, stderr=subprocess.STDOUT,
             )
@@ -274,6 +352,9 @@ class WorkersTests(SynchronousTestCase):
                 self.assertEqual(json.loads(reader.readline()), {"status": "OK", "slept": 0.5, "id": 1})
                 self.assertEqual(reader.read(), b"")
         process.wait(timeout=DEADLINE)
+        # The directory of the workers' metrics sockets is gone with them.
+        directory = re.search(rb"Site starting on '(.*)/worker-0.sock'", daemonLog(process)).group(1)
+        self.assertFalse(os.path.exists(directory), directory)
         self.assertEqual(len(served & second), len(served))
         for pid in second:
             with self.assertRaises(ProcessLookupError):
@@ -308,3 +389,87 @@ class WorkersTests(SynchronousTestCase):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=DEADLINE)
         os.unlink(process.logPath)  # type: ignore[attr-defined]
+
+
+def freePort() -> int:
+    """
+    A port nothing listens on now, for a daemon that must be told one.
+    """
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def readAll(client: socket.socket) -> bytes:
+    """
+    Everything the server sends until it closes; a reset raises.
+    """
+    data = b""
+    while chunk := client.recv(65536):
+        data += chunk
+    return data
+
+
+class AcceptQueueDrainTests(SynchronousTestCase):
+    """
+    SIGTERM drains the connections the kernel has accepted but the daemon
+    has not yet taken from its accept queue, as it drains the others.
+    """
+
+    def drainQueued(self, clients: int, *arguments: str) -> None:
+        """
+        Stop the daemon's processes (SIGSTOP), connect clients that each
+        send two requests (the kernel completes their handshakes and queues
+        them), then SIGTERM and SIGCONT: every client gets both replies
+        (answered, or "Shutting down") and a clean close, none a reset.
+
+        @param clients: How many; more per process than Twisted accepts in
+            one read (100), so that some are still queued when it stops.
+        """
+        port = freePort()
+        process = twistd("-n", "--pidfile=", "jsonproto", "--port", f"tcp:{port}:interface=127.0.0.1",
+                         "--max-connections-per-ip", "0", "--shutdown-timeout", "60", "--handlers", "tests.peerhandlers",
+                         *arguments)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        self.addCleanup(os.unlink, process.logPath)
+        starting = 1 if "--workers" not in arguments else int(arguments[arguments.index("--workers") + 1])
+        for _ in range(starting):
+            readUntil(process, rb"JSONServerFactory starting on")
+        # Running means answering: until its reactor runs, a process has no
+        # SIGTERM handler, and the signal would kill it outright.
+        answering: set[int] = set()
+        end = time.monotonic() + DEADLINE
+        while len(answering) < starting and time.monotonic() < end:
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as probe:
+                probe.sendall(b'{"type":"PID"}\n')
+                answering.add(json.loads(probe.makefile("rb").readline())["pid"])
+        self.assertEqual(len(answering), starting)
+        workers = [int(m) for m in re.findall(rb"worker \d started, process (\d+)", daemonLog(process))]
+        stopped = workers or [process.pid]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            connected = []
+            for index in range(clients):
+                c = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+                self.addCleanup(c.close)
+                c.sendall(b'{"type":"SUM","a":%d,"b":1,"id":%d}\n{"type":"GREETING","name":"q"}\n' % (index, index))
+                connected.append(c)
+            process.send_signal(signal.SIGTERM)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        shuttingDown = {"status": "ERROR", "message": "Shutting down", "code": "shutting_down"}
+        for index, c in enumerate(connected):
+            first, second = [json.loads(l) for l in readAll(c).splitlines()]
+            self.assertIn(first, ({"status": "OK", "result": index + 1, "id": index}, {**shuttingDown, "id": index}))
+            self.assertIn(second, ({"status": "OK", "reply": "Hello, q!"}, shuttingDown))
+        process.wait(timeout=DEADLINE)
+
+    def test_singleProcess(self) -> None:
+        self.drainQueued(150)
+
+    def test_workers(self) -> None:
+        self.drainQueued(400, "--workers", "2")

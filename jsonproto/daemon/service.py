@@ -9,15 +9,20 @@ import signal
 import threading
 from typing import Any, Callable
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime
-from twisted.logger import Logger
+from twisted.application.service import MultiService, Service
+from twisted.internet import endpoints
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorTime
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
-from jsonproto.server.registry import ConnectionRegistry
+from jsonproto.daemon.logs import filterLevel
+from jsonproto.daemon.listening import CannotListen, acceptQueued, cannotListen, reusePortEndpoint, stopAdmitting
 from jsonproto.server.endpoints import listeningEndpoint
+from jsonproto.server.registry import ConnectionRegistry
+from jsonproto.server.refusallog import refusalLog
+
+__all__ = ["CannotListen", "JSONProtoService", "ListenerService", "withBacklog"]
 
 log = Logger()
 
@@ -37,6 +42,9 @@ class JSONProtoService(MultiService):
 
     @ivar connections: The active connections of every listener.
     @ivar shutdownTimeout: The longest a drain may take.
+    @ivar logLevel: Once it starts, only events this severe or more are
+        logged, to the end of the process (the drain's lines, and twistd's
+        last ones, included); L{None} leaves logging alone.
     """
 
     def __init__(
@@ -44,6 +52,7 @@ class JSONProtoService(MultiService):
         connections: ConnectionRegistry,
         shutdownTimeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         clock: IReactorTime | None = None,
+        logLevel: LogLevel | None = None,
     ) -> None:
         super().__init__()
         if clock is None:
@@ -51,10 +60,15 @@ class JSONProtoService(MultiService):
         self.connections = connections
         self.shutdownTimeout = shutdownTimeout
         self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.logLevel = logLevel
 
     _restoreHangup: Callable[[], None] | None = None
+    _levelFiltered = False
 
     def startService(self) -> None:
+        if self.logLevel is not None and not self._levelFiltered:
+            filterLevel(self.logLevel)
+            self._levelFiltered = True
         super().startService()
         from jsonproto.core import compiled
 
@@ -75,11 +89,16 @@ class JSONProtoService(MultiService):
         @return: For each such listener, whether its new files were taken.
         """
         results = []
+        forwarded = False
         for child in self:
             reload = getattr(getattr(child, "endpoint", None), "reload", None)
             if reload is not None:
                 results.append(reload())
-        if not results:
+            reloadWorkers = getattr(child, "reloadWorkers", None)
+            if reloadWorkers is not None:  # --workers: each worker reloads its own
+                reloadWorkers()
+                forwarded = True
+        if not results and not forwarded:
             log.info("SIGHUP: no listener has TLS files to reload (ssl: and jsonproto-tls: have)")
         return results
 
@@ -88,7 +107,11 @@ class JSONProtoService(MultiService):
             self._restoreHangup()
             self._restoreHangup = None
         stopped: Deferred[Any] = super().stopService()
-        return stopped.addCallback(lambda _: self._drain())
+        return stopped.addCallback(lambda _: self._drain()).addBoth(self._flushRefusals)
+
+    def _flushRefusals(self, result: Any) -> Any:
+        refusalLog(self.connections, self.clock).flush()
+        return result
 
     def _drain(self) -> Deferred[None]:
         restoreSignals = self._quietRepeatedSignals()
@@ -170,26 +193,26 @@ def withBacklog(description: str, backlog: int) -> str:
     return f"{description}:backlog={backlog}"
 
 
-class CannotListen(Exception):
+class ListenerService(Service):
     """
-    A listener could not start.  The message is short on purpose: a
-    daemonising twistd shows only the first hundred characters of
-    C{"module.Class: message"}.
-    """
+    Listens on one endpoint description, as C{strports.service} does, with
+    two differences an operator sees:
 
-
-class ListenerService(StreamServerEndpointService):
-    """
-    Listens on one endpoint description, as C{strports.service} builds, but
-    a failure to listen ends the start with a one-line reason naming the
-    endpoint (C{tcp:3001: Address already in use}).
+      - a failure to listen ends the start with one line naming the
+        endpoint and the reason (L{CannotListen}), instead of a traceback,
+        or a daemon that runs listening on nothing;
+      - stopping takes every connection the kernel has already accepted
+        (handshake done, waiting in the accept queue) before the socket
+        closes, so that none is reset: they are drained like the others.
 
     @ivar description: The endpoint string as the operator gave it.
+    @ivar endpoint: The endpoint it listens on.
+    @ivar factory: The factory of its connections.
+    @ivar port: The listening port, once listening.
     """
 
-    # As strports.service sets it: fail privilegedStartService, and with it
-    # twistd's start, instead of logging and serving nothing.
-    _raiseSynchronously = True
+    port: IListeningPort | None = None
+    _listening: Deferred[IListeningPort] | None = None
 
     def __init__(
         self,
@@ -200,18 +223,65 @@ class ListenerService(StreamServerEndpointService):
         reusePort: bool = False,
     ) -> None:
         listen = description if backlog is None else withBacklog(description, backlog)
-        if reusePort:
-            from jsonproto.daemon.supervisor import reusePortEndpoint
-
-            endpoint = reusePortEndpoint(reactor, listen)
-        else:
-            endpoint = listeningEndpoint(reactor, listen)
-        super().__init__(endpoint, factory)
+        self.endpoint = reusePortEndpoint(reactor, listen) if reusePort else listeningEndpoint(reactor, listen)
+        self.factory = factory
         self.description = description
+        self._waiters: list[Deferred[IListeningPort]] = []
 
     def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-            raise CannotListen(f"{self.description}: {reason}") from e
+        """
+        Listen now (twistd calls this before it gives up root).
+
+        @raise CannotListen: If the endpoint cannot listen.
+        """
+        super().privilegedStartService()
+        self._listening = self.endpoint.listen(self.factory)
+        outcome: list[Any] = []
+        self._listening.addBoth(outcome.append)
+        if not outcome:  # an endpoint that listens later: report its failure then
+            self._listening.addCallbacks(self._listened, self._failedLater)
+            return
+        if isinstance(outcome[0], Failure):
+            self._listening = None
+            raise cannotListen(self.description, outcome[0].value) from None
+        self._listened(outcome[0])
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(port)
+        return port
+
+    def _failedLater(self, failure: Failure) -> None:
+        if failure.check(CancelledError):  # stopped before it listened
+            return
+        log.critical("{why}", why=str(cannotListen(self.description, failure.value)))
+
+    def startService(self) -> None:
+        if self._listening is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        Fires with the listening port (to learn the port number the kernel
+        chose for port 0).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        waiter: Deferred[IListeningPort] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        listening, self._listening = self._listening, None
+        port, self.port = self.port, None
+        if port is None:
+            if listening is not None:
+                listening.cancel()
+            return succeed(None)
+        stopAdmitting(port)
+        acceptQueued(port)
+        return maybeDeferred(port.stopListening)

@@ -5,8 +5,10 @@ C{twistd jsonproto --workers N} starts N worker processes, each a complete
 daemon (the same options, less C{--workers}), which bind the same ports with
 C{SO_REUSEPORT} (C{tcp:}, C{tcp6:}, C{ssl:}, C{jsonproto-tls:}, and
 C{haproxy:} around them): the kernel spreads new connections over them.  The
-parent only supervises: it restarts a worker that dies, and on SIGTERM it
-passes the signal on and waits for every worker to drain.
+parent only supervises: it restarts a worker that dies (waiting longer each
+time one keeps dying as it starts, and giving up after L{MAX_FAILURES} such
+deaths in a row), passes SIGHUP on, and on SIGTERM passes the signal on and
+waits for every worker to drain.
 
 Limits (C{--max-connections}, C{--max-connections-per-ip}) are per worker;
 the parent serves C{--metrics} for all, each sample labelled with its
@@ -16,105 +18,69 @@ in the foreground (C{twistd -n}, as under systemd).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
-from typing import Any
+import tempfile
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import endpoints, protocol
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
-from zope.interface import implementer
 
 log = Logger()
 
 RESTART_DELAY = 1.0
+"""Seconds before a worker that died is started again, the first time."""
+MAX_RESTART_DELAY = 30.0
+"""The longest wait before a restart: the delay doubles up to this."""
+STABLE_AFTER = 30.0
+"""A worker that ran this many seconds before it died was not failing to start."""
+MAX_FAILURES = 6
+"""
+After this many deaths in a row of one worker, each within L{STABLE_AFTER}
+seconds of its start, the supervisor gives up: it stops the daemon and
+exits with status 1.  With the delays above, that is about 31 seconds of
+retrying (1 + 2 + 4 + 8 + 16) plus the workers' own start times.
+"""
 
 
-@implementer(IStreamServerEndpoint)
-class ReusePortTCPEndpoint:
+def restartDelay(failures: int) -> float:
     """
-    A TCP server endpoint that binds with C{SO_REUSEPORT}, so that several
-    processes can listen on one port.
+    How long to wait before starting a worker again after its
+    C{failures}th quick death in a row (0: it had run a while).
     """
-
-    def __init__(self, reactor: Any, port: int, backlog: int, interface: str) -> None:
-        self.reactor = reactor
-        self.port = port
-        self.backlog = backlog
-        self.interface = interface
-
-    def listen(self, factory: Any) -> Deferred[Any]:
-        from twisted.internet import defer, tcp
-
-        binding = tcp.makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
-        return defer.execute(self.reactor.listenTCP, binding, factory, self.backlog, self.interface)
+    return min(RESTART_DELAY * 2 ** max(failures - 1, 0), MAX_RESTART_DELAY)
 
 
-@implementer(IStreamServerEndpoint)
-class ReusePortSSLEndpoint(ReusePortTCPEndpoint):
+def stopWithStatus(reactor: Any, status: int) -> None:
     """
-    Twisted's C{ssl:} server endpoint, bound with C{SO_REUSEPORT}.
-    """
+    Stop the reactor, and make the process exit with C{status} once twistd
+    has finished (its PID file removed, its log closed).
 
-    def __init__(self, reactor: Any, port: int, backlog: int, interface: str, contextFactory: Any) -> None:
-        super().__init__(reactor, port, backlog, interface)
-        self.contextFactory = contextFactory
-
-    def listen(self, factory: Any) -> Deferred[Any]:
-        from twisted.internet import defer, tcp
-
-        binding = tcp.makeBinding(self.interface, self.port, reuseAddress=True, reusePort=True)
-        return defer.execute(
-            self.reactor.listenSSL, binding, factory, self.contextFactory, self.backlog, self.interface
-        )
-
-
-class CannotShare(ValueError):
-    """
-    An endpoint that several processes cannot listen on at once.
+    twistd itself exits 0 after its reactor stops; the status is forced in
+    an C{atexit} handler, registered only once the reactor has shut down.
     """
 
+    def exitNow() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(status)
 
-def shareable(reactor: Any, endpoint: Any) -> Any:
-    """
-    The same endpoint, bound with C{SO_REUSEPORT}: C{tcp:}, C{tcp6:},
-    C{ssl:}, C{jsonproto-tls:} and C{haproxy:} around any of them.
-
-    @raise CannotShare: For any other (a Unix socket, systemd's sockets).
-    """
-    from jsonproto.server.tls import TLSServerEndpoint
-
-    if isinstance(endpoint, (endpoints.TCP4ServerEndpoint, endpoints.TCP6ServerEndpoint)):
-        return ReusePortTCPEndpoint(reactor, endpoint._port, endpoint._backlog, endpoint._interface)
-    if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-        return ReusePortSSLEndpoint(
-            reactor, endpoint._port, endpoint._backlog, endpoint._interface, endpoint._sslContextFactory
-        )
-    if isinstance(endpoint, TLSServerEndpoint):
-        return TLSServerEndpoint(shareable(reactor, endpoint.tcp), endpoint.tls)
-    wrapped = getattr(endpoint, "_wrappedEndpoint", None)
-    if wrapped is not None:  # haproxy: (Twisted's _WrapperServerEndpoint)
-        return type(endpoint)(shareable(reactor, wrapped), endpoint._wrapperFactory)
-    raise CannotShare(f"{type(endpoint).__name__} cannot be shared by several processes")
-
-
-def reusePortEndpoint(reactor: Any, description: str) -> Any:
-    """
-    The endpoint for C{description}, bound with C{SO_REUSEPORT}.
-
-    @raise CannotShare: If it cannot be.
-    """
-    from jsonproto.server.endpoints import listeningEndpoint
-
-    return shareable(reactor, listeningEndpoint(reactor, description))
+    reactor.addSystemEventTrigger("after", "shutdown", atexit.register, exitNow)
+    reactor.stop()
 
 
 class _Worker(protocol.ProcessProtocol):
-    def __init__(self, supervisor: WorkerSupervisor, index: int) -> None:
+    def __init__(self, supervisor: WorkerSupervisor, index: int, startedAt: float) -> None:
         self.supervisor = supervisor
         self.index = index
+        self.startedAt = startedAt
         self.ended: Deferred[None] = Deferred()
 
     def processEnded(self, reason: Any) -> None:
@@ -124,28 +90,67 @@ class _Worker(protocol.ProcessProtocol):
 
 class WorkerSupervisor(Service):
     """
-    Runs N workers and keeps them running.
+    Runs N workers and keeps them running: a worker that dies is started
+    again, after a delay that doubles while it keeps dying soon after it
+    starts (L{restartDelay}); after L{MAX_FAILURES} such deaths in a row
+    the supervisor gives up, instead of restarting it forever.
 
-    @ivar arguments: The twistd arguments of a worker.
+    @ivar arguments: A function of a worker's index and its metrics socket
+        (or L{None}), giving its twistd arguments.
     @ivar workers: The running workers, by index.
+    @ivar metricsDirectory: With C{metrics}, the directory of the workers'
+        metrics sockets while running; removed when the workers are gone.
     """
 
-    def __init__(self, count: int, arguments: Any, shutdownTimeout: float, reactor: Any) -> None:
+    metricsDirectory: str | None = None
+
+    def __init__(
+        self,
+        count: int,
+        arguments: Callable[[int, str | None], list[str]],
+        shutdownTimeout: float,
+        reactor: Any,
+        *,
+        metrics: bool = False,
+        giveUp: Callable[[], None] | None = None,
+        maxFailures: int = MAX_FAILURES,
+    ) -> None:
         self.count = count
-        # A list of arguments, or a function of the worker's index giving them.
-        self.arguments = arguments if callable(arguments) else (lambda index: arguments)
+        self.arguments = arguments
         self.shutdownTimeout = shutdownTimeout
         self.reactor = reactor
+        self.metrics = metrics
+        self.giveUp = giveUp if giveUp is not None else (lambda: stopWithStatus(reactor, 1))
+        self.maxFailures = maxFailures
         self.workers: dict[int, tuple[_Worker, Any]] = {}
+        self.failures: dict[int, int] = {}
+        self._restarts: dict[int, Any] = {}
+
+    def metricsSocket(self, index: int) -> str | None:
+        """
+        Where worker C{index} serves its metrics, if workers serve them.
+        """
+        if self.metricsDirectory is None:
+            return None
+        return os.path.join(self.metricsDirectory, f"worker-{index}.sock")
+
+    def metricsSockets(self) -> dict[str, str]:
+        """
+        Every worker's metrics socket, by worker index as text.
+        """
+        sockets = {str(index): self.metricsSocket(index) for index in range(self.count)}
+        return {index: path for index, path in sockets.items() if path is not None}
 
     def startService(self) -> None:
         super().startService()
+        if self.metrics:
+            self.metricsDirectory = tempfile.mkdtemp(prefix="jsonproto-metrics-")
         for index in range(self.count):
             self._start(index)
 
     def _start(self, index: int) -> None:
-        worker = _Worker(self, index)
-        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *self.arguments(index)]
+        worker = _Worker(self, index, self.reactor.seconds())
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *self.arguments(index, self.metricsSocket(index))]
         env = dict(os.environ, JSONPROTO_WORKER=str(index))
         # Workers log to the parent's standard output and error, as they are.
         transport = self.reactor.spawnProcess(
@@ -157,18 +162,45 @@ class WorkerSupervisor(Service):
     def workerEnded(self, worker: _Worker, reason: Any) -> None:
         if self.workers.get(worker.index, (None,))[0] is worker:
             del self.workers[worker.index]
-        if self.running:
-            log.warn(
-                "worker {index} ended ({reason}); starting another in {delay:g} seconds",
+        if not self.running:
+            return
+        ranFor = self.reactor.seconds() - worker.startedAt
+        failures = 0 if ranFor >= STABLE_AFTER else self.failures.get(worker.index, 0) + 1
+        self.failures[worker.index] = failures
+        if failures >= self.maxFailures:
+            log.critical(
+                "worker {index} ended {failures} times in a row, each within {stable:g} seconds of starting "
+                "(last: {reason}); giving up: stopping the daemon",
                 index=worker.index,
+                failures=failures,
+                stable=STABLE_AFTER,
                 reason=reason.getErrorMessage(),
-                delay=RESTART_DELAY,
             )
-            self.reactor.callLater(RESTART_DELAY, self._restart, worker.index)
+            self.giveUp()
+            return
+        delay = restartDelay(failures)
+        log.warn(
+            "worker {index} ended ({reason}); starting another in {delay:g} seconds",
+            index=worker.index,
+            reason=reason.getErrorMessage(),
+            delay=delay,
+        )
+        self._restarts[worker.index] = self.reactor.callLater(delay, self._restart, worker.index)
 
     def _restart(self, index: int) -> None:
+        self._restarts.pop(index, None)
         if self.running and index not in self.workers:
             self._start(index)
+
+    def reloadWorkers(self) -> None:
+        """
+        Pass SIGHUP on to every worker: each reloads its certificates.
+        """
+        for worker, transport in list(self.workers.values()):
+            try:
+                transport.signalProcess("HUP")
+            except Exception:
+                continue
 
     def stopService(self) -> Deferred[Any]:
         """
@@ -176,6 +208,10 @@ class WorkerSupervisor(Service):
         any still alive well after its own shutdown timeout.
         """
         super().stopService()
+        for call in self._restarts.values():
+            if call.active():
+                call.cancel()
+        self._restarts.clear()
         waiting = []
         for index, (worker, transport) in list(self.workers.items()):
             waiting.append(worker.ended)
@@ -185,7 +221,13 @@ class WorkerSupervisor(Service):
                 continue
             kill = self.reactor.callLater(self.shutdownTimeout + 5, self._kill, transport)
             worker.ended.addBoth(lambda result, kill=kill: kill.active() and kill.cancel())
-        return DeferredList(waiting)
+        return DeferredList(waiting).addBoth(self._removeMetricsDirectory)
+
+    def _removeMetricsDirectory(self, result: Any) -> Any:
+        directory, self.metricsDirectory = self.metricsDirectory, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        return result
 
     def _kill(self, transport: Any) -> None:
         try:
@@ -250,9 +292,12 @@ class MergedMetricsResource:
     """
     A twisted.web resource for C{/metrics} on the parent: it scrapes every
     worker's metrics over its Unix socket and serves them merged.
+
+    @param sockets: Gives the workers' metrics sockets, by worker, at the
+        time of a scrape (see L{WorkerSupervisor.metricsSockets}).
     """
 
-    def __new__(cls, sockets: dict[str, str], reactor: Any) -> Any:
+    def __new__(cls, sockets: Callable[[], dict[str, str]], reactor: Any) -> Any:
         from twisted.web.resource import Resource
         from twisted.web.server import NOT_DONE_YET
 
@@ -267,8 +312,9 @@ class MergedMetricsResource:
                     agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, path))
                     return agent.request(b"GET", b"http://worker/metrics").addCallback(readBody)
 
-                workers = sorted(sockets)
-                fetched = [fetch(sockets[w]).addErrback(lambda f: b"") for w in workers]
+                paths = sockets()
+                workers = sorted(paths)
+                fetched = [fetch(paths[w]).addErrback(lambda f: b"") for w in workers]
 
                 def respond(bodies: list[bytes]) -> None:
                     text = mergeMetrics({w: b.decode() for w, b in zip(workers, bodies) if b})

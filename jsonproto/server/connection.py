@@ -30,6 +30,7 @@ from jsonproto.errors import ErrorCode
 from jsonproto.limits import Limits
 from jsonproto.server.identity import ClientIdentity
 from jsonproto.server.registry import ConnectionInfo, ConnectionRefused, formatAddress
+from jsonproto.server.refusallog import refusalLog
 
 if TYPE_CHECKING:
     from jsonproto.server.factory import TrackingFactory
@@ -115,7 +116,8 @@ class TrackedProtocol(protocol.Protocol):
         try:
             self.info = self.factory.connections.admit(self, address, self.clock.seconds())
         except ConnectionRefused as refusal:
-            log.warn(
+            refusalLog(self.factory.connections, self.clock).warn(
+                refusal.error.code,
                 "refusing connection from {peer}: {why}",
                 peer=formatAddress(address),
                 why=refusal.why,
@@ -164,7 +166,8 @@ class TrackedProtocol(protocol.Protocol):
         try:
             self.factory.connections.rehome(info, address)
         except ConnectionRefused as refusal:
-            log.warn(
+            refusalLog(self.factory.connections, self.clock).warn(
+                refusal.error.code,
                 "refusing connection {connectionId} from {peer} (through {proxy}): {why}",
                 connectionId=info.id,
                 peer=formatAddress(address),

@@ -316,6 +316,9 @@ def parser() -> argparse.ArgumentParser:
         prog="jsonproto", description="Talk to jsonproto servers, measure them, make development certificates.",
         epilog="Run 'jsonproto COMMAND --help' for a command's options and examples.", formatter_class=_FORMATTER,
     )
+    from jsonproto import __version__
+
+    top.add_argument("--version", action="version", version=f"jsonproto {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = commands.add_parser(
