@@ -35,8 +35,7 @@ class GreetingReply(TypedDict):
 
 class Sum(msgspec.Struct):
     """
-    Add two numbers.  Integers of any size stay exact; C{true} is not a
-    number.
+    Add two numbers. Integers of any size stay exact; true is not a number.
     """
 
     a: int | float
@@ -45,13 +44,15 @@ class Sum(msgspec.Struct):
 
 class SumReply(TypedDict):
     """
-    The sum: an integer if both numbers were, else a number.
+    The sum: an integer if both numbers were integers.
     """
 
     result: int | float
 
 
-# The replies are TypedDicts, dicts at run time: the quickest reply there is.
+# The docstrings above are the descriptions in the service's AsyncAPI
+# document (jsonproto schema): plain text, no markup.  The replies are
+# TypedDicts, dicts at run time: the quickest reply there is.
 
 
 def greeting(message: Greeting, context: Any) -> GreetingReply:
