@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Awaitable, Callable, Generic, TypeVar, Union
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jsonproto.core import pipeline
-from jsonproto.dispatch import typed
+from jsonproto.dispatch import awaiting, typed
 from jsonproto.dispatch.latency import HandlerLatency
 from jsonproto.errors import INTERNAL_ERROR, NUMBER_OUT_OF_RANGE, RequestError
 
@@ -328,7 +328,7 @@ class Dispatcher:
         latency = self.latency
         try:
             if inspect.isawaitable(result) and not isinstance(result, Deferred):
-                result = ensureDeferred(result)
+                result = awaiting.toDeferred(result)
             if isinstance(result, Deferred):
                 return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
                     _okReply, message
@@ -371,9 +371,18 @@ class Dispatcher:
     def _internalError(self, failure: Failure, message: Message) -> Reply:
         """
         A handler's bug: log it, and tell the client only C{"Internal
-        error"}.
+        error"}.  A handler that used asyncio without the asyncio reactor
+        is told how to run it.
         """
-        log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
+        if awaiting.needsAsyncioReactor(failure):
+            log.failure(
+                "handler for message type {messageType!r} awaited asyncio, which needs the asyncio reactor: "
+                "run twistd -r asyncio jsonproto ...",
+                failure,
+                messageType=message.get("type"),
+            )
+        else:
+            log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
         return _withId(INTERNAL_ERROR.reply(), message)
 
     def unencodable(self, reply: Reply, error: RequestError) -> Reply:
