@@ -17,7 +17,7 @@ from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.errors import NUMBER_OUT_OF_RANGE, RequestError
 
 
-class Greeting(msgspec.Struct):
+class Greeting(msgspec.Struct, gc=False):
     """
     Ask to be greeted by name.
     """
@@ -33,7 +33,7 @@ class GreetingReply(TypedDict):
     reply: str
 
 
-class Sum(msgspec.Struct):
+class Sum(msgspec.Struct, gc=False):
     """
     Add two numbers. Integers of any size stay exact; true is not a number.
     """
@@ -50,7 +50,8 @@ class SumReply(TypedDict):
     result: int | float
 
 
-# The docstrings above are the descriptions in the service's AsyncAPI
+# gc=False: a value of strings and numbers holds no cycle for the garbage
+# collector to track, and is quicker to make.  The docstrings above are the descriptions in the service's AsyncAPI
 # document (jsonproto schema): plain text, no markup.  The replies are
 # TypedDicts, dicts at run time: the quickest reply there is.
 

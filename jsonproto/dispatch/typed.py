@@ -221,18 +221,21 @@ def typedHandler(function: Callable[[Any, Any], Any], requestType: type) -> Call
     info = msgspecInspect.type_info(requestType)
     if getattr(info, "forbid_unknown_fields", False):
         # A type that refuses unknown fields would refuse the envelope.
-        def fields(message: dict[str, Any]) -> Any:
-            return {k: v for k, v in message.items() if k not in ENVELOPE}
+        def handle(message: dict[str, Any], context: Any) -> Any:
+            try:
+                value = convert({k: v for k, v in message.items() if k not in ENVELOPE}, requestType)
+            except ValidationError as e:
+                raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
+            return function(value, context)
 
     else:
-        fields = None  # type: ignore[assignment]
 
-    def handle(message: dict[str, Any], context: Any) -> Any:
-        try:
-            value = convert(message if fields is None else fields(message), requestType)
-        except ValidationError as e:
-            raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
-        return function(value, context)
+        def handle(message: dict[str, Any], context: Any) -> Any:
+            try:
+                value = convert(message, requestType)
+            except ValidationError as e:
+                raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
+            return function(value, context)
 
     functools.update_wrapper(handle, function)
     return handle
