@@ -178,9 +178,12 @@ class SchemaDocumentTests(SynchronousTestCase):
         self.assertEqual(operations["SAID.push"]["action"], "send")
         self.assertIn("chat_say", operations)
         reading = validator(document, "READING.request")
-        message = {"type": "READING", "device": "p-7", "celsius": 21.5, "tags": {"site": "Zürich", "floor": 3}, "unit": "F"}
+        message = {
+            "type": "READING", "device": "p-7", "at": 1767225600.5, "celsius": 21.5, "humidity": 0.5,
+            "tags": {"site": "Zürich", "floor": 3}, "unit": "F",
+        }
         reading.validate(message)
-        for change in [{"unit": "K"}, {"tags": {"site": "x", "floor": -1}}, {"celsius": True}, {"device": ""}]:
+        for change in [{"unit": "K"}, {"tags": {"site": "x", "floor": -1}}, {"celsius": True}, {"device": ""}, {"humidity": 2}]:
             self.assertFalse(reading.is_valid({**message, **change}), change)
         validator(document, "READING.reply").validate({"status": "OK", "device": "p-7", "stored": 1, "id": "r"})
         echo = validator(document, "ECHO.request")

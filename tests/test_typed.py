@@ -6,7 +6,6 @@ and the dispatcher checks them before calling it.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import msgspec
@@ -16,19 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.tools.validationcost import Tags, Unit
 from jsonproto.wire.codec import encode
 
 CONTEXT = object()
-
-
-class Unit(enum.Enum):
-    CELSIUS = "C"
-    FAHRENHEIT = "F"
-
-
-class Tags(msgspec.Struct):
-    site: str
-    floor: Annotated[int, Meta(ge=0, le=200)] = 0
 
 
 class Reading(msgspec.Struct):
@@ -108,7 +98,7 @@ class TypedHandlerTests(SynchronousTestCase):
         reply = self.answer({"type": "READING", "id": 7, "device": "p-7", "celsius": 21, "tags": {"site": "Zürich"}})
         self.assertEqual(reply, {"status": "OK", "id": 7})
         [(message, context)] = self.seen
-        self.assertEqual(message, Reading("p-7", 21.0, Tags("Zürich", 0)))
+        self.assertEqual(message, Reading("p-7", 21.0, Tags("Zürich", 0, None)))
         self.assertEqual((message.unit, message.mode, message.samples, message.note), (Unit.CELSIUS, "live", [], None))
         self.assertIs(context, CONTEXT)
 

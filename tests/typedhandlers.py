@@ -5,35 +5,12 @@ untyped, answered and one-way, and declared pushes.
 
 from __future__ import annotations
 
-import enum
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 
 from jsonproto.dispatch.dispatcher import Dispatcher
-
-
-class Unit(enum.Enum):
-    CELSIUS = "C"
-    FAHRENHEIT = "F"
-
-
-class Tags(msgspec.Struct):
-    """Where a device is."""
-
-    site: str
-    floor: Annotated[int, Meta(ge=0, le=200)] = 0
-
-
-class Reading(msgspec.Struct):
-    """One measurement from one device."""
-
-    device: Annotated[str, Meta(min_length=1, max_length=64)]
-    celsius: float
-    tags: Tags
-    samples: Annotated[list[float], Meta(max_length=64)] = []
-    unit: Unit = Unit.CELSIUS
+from jsonproto.tools.validationcost import Reading
 
 
 class Ack(msgspec.Struct):
