@@ -18,7 +18,7 @@ author = "the jsonproto developers"
 extensions = ["myst_parser", "sphinx.ext.autodoc"]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 myst_heading_anchors = 3
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 html_theme = "alabaster"
 autodoc_member_order = "bysource"
 autodoc_docstring_signature = True
@@ -82,5 +82,22 @@ def _convert(app, what, name, obj, options, lines):
     lines[:] = epytextToRest(lines)
 
 
+GENERATED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_generated")
+
+
+def writeSeedSchema(app):
+    """
+    Write the seed types' AsyncAPI document, as C{jsonproto schema} makes
+    it, for schema.md to include: the page shows what this version makes.
+    """
+    from jsonproto.dispatch.seed import defaultDispatcher
+    from jsonproto.tools.schema import describe, write
+
+    os.makedirs(GENERATED, exist_ok=True)
+    with open(os.path.join(GENERATED, "seed-asyncapi.json"), "w", encoding="utf-8") as f:
+        f.write(write(describe(defaultDispatcher())))
+
+
 def setup(app):
+    app.connect("builder-inited", writeSeedSchema)
     app.connect("autodoc-process-docstring", _convert)

@@ -209,6 +209,24 @@ class DispatchTests(SynchronousTestCase):
         self.assertRaises(ValueError, self.dispatcher.register, "", f)
         self.assertEqual(self.dispatcher.messageTypes, {"A"})
 
+    def test_oneWay(self) -> None:
+        """
+        A one-way type's handler is kept apart from those answered, for the
+        pipeline to send no reply for it; a type is one or the other, once.
+        """
+
+        def f(m: Any, c: Any) -> None:
+            pass
+
+        self.assertIs(self.dispatcher.handler("LOG", oneWay=True)(f), f)
+        self.dispatcher.register("ASK", f)
+        self.assertEqual(self.dispatcher.oneWayHandlers, {"LOG": f})
+        self.assertEqual(self.dispatcher.handlers, {"ASK": f})
+        self.assertEqual(self.dispatcher.messageTypes, {"LOG", "ASK"})
+        self.assertEqual([(d.messageType, d.oneWay) for d in self.dispatcher.declarations], [("LOG", True), ("ASK", False)])
+        for messageType, oneWay in [("LOG", True), ("LOG", False), ("ASK", True), ("ASK", False)]:
+            self.assertRaises(ValueError, self.dispatcher.register, messageType, f, oneWay=oneWay)
+
 
 class BuiltinTests(SynchronousTestCase):
     """
@@ -228,9 +246,13 @@ class BuiltinTests(SynchronousTestCase):
         """
         The seed would say "Hello, undefined!"; we say what is wrong.
         """
-        for message in [{"type": "GREETING"}, {"type": "GREETING", "name": None}, {"type": "GREETING", "name": 5}]:
+        for message, detail in [
+            ({"type": "GREETING"}, "$.name: required, but not given"),
+            ({"type": "GREETING", "name": None}, "$.name: expected a string, got null"),
+            ({"type": "GREETING", "name": 5}, "$.name: expected a string, got an integer"),
+        ]:
             reply = self.answer(message)
-            self.assertEqual((reply["code"], reply["detail"]), ("invalid_field", "name must be a string"))
+            self.assertEqual((reply["code"], reply["detail"]), ("invalid_field", detail))
 
     def test_sum(self) -> None:
         """
@@ -245,10 +267,17 @@ class BuiltinTests(SynchronousTestCase):
         """
         The seed gives "1020" for strings and 2 for true + 1; we refuse.
         """
-        for a, b in [("10", "20"), (True, 1), (None, 1), (1, [2]), (1, {"n": 2})]:
+        for a, b, detail in [
+            ("10", "20", "$.a: expected a number, got a string"),
+            (True, 1, "$.a: expected a number, got a boolean"),
+            (1, False, "$.b: expected a number, got a boolean"),
+            (None, 1, "$.a: expected a number, got null"),
+            (1, [2], "$.b: expected a number, got an array"),
+            (1, {"n": 2}, "$.b: expected a number, got an object"),
+        ]:
             reply = self.answer({"type": "SUM", "a": a, "b": b})
-            self.assertEqual(reply["code"], "invalid_field", (a, b))
-        self.assertEqual(self.answer({"type": "SUM", "a": 1})["detail"], "b must be a number")
+            self.assertEqual((reply["code"], reply["detail"]), ("invalid_field", detail))
+        self.assertEqual(self.answer({"type": "SUM", "a": 1})["detail"], "$.b: required, but not given")
 
     def test_sumOverflow(self) -> None:
         """

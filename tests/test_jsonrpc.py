@@ -129,7 +129,7 @@ class _RPC:
         [reply] = self.exchange('{"jsonrpc":"2.0","method":"SUM","params":{"a":"x","b":1},"id":7}')
         self.assertEqual(
             reply["error"],
-            {"code": -32602, "message": "Invalid params", "data": {"code": "invalid_field", "detail": "a must be a number"}},
+            {"code": -32602, "message": "Invalid params", "data": {"code": "invalid_field", "detail": "$.a: expected a number, got a string"}},
         )
 
     def test_seedTypes(self) -> None:

@@ -190,15 +190,20 @@ class Broker:
         replay = list(missed or ())
         reply["replayed"] = len(replay)
         # After the reply is written: what it missed, then what came meanwhile.
-        self._clock.callLater(0, self._replay, subscription, replay)
+        self._clock.callLater(0, self._replay, subscription, replay, history.offset)
         return reply
 
-    def _replay(self, subscription: Subscription, replay: list[Publication]) -> None:
+    def _replay(self, subscription: Subscription, replay: list[Publication], offset: int) -> None:
+        """
+        Send what a resuming subscriber missed, then what was published
+        since its reply (the reply's C{offset} and before are covered by
+        the replay, or by the resync the reply told it to do).
+        """
         held, subscription.held = subscription.held or [], None
         member = self._members.get(subscription.context.id)
         if member is None or member.channels.get(subscription.channel) is not subscription:
             return
-        last = replay[-1].offset if replay else 0
+        last = max(replay[-1].offset if replay else 0, offset)
         for publication in replay + [p for p in held if p.offset > last]:
             self._queue(member, subscription, publication)
 

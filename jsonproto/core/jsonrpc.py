@@ -16,7 +16,7 @@ implementation-defined server codes (-32000 to -32099), with jsonproto's
 stable code and detail in C{data}:
 
     {"jsonrpc":"2.0","error":{"code":-32602,"message":"Invalid params",
-     "data":{"code":"invalid_field","detail":"a must be a number"}},"id":1}
+     "data":{"code":"invalid_field","detail":"$.a: expected a number, got a string"}},"id":1}
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ def assemble(config: Options, reactor: Any) -> JSONProtoService:
         checkCanListen(description, reusePort=shared)
     for description in config["metrics"]:
         checkCanListen(description)
-    level = LOG_LEVELS[config["log-level"]]
+    # The default, info, is what twistd logs anyway: its observers are left
+    # alone (and a test process that starts many services keeps its own).
+    level = None if config["log-level"] == "info" else LOG_LEVELS[config["log-level"]]
     connections = ConnectionRegistry(
         config["max-connections"],
         config["max-connections-per-ip"],

@@ -10,14 +10,16 @@ given.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Awaitable, Callable, TypeVar, Union
+from typing import Any, Awaitable, Callable, Generic, TypeVar, Union
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jsonproto.core import envelope
+from jsonproto.dispatch import awaiting, typed
 from jsonproto.dispatch.latency import HandlerLatency
 from jsonproto.errors import INTERNAL_ERROR, NUMBER_OUT_OF_RANGE, RequestError
 
@@ -33,7 +35,8 @@ awaitable of one.  C{"status": "OK"} is put first unless the handler sets a
 status of its own.
 """
 
-_HandlerT = TypeVar("_HandlerT", bound=Handler)
+_HandlerT = TypeVar("_HandlerT", bound=Callable[..., Any])
+_FieldsT = TypeVar("_FieldsT")
 _HookT = TypeVar("_HookT", bound=Callable[..., Any])
 
 log = Logger()
@@ -57,10 +60,61 @@ def _dropped(result: Any) -> None:
 
 def _okReply(result: Any, message: Message) -> Reply:
     if not isinstance(result, dict):
-        raise TypeError(f"handler returned {type(result).__name__}, not a dict")
+        result = typed.replyFields(result)
     reply: Reply = {"status": "OK"}
     reply.update(result)
     return _withId(reply, message)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """
+    What a dispatcher knows of one message type, for describing it
+    (L{jsonproto.tools.schema}).
+
+    @ivar messageType: The C{type} of its requests.
+    @ivar handler: The function registered, as it was given.
+    @ivar request: The type its messages are checked against, or L{None}
+        for an untyped handler (any object with this C{type}).
+    @ivar reply: The type of its replies' fields, or L{None} if not
+        declared.
+    @ivar oneWay: Whether the type is one-way: its messages get no reply.
+    """
+
+    messageType: str
+    handler: Callable[..., Any]
+    request: type | None
+    reply: type | None
+    oneWay: bool
+
+
+@dataclass(frozen=True)
+class PushType(Generic[_FieldsT]):
+    """
+    A message the service pushes to its clients of its own accord, as
+    declared with L{Dispatcher.declarePush}: on the wire,
+    C{{"type": name, ...fields}}.
+
+    @ivar name: Its C{type}.
+    @ivar fields: The type of its other members, or L{None} if not declared.
+    """
+
+    name: str
+    fields: type[_FieldsT] | None
+
+    def message(self, value: _FieldsT | dict[str, Any] | None = None) -> dict[str, Any]:
+        """
+        The message to push, for C{context.send}: C{{"type": name}}, then
+        the fields of C{value} (a value of L{fields}, or a dict).
+
+        @raise TypeError: If C{value} is not of the declared type.
+        """
+        if self.fields is not None and value is not None and not isinstance(value, (self.fields, dict)):
+            raise TypeError(f"push {self.name!r} takes a {self.fields.__qualname__}, not a {type(value).__name__}")
+        message: dict[str, Any] = {"type": self.name}
+        if value is not None:
+            message.update(value if isinstance(value, dict) else typed.replyFields(value))
+        return message
 
 
 class Dispatcher:
@@ -74,11 +128,26 @@ class Dispatcher:
         @dispatcher.handler("PING")
         def ping(message, context):
             return {"pong": True}
+
+    A handler whose first parameter is annotated with a message type (a
+    C{msgspec.Struct}, a dataclass or a C{TypedDict}) is typed: its
+    messages are checked against the type before it is called, and it gets
+    a value of that type (L{jsonproto.dispatch.typed})::
+
+        class Sum(msgspec.Struct):
+            a: int | float
+            b: int | float
+
+        @dispatcher.handler("SUM")
+        def sum_(message: Sum, context) -> Result:
+            return Result(message.a + message.b)
     """
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
-        self._oneWay: dict[str, Handler] = {}
+        self._oneWayHandlers: dict[str, Handler] = {}
+        self._declarations: dict[str, Declaration] = {}
+        self._pushes: dict[str, PushType[Any]] = {}
         self.latency = HandlerLatency()
         self.openHooks: list[Callable[[Any], Any]] = []
         # The channels' broker, when the service has channels
@@ -99,40 +168,117 @@ class Dispatcher:
         """
         return self.latency.counts
 
-    def register(self, messageType: str, handler: Handler, *, oneWay: bool = False) -> None:
+    def register(
+        self,
+        messageType: str,
+        handler: Callable[..., Any],
+        *,
+        request: type | None = typed.FROM_ANNOTATIONS,
+        reply: type | None = typed.FROM_ANNOTATIONS,
+        oneWay: bool = False,
+    ) -> None:
         """
         Answer messages whose C{type} is C{messageType} with C{handler}.
 
-        @param oneWay: Messages of this type get no reply: the handler's
-            result is dropped, and its errors are logged and counted
-            instead of sent (see docs/protocol.md).  A client that only
-            sends them, and never reads, is never held up for them.
-        @raise ValueError: If the type already has a handler: replacing one
-            silently would hide a clash between two modules.
+        @param request: The type the messages are checked against and
+            converted to (a C{msgspec.Struct}, a dataclass or a
+            C{TypedDict}), or L{None} for none: C{handler} gets the decoded
+            dict.  By default, the annotation of C{handler}'s first
+            parameter, if it is such a type; a handler without one is
+            untyped, and costs nothing more than before.
+        @param reply: The type of the reply's fields, for describing the
+            service; by default C{handler}'s return annotation, if it is
+            such a type (C{Awaitable[...]} and C{Deferred[...]} looked
+            through).  Nothing checks replies: a handler may return a
+            C{dict}, or a C{msgspec.Struct} or dataclass whose fields become
+            the reply's.
+        @param oneWay: Whether the type is one-way: its messages get no
+            reply.  One-way handlers are kept apart, in L{oneWayHandlers}.
+
+        @raise ValueError: If the type already has a handler (replacing one
+            silently would hide a clash between two modules), if a message
+            type has a field C{type} or C{id} (the envelope's), or if an
+            annotation cannot be resolved.
         """
         if not isinstance(messageType, str) or not messageType:
             raise ValueError(f"a message type is a non-empty string, not {messageType!r}")
-        if messageType in self._handlers or messageType in self._oneWay:
+        if messageType in self._declarations:
             raise ValueError(f"message type {messageType!r} already has a handler")
-        (self._oneWay if oneWay else self._handlers)[messageType] = handler
+        if request is typed.FROM_ANNOTATIONS:
+            request = typed.requestTypeOf(handler)
+        elif request is not None and not typed.isMessageType(request):
+            raise ValueError(f"{messageType!r}: request= takes a msgspec.Struct, a dataclass or a TypedDict, not {request!r}")
+        if reply is typed.FROM_ANNOTATIONS:
+            reply = None if oneWay else typed.replyTypeOf(handler)
+        elif reply is not None:
+            if oneWay:
+                raise ValueError(f"{messageType!r} is one-way: its messages get no reply, so it has no reply type")
+            if not typed.isMessageType(reply):
+                raise ValueError(f"{messageType!r}: reply= takes a msgspec.Struct, a dataclass or a TypedDict, not {reply!r}")
+        if request is not None:
+            typed.checkMessageType(messageType, request, "request")
+        if reply is not None:
+            typed.checkMessageType(messageType, reply, "reply")
+        call = handler if request is None else typed.typedHandler(handler, request)
+        (self._oneWayHandlers if oneWay else self._handlers)[messageType] = call
+        self._declarations[messageType] = Declaration(messageType, handler, request, reply, oneWay)
 
-    def handler(self, messageType: str, *, oneWay: bool = False) -> Callable[[_HandlerT], _HandlerT]:
+    def handler(
+        self,
+        messageType: str,
+        *,
+        request: type | None = typed.FROM_ANNOTATIONS,
+        reply: type | None = typed.FROM_ANNOTATIONS,
+        oneWay: bool = False,
+    ) -> Callable[[_HandlerT], _HandlerT]:
         """
         Decorator form of L{register}; returns the function unchanged.
         """
 
         def decorate(function: _HandlerT) -> _HandlerT:
-            self.register(messageType, function, oneWay=oneWay)
+            self.register(messageType, function, request=request, reply=reply, oneWay=oneWay)
             return function
 
         return decorate
 
+    def declarePush(self, name: str, fields: type[_FieldsT] | None = None) -> PushType[_FieldsT]:
+        """
+        Declare a message this service pushes to its clients (with
+        C{context.send}), so that its description lists it: on the wire
+        C{{"type": name, ...}}, with the fields of C{fields} if given.
+        Nothing is checked when one is sent.
+
+        @param fields: A C{msgspec.Struct}, a dataclass or a C{TypedDict},
+            with no C{type} or C{status} field; or L{None} if undeclared.
+        @return: The declaration, whose L{PushType.message} builds the
+            message to send.
+        @raise ValueError: If C{name} is declared already, or C{fields} is
+            not a message type or has a C{type} or C{status} field.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a push's type is a non-empty string, not {name!r}")
+        if name in self._pushes:
+            raise ValueError(f"push {name!r} is declared already")
+        if fields is not None:
+            if not typed.isMessageType(fields):
+                raise ValueError(f"push {name!r}: fields takes a msgspec.Struct, a dataclass or a TypedDict, not {fields!r}")
+            typed.checkMessageType(name, fields, "push")
+            clash = typed.fieldNames(fields) & {"type", "status"}
+            if clash:
+                raise ValueError(
+                    f"push {name!r}: {fields.__qualname__} has a field named {' and '.join(map(repr, sorted(clash)))}; "
+                    "a push's type is its name, and a message with a status would be taken for a reply"
+                )
+        push: PushType[_FieldsT] = PushType(name, fields)
+        self._pushes[name] = push
+        return push
+
     @property
     def messageTypes(self) -> frozenset[str]:
         """
-        The types this dispatcher answers, one-way ones included.
+        The types this dispatcher handles, one-way types included.
         """
-        return frozenset(self._handlers) | frozenset(self._oneWay)
+        return frozenset(self._declarations)
 
     def onOpen(self, hook: _HookT) -> _HookT:
         """
@@ -154,20 +300,35 @@ class Dispatcher:
         return hook
 
     @property
-    def oneWayHandlers(self) -> dict[str, Handler]:
-        """
-        The handlers of one-way message types, by type.  Add to it with
-        L{register}, not directly.
-        """
-        return self._oneWay
-
-    @property
     def handlers(self) -> dict[str, Handler]:
         """
-        The handlers by message type, as the pipeline looks them up.  Add
-        to it with L{register}, not directly.
+        The handlers of the types that are answered, by message type, as the
+        pipeline looks them up: a typed handler is here wrapped in its
+        check.  Add to it with L{register}, not directly.
         """
         return self._handlers
+
+    @property
+    def oneWayHandlers(self) -> dict[str, Handler]:
+        """
+        The handlers of one-way types (C{register(..., oneWay=True)}), by
+        message type, like L{handlers}; no type is in both.
+        """
+        return self._oneWayHandlers
+
+    @property
+    def declarations(self) -> list[Declaration]:
+        """
+        Every registered type's declaration, in the order registered.
+        """
+        return list(self._declarations.values())
+
+    @property
+    def pushes(self) -> list[PushType[Any]]:
+        """
+        The pushes declared with L{declarePush}, in the order declared.
+        """
+        return list(self._pushes.values())
 
     def dispatch(self, message: Any, context: Any) -> Reply | Deferred[Reply]:
         """
@@ -202,7 +363,7 @@ class Dispatcher:
         latency = self.latency
         try:
             if inspect.isawaitable(result) and not isinstance(result, Deferred):
-                result = ensureDeferred(result)
+                result = awaiting.toDeferred(result)
             if isinstance(result, Deferred):
                 return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
                     _okReply, message
@@ -290,9 +451,18 @@ class Dispatcher:
     def _internalError(self, failure: Failure, message: Message) -> Reply:
         """
         A handler's bug: log it, and tell the client only C{"Internal
-        error"}.
+        error"}.  A handler that used asyncio without the asyncio reactor
+        is told how to run it.
         """
-        log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
+        if awaiting.needsAsyncioReactor(failure):
+            log.failure(
+                "handler for message type {messageType!r} awaited asyncio, which needs the asyncio reactor: "
+                "run twistd -r asyncio jsonproto ...",
+                failure,
+                messageType=message.get("type"),
+            )
+        else:
+            log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
         return _withId(INTERNAL_ERROR.reply(), message)
 
     def unencodable(self, reply: Reply, error: RequestError) -> Reply:

@@ -1,6 +1,6 @@
 """
-The seed's two message types, GREETING and SUM, with the input checks the
-seed left out.
+The seed's two message types, GREETING and SUM, as typed handlers: their
+fields are declared, and the dispatcher checks them (the seed checked none).
 
 This module is also the model of a handlers module for C{--handlers}: a
 module-level C{register(dispatcher)} that adds its types.
@@ -9,50 +9,74 @@ module-level C{register(dispatcher)} that adds its types.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
-from jsonproto.dispatch.dispatcher import Dispatcher, Message, Reply
-from jsonproto.errors import INVALID_FIELD, NUMBER_OUT_OF_RANGE, RequestError
+import msgspec
+
+from jsonproto.dispatch.dispatcher import Dispatcher
+from jsonproto.errors import NUMBER_OUT_OF_RANGE, RequestError
 
 
-def greeting(message: Message, context: Any) -> Reply:
+class Greeting(msgspec.Struct, gc=False):
+    """
+    Ask to be greeted by name.
+    """
+
+    name: str
+
+
+class GreetingReply(TypedDict):
+    """
+    The greeting.
+    """
+
+    reply: str
+
+
+class Sum(msgspec.Struct, gc=False):
+    """
+    Add two numbers. Integers of any size stay exact; true is not a number.
+    """
+
+    a: int | float
+    b: int | float
+
+
+class SumReply(TypedDict):
+    """
+    The sum: an integer if both numbers were integers.
+    """
+
+    result: int | float
+
+
+# gc=False: a value of strings and numbers holds no cycle for the garbage
+# collector to track, and is quicker to make.  The docstrings above are the descriptions in the service's AsyncAPI
+# document (jsonproto schema): plain text, no markup.  The replies are
+# TypedDicts, dicts at run time: the quickest reply there is.
+
+
+def greeting(message: Greeting, context: Any) -> GreetingReply:
     """
     C{{"type":"GREETING","name":"Alice"}} -> C{{"status":"OK","reply":"Hello, Alice!"}}.
 
-    The name must be a string: the seed would answer C{"Hello, undefined!"}.
+    The seed would answer C{"Hello, undefined!"} without a name.
     """
-    name = message.get("name")
-    if not isinstance(name, str):
-        raise RequestError(INVALID_FIELD, "name must be a string")
-    return {"reply": f"Hello, {name}!"}
+    return {"reply": f"Hello, {message.name}!"}
 
 
-def _number(message: Message, field: str) -> int | float:
-    value = message.get(field)
-    kind = type(value)
-    if kind is int or kind is float:
-        return value
-    # bool is an int subclass in Python; JSON true is not a number.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(INVALID_FIELD, f"{field} must be a number")
-    return value
-
-
-def sum_(message: Message, context: Any) -> Reply:
+def sum_(message: Sum, context: Any) -> SumReply:
     """
     C{{"type":"SUM","a":10,"b":20}} -> C{{"status":"OK","result":30}}.
 
-    Both operands must be numbers (the seed concatenates strings and adds
-    booleans); integers stay integers; a sum past the largest double is an
-    error rather than C{Infinity}, which JSON cannot carry.
+    The seed concatenates strings and adds booleans; a sum past the largest
+    double is an error rather than C{Infinity}, which JSON cannot carry.
     """
-    a = message.get("a")
-    b = message.get("b")
-    if type(a) is int and type(b) is int:
-        # The common case: exact, and no bool (a subclass) gets here.
-        return {"result": a + b}
-    result = _number(message, "a") + _number(message, "b")
-    if isinstance(result, float) and not math.isfinite(result):
+    try:
+        result = message.a + message.b
+    except OverflowError:  # an integer past any double, plus a float
+        raise RequestError(NUMBER_OUT_OF_RANGE) from None
+    if type(result) is float and not math.isfinite(result):
         raise RequestError(NUMBER_OUT_OF_RANGE)
     return {"result": result}
 

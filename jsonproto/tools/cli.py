@@ -7,6 +7,7 @@ certificates.
     jsonproto send tls:localhost:3443 --ca cert.pem '{"type":"SUM","a":1,"b":2}'
     jsonproto bench localhost:3001 --conns 8 --pipeline 16
     jsonproto cert localhost 127.0.0.1 -o server.pem      (server.pem and server.key)
+    jsonproto schema --handlers myapp.handlers > asyncapi.json
 
 C{send} prints each reply, and each message the server pushes, as one JSON
 line as it arrives.  Its exit status: 0 when every reply is OK, 1 when any
@@ -266,6 +267,46 @@ def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
     return EXIT_OK if summary["errors"] == 0 and summary["closed"] == 0 else EXIT_ERROR_REPLY
 
 
+SCHEMA_DESCRIPTION = """\
+Write the AsyncAPI 3.0 document that describes a service's messages, with a
+JSON Schema (draft 2020-12) for each: every request, reply and error reply
+of the seed's types and of the --handlers modules' types, the one-way types
+and the pushes they declare.  The modules are imported as twistd jsonproto
+--handlers imports them (PYTHONPATH=. for modules in this directory).
+
+examples:
+  jsonproto schema > asyncapi.json
+  PYTHONPATH=. jsonproto schema --handlers myapp.handlers -o asyncapi.json
+  jsonproto schema --handlers myapp.chat --handlers myapp.ingest --title "Devices" --version 2.1
+"""
+
+
+def schema(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    from jsonproto.tools.schema import HandlersError, describe, loadDispatcher, write
+
+    try:
+        dispatcher = loadDispatcher(args.handlers)
+    except HandlersError as e:
+        raise CommandError(str(e)) from None
+    document = describe(dispatcher, title=args.title, version=args.version)
+    text = write(document)
+    if args.output is None:
+        out.write(text)
+        return EXIT_OK
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise CommandError(f"cannot write {args.output}: {e.strerror}") from None
+    types = len(dispatcher.declarations)
+    pushes = len(dispatcher.pushes)
+    err.write(
+        f"wrote the AsyncAPI {document['asyncapi']} document of {types} message type{'s' * (types != 1)}"
+        f" and {pushes} push{'es' * (pushes != 1)} to {args.output}\n"
+    )
+    return EXIT_OK
+
+
 SEND_DESCRIPTION = """\
 Send requests to a jsonproto server; print each reply, and each message the
 server pushes, as one JSON line the moment it arrives.
@@ -313,7 +354,7 @@ _MAX_REPLY_HELP = f"the longest reply taken, in bytes (default {Limits.maxMessag
 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(
-        prog="jsonproto", description="Talk to jsonproto servers, measure them, make development certificates.",
+        prog="jsonproto", description="Talk to jsonproto servers, measure them, make development certificates, describe a service.",
         epilog="Run 'jsonproto COMMAND --help' for a command's options and examples.", formatter_class=_FORMATTER,
     )
     from jsonproto import __version__
@@ -370,6 +411,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--ca-key", metavar="FILE", help="the CA's private key (default: the --ca name ending in .key)")
     c.add_argument("--make-ca", action="store_true", help="make a certificate authority, to sign server and client certificates")
     c.set_defaults(run=cert)
+
+    d = commands.add_parser(
+        "schema", help="write the AsyncAPI document describing a service's messages",
+        description=SCHEMA_DESCRIPTION, formatter_class=_FORMATTER,
+    )
+    d.add_argument("--handlers", action="append", default=[], metavar="MODULE", help="a module whose register(dispatcher) adds message types, as twistd jsonproto --handlers takes it; repeatable")
+    d.add_argument("-o", "--output", metavar="FILE", help="write the document to this file (default: standard output)")
+    d.add_argument("--title", default="jsonproto service", help="the service's name in the document (default 'jsonproto service')")
+    d.add_argument("--version", default="1.0.0", help="the service's version in the document (default 1.0.0)")
+    d.set_defaults(run=schema)
     return top
 
 

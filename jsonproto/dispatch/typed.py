@@ -1,0 +1,407 @@
+"""
+Typed messages: a handler that declares its message's fields as a Python
+type gets the message checked against it, and a value of that type, instead
+of a dict it must check by hand.
+
+    class Reading(msgspec.Struct):
+        device: str
+        celsius: float
+        tags: dict[str, str] = {}
+
+    def reading(message: Reading, context) -> Ack: ...
+
+A message type is a C{msgspec.Struct}, a dataclass or a C{TypedDict}; msgspec
+checks all three, with the same rules: the types of JSON (C{true} is never a
+number, C{1.0} is not an integer), required and optional fields, nested
+objects and lists, enums and literals, and the bounds C{msgspec.Meta} gives
+(C{ge}, C{max_length}, C{pattern}...).  A C{msgspec.Struct} is the quickest
+of the three to check and to build, by a wide margin (the figures are in
+C{docs/handlers.md}, "Typed messages"), so it is the one to choose.
+
+The envelope's C{type} and C{id} belong to the dispatcher, not to a
+message type: neither may be a field of one.
+
+What goes wrong is said in the reply's C{detail}, a JSON path and what was
+expected there (L{explain}), with the code C{invalid_field}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import re
+import typing
+from typing import Any, Callable
+
+import msgspec
+from msgspec import ValidationError, convert, to_builtins
+from msgspec import inspect as msgspecInspect
+
+from jsonproto.errors import INVALID_FIELD, RequestError
+
+ENVELOPE = frozenset({"type", "id"})
+"""
+The members of every request that belong to the protocol, not to its type.
+"""
+
+
+def isMessageType(candidate: Any) -> bool:
+    """
+    Whether C{candidate} is a type a message can be declared with: a
+    C{msgspec.Struct} subclass, a dataclass or a C{TypedDict}.
+    """
+    return isinstance(candidate, type) and (
+        issubclass(candidate, msgspec.Struct)
+        or dataclasses.is_dataclass(candidate)
+        or typing.is_typeddict(candidate)
+    )
+
+
+def isTypedValue(value: Any) -> bool:
+    """
+    Whether C{value} is an instance of a message type (a C{TypedDict} is a
+    plain C{dict} at run time, so it is not one): what L{replyFields} takes.
+    """
+    return isinstance(value, msgspec.Struct) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+def replyFields(value: Any) -> dict[str, Any]:
+    """
+    The reply's fields from a typed reply: its fields in their declared
+    order, nested values as JSON has them (enums by value, nested structs as
+    objects).
+
+    @raise TypeError: If C{value} is not a C{msgspec.Struct} or a
+        dataclass instance.
+    """
+    if not isTypedValue(value):
+        raise TypeError(
+            f"handler returned {type(value).__name__}, not a dict, a msgspec.Struct or a dataclass"
+        )
+    return to_builtins(value)  # type: ignore[no-any-return]
+
+
+class _NotGiven:
+    """
+    The default of C{request=} and C{reply=}: take the type from the
+    handler's annotations.
+    """
+
+    def __repr__(self) -> str:
+        return "FROM_ANNOTATIONS"
+
+
+FROM_ANNOTATIONS: Any = _NotGiven()
+"""
+C{register(..., request=FROM_ANNOTATIONS)}: the message type is the
+annotation of the handler's first parameter, if it is a message type; the
+reply type likewise from its return annotation.
+"""
+
+_AWAITED = {"Awaitable", "Coroutine", "Deferred"}
+
+
+def _annotations(function: Callable[..., Any]) -> dict[str, Any]:
+    """
+    C{function}'s annotations, resolved (C{from __future__ import
+    annotations} makes them strings).
+
+    @raise ValueError: If one cannot be resolved, naming the handler and
+        saying how to declare its type instead.
+    """
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except Exception as e:
+        name = getattr(function, "__qualname__", repr(function))
+        raise ValueError(
+            f"the annotations of handler {name} cannot be resolved ({type(e).__name__}: {e}): "
+            "define its message types at module level, or give them as request= and reply= "
+            "(request=None for an untyped handler)"
+        ) from None
+
+
+def _firstParameter(function: Callable[..., Any]) -> str | None:
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        return None
+    return parameters[0].name
+
+
+def _mayBeTyped(function: Callable[..., Any]) -> bool:
+    """
+    Whether C{function} has annotations worth resolving: most handlers have
+    none, and a lambda or a builtin none that could be read.
+    """
+    return bool(getattr(function, "__annotations__", None))
+
+
+def requestTypeOf(function: Callable[..., Any]) -> type | None:
+    """
+    The message type of C{function}'s first parameter's annotation, or
+    L{None} if it has none that is a message type (C{dict}, C{Any} and the
+    like leave the handler untyped).
+    """
+    if not _mayBeTyped(function):
+        return None
+    name = _firstParameter(function)
+    if name is None or name not in function.__annotations__:
+        return None
+    annotation = _annotations(function).get(name)
+    return _stripAnnotated(annotation) if isMessageType(_stripAnnotated(annotation)) else None
+
+
+def replyTypeOf(function: Callable[..., Any]) -> type | None:
+    """
+    The message type of C{function}'s return annotation (C{-> Ack}, and
+    C{Deferred[Ack]} or C{Awaitable[Ack]} for one that waits), or L{None}.
+    """
+    if not _mayBeTyped(function) or "return" not in function.__annotations__:
+        return None
+    annotation = _stripAnnotated(_annotations(function).get("return"))
+    origin = typing.get_origin(annotation)
+    if origin is not None and getattr(origin, "__name__", "") in _AWAITED:
+        arguments = typing.get_args(annotation)
+        annotation = _stripAnnotated(arguments[-1]) if arguments else None
+    return annotation if isMessageType(annotation) else None
+
+
+def _stripAnnotated(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def fieldNames(declared: type) -> frozenset[str]:
+    """
+    The members a message type has on the wire (a field's C{encode_name},
+    which C{rename=} may have changed).
+    """
+    return frozenset(field.encode_name for field in msgspecInspect.type_info(declared).fields)  # type: ignore[attr-defined]
+
+
+def checkMessageType(messageType: str, declared: type, role: str) -> None:
+    """
+    Refuse, at registration, a message type msgspec cannot check, or whose
+    fields claim the envelope's members (C{type} and C{id} of a request,
+    C{status} of a reply).
+
+    @param role: C{"request"}, C{"reply"} or C{"push"}, for the error.
+    @raise ValueError: If so, saying why.
+    """
+    try:
+        names = fieldNames(declared)
+    except Exception as e:
+        raise ValueError(f"{messageType!r}: {declared.__qualname__} cannot be a {role} type: {e}") from None
+    if role == "push":
+        return
+    clash = sorted(names & ({"status"} if role == "reply" else ENVELOPE))
+    if clash:
+        what = "the reply's status" if role == "reply" else "the envelope's: every request has them"
+        raise ValueError(
+            f"{messageType!r}: {declared.__qualname__} has a field named {' and '.join(map(repr, clash))}, "
+            f"which is {what}; name the field something else"
+        )
+
+
+def typedHandler(function: Callable[[Any, Any], Any], requestType: type) -> Callable[[dict[str, Any], Any], Any]:
+    """
+    Wrap C{function}, which takes a C{requestType}, into a handler the
+    pipeline can call with the decoded message: the message is checked and
+    converted first, and a message that does not fit is answered
+    C{invalid_field} without calling C{function}.
+    """
+    info = msgspecInspect.type_info(requestType)
+    if getattr(info, "forbid_unknown_fields", False):
+        # A type that refuses unknown fields would refuse the envelope.
+        def handle(message: dict[str, Any], context: Any) -> Any:
+            try:
+                value = convert({k: v for k, v in message.items() if k not in ENVELOPE}, requestType)
+            except ValidationError as e:
+                raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
+            return function(value, context)
+
+    else:
+
+        def handle(message: dict[str, Any], context: Any) -> Any:
+            try:
+                value = convert(message, requestType)
+            except ValidationError as e:
+                raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
+            return function(value, context)
+
+    functools.update_wrapper(handle, function)
+    return handle
+
+
+# What went wrong, said well.
+
+_AT = re.compile(r"^(.*) - at `(\$[^`]*)`$", re.S)
+_EXPECTED_GOT = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`$")
+_BOUND = re.compile(r"^Expected `([^`]+)` (>=|<=|>|<) (\S+)$")
+_LENGTH = re.compile(r"^Expected `([^`]+)` of length (>=|<=) (\d+)$")
+_EXACT_LENGTH = re.compile(r"^Expected `array` of length (\d+), got (\d+)$")
+_MULTIPLE = re.compile(r"^Expected `([^`]+)` that's a multiple of (\S+)$")
+_PATTERN = re.compile(r"^Expected `str` matching regex (.*)$", re.S)
+_MISSING = re.compile(r"^Object missing required field `([^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`$")
+_ENUM = re.compile(r"^Invalid enum value ")
+
+_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+    "bytes": "a base64 string",
+    "datetime": "an RFC 3339 date and time",
+    "date": "an RFC 3339 date",
+    "time": "an RFC 3339 time",
+    "uuid": "a UUID",
+    "decimal": "a decimal number",
+}
+_GOT = {
+    "int": "an integer",
+    "float": "a number with a fraction or exponent",
+    "str": "a string",
+    "bool": "a boolean",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+}
+_UNITS = {"str": "characters", "array": "items", "object": "members", "bytes": "bytes"}
+_BOUNDS = {">=": "at least", "<=": "at most"}
+
+
+def _expected(names: str) -> str:
+    """
+    msgspec's C{int | float | null} as C{a number or null}.
+    """
+    parts = [part.strip() for part in names.split("|")]
+    if "int" in parts and "float" in parts:
+        parts.remove("int")
+    said = []
+    for part in parts:
+        text = _NAMES.get(part, f"`{part}`")
+        if text not in said:
+            said.append(text)
+    return " or ".join(said)
+
+
+def _got(name: str, expected: str) -> str:
+    if name == "float" and "float" not in expected:
+        return _GOT["float"]
+    return _GOT.get(name, f"`{name}`").replace(" with a fraction or exponent", "")
+
+
+def explain(error: ValidationError, declared: Any) -> str:
+    """
+    What a message that does not fit C{declared} got wrong, for a person:
+    the JSON path of the member, then what was expected there.
+
+        $.a: expected a number, got a boolean
+        $.tags.site: required, but not given
+        $.samples: expected an array of at most 64 items
+        $.unit: expected one of "C", "F"
+
+    msgspec's own wording is kept, after the path, for what is not
+    rephrased here.
+    """
+    text = str(error)
+    match = _AT.match(text)
+    path, reason = (match.group(2), match.group(1)) if match else ("$", text)
+    if (m := _MISSING.match(reason)) is not None:
+        return f"{_join(path, m.group(1))}: required, but not given"
+    if (m := _UNKNOWN.match(reason)) is not None:
+        return f"{_join(path, m.group(1))}: not a field of this message"
+    if (m := _EXPECTED_GOT.match(reason)) is not None:
+        return f"{path}: expected {_expected(m.group(1))}, got {_got(m.group(2), m.group(1))}"
+    if (m := _EXACT_LENGTH.match(reason)) is not None:
+        return f"{path}: expected an array of {m.group(1)} items, got {m.group(2)}"
+    if (m := _LENGTH.match(reason)) is not None:
+        kind, bound, size = m.groups()
+        unit = _UNITS.get(kind, "items")
+        if size == "1":
+            unit = unit[:-1]
+        return f"{path}: expected {_expected(kind)} of {_BOUNDS[bound]} {size} {unit}"
+    if (m := _BOUND.match(reason)) is not None:
+        kind, bound, limit = m.groups()
+        return f"{path}: expected {_expected(kind)} {bound} {limit}"
+    if (m := _MULTIPLE.match(reason)) is not None:
+        return f"{path}: expected {_expected(m.group(1))} that is a multiple of {m.group(2)}"
+    if (m := _PATTERN.match(reason)) is not None:
+        return f"{path}: expected a string matching {m.group(1)}"
+    if _ENUM.match(reason):
+        allowed = _allowedValues(declared, path)
+        if allowed is not None:
+            return f"{path}: expected one of {', '.join(json.dumps(v, ensure_ascii=False) for v in allowed)}"
+        return f"{path}: not one of the values allowed there"
+    return f"{path}: {reason.replace('`', '')}"
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else f"{path}[{json.dumps(name)}]"
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _allowedValues(declared: Any, path: str) -> list[Any] | None:
+    """
+    The values an enum or a literal at C{path} of C{declared} allows, or
+    L{None} if the path cannot be followed.
+    """
+    try:
+        info: Any = msgspecInspect.type_info(declared)
+        for step in _STEP.finditer(path[1:]):
+            info = _child(info, step.group(1), step.group(2))
+            if info is None:
+                return None
+        info = _unwrap(info, ("EnumType", "LiteralType"))
+    except Exception:
+        return None
+    name = type(info).__name__
+    if name == "EnumType":
+        return [member.value for member in info.cls]
+    if name == "LiteralType":
+        return list(info.values)
+    return None
+
+
+def _unwrap(info: Any, wanted: tuple[str, ...]) -> Any:
+    """
+    Look through metadata and unions for a type of one of the C{wanted} kinds.
+    """
+    while type(info).__name__ == "Metadata":
+        info = info.type
+    if type(info).__name__ == "UnionType":
+        for member in info.types:
+            found = _unwrap(member, wanted)
+            if type(found).__name__ in wanted:
+                return found
+    return info
+
+
+def _child(info: Any, field: str | None, index: str | None) -> Any:
+    if field is not None:
+        info = _unwrap(info, ("StructType", "DataclassType", "TypedDictType"))
+        for candidate in getattr(info, "fields", ()):
+            if candidate.encode_name == field:
+                return candidate.type
+        return None
+    info = _unwrap(info, ("ListType", "SetType", "FrozenSetType", "VarTupleType", "TupleType", "DictType"))
+    kind = type(info).__name__
+    if kind == "DictType":
+        return info.value_type
+    if kind == "TupleType":
+        return info.item_types[int(index)] if index and index.isdigit() else None
+    return getattr(info, "item_type", None)
