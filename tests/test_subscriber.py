@@ -1,16 +1,30 @@
 """
-Subscribers: the backoff, and what they remember to resume (in memory).
+Subscribers: the backoff, what they remember to resume (in memory), and
+both subscribers over real sockets against an in-process channels server
+that goes away and comes back on the same port.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import protocol, reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from jsonproto.channels import messages
+from jsonproto.channels.broker import Broker
+from jsonproto.channels.engine import MemoryEngine
 from jsonproto.client.backoff import Backoff
-from jsonproto.client.common import ProtocolError
-from jsonproto.client.resume import HISTORY_GONE, NEW_EPOCH, Missed, Positions, Publication, Resync
+from jsonproto.client.common import ProtocolError, ReplyTooLong
+from jsonproto.client.resume import HISTORY_GONE, NEW_EPOCH, Missed, Positions, Publication, Refused, Resync, SubscribeError, SubscriberStopped
+from jsonproto.client.subscriber import Subscriber
+from jsonproto.client.subscriberservice import SubscriberService
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.limits import Limits
+from jsonproto.server.factory import JSONServerFactory
 
 
 def publication(channel: str, data: Any, offset: int, epoch: str = "e1") -> dict[str, Any]:
@@ -152,3 +166,478 @@ class PositionsTests(SynchronousTestCase):
         An OK reply without offset and epoch is not jsonproto's.
         """
         self.assertRaises(ProtocolError, self.positions.subscribed, "room:1", {"status": "OK"})
+
+
+class ChannelServer:
+    """
+    A channels server in the test's reactor on 127.0.0.1, port 0, that
+    can go away (stop listening, close every connection) and come back on
+    the same port, with its history, or as a new process would (a new
+    engine: new epochs, no history).
+    """
+
+    def __init__(self, test: TestCase, historySize: int = 100) -> None:
+        self.historySize = historySize
+        self._newBroker()
+        self.listening: Any = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.port = self.listening.getHost().port
+        test.addCleanup(self._cleanUp)
+
+    def _newBroker(self) -> None:
+        self.engine = MemoryEngine(reactor, size=self.historySize)
+        self.broker = Broker(self.engine, reactor)
+        dispatcher = defaultDispatcher()
+        messages.register(dispatcher, self.broker)
+        self.factory = JSONServerFactory(dispatcher, limits=Limits(idleTimeout=0, sendTimeout=0))
+
+    def publish(self, channel: str, data: Any) -> Deferred[Any]:
+        return self.broker.publish(channel, data)
+
+    @inlineCallbacks
+    def goAway(self) -> Any:
+        """
+        Stop listening and close every connection.
+        """
+        yield self.listening.stopListening()
+        self.factory.connections.abortAll("the server is going away")
+        yield self.factory.connections.whenEmpty()
+
+    def comeBack(self, fresh: bool = False, factory: Any = None) -> None:
+        """
+        Listen again on the same port; C{fresh}: as a new process;
+        C{factory}: with that factory (it must close its connections
+        itself).
+        """
+        if fresh:
+            self.engine.stop()
+            self.broker.stop()
+            self._newBroker()
+        self.listening = reactor.listenTCP(self.port, factory or self.factory, interface="127.0.0.1")
+
+    @inlineCallbacks
+    def _cleanUp(self) -> Any:
+        if self.listening.connected:
+            yield self.goAway()
+        self.engine.stop()
+        self.broker.stop()
+
+
+@inlineCallbacks
+def waitFor(condition: Callable[[], Any], what: str) -> Any:
+    """
+    Turn the reactor until C{condition()} holds (at most two seconds).
+    """
+    for _ in range(200):
+        if condition():
+            return
+        yield deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class SubscriberServiceTests(TestCase):
+    """
+    The Twisted subscriber over real sockets; its waits between attempts
+    on a Clock.
+    """
+
+    def setUp(self) -> None:
+        self.server = ChannelServer(self)
+        self.clock = Clock()
+        self.subscriber = SubscriberService(
+            reactor, f"tcp:127.0.0.1:{self.server.port}", clock=self.clock, backoff=Backoff(random=lambda: 0.0)
+        )
+        self.subscriber.startService()
+        self.addCleanup(self.subscriber.stopService)
+
+    def waitingToReconnect(self) -> Any:
+        return waitFor(lambda: self.clock.getDelayedCalls(), "a wait before connecting again")
+
+    @inlineCallbacks
+    def events(self, count: int) -> Any:
+        got = []
+        for _ in range(count):
+            got.append((yield self.subscriber.nextEvent().addTimeout(5, reactor)))
+        return got
+
+    @inlineCallbacks
+    def test_resumeAcrossRestart(self) -> None:
+        """
+        The server goes away and comes back on the same port; the
+        subscriber connects again after its backoff (longer after each
+        failed attempt), resumes, and gets exactly what it missed, in
+        order, then what comes next.
+        """
+        reply = yield self.subscriber.subscribe("room:1")
+        self.assertEqual((reply["status"], reply["offset"]), ("OK", 0))
+        yield self.server.publish("room:1", 1)
+        [first] = yield self.events(1)
+        self.assertEqual(first, Publication("room:1", 1, 1, reply["epoch"]))
+
+        yield self.server.goAway()
+        yield self.waitingToReconnect()
+        for n in (2, 3, 4):
+            yield self.server.publish("room:1", n)
+        [wait] = self.clock.getDelayedCalls()
+        self.assertEqual(wait.getTime(), 0.5)
+        self.clock.advance(0.5)  # refused: the server is not back yet
+        yield waitFor(lambda: self.clock.getDelayedCalls() and self.clock.getDelayedCalls()[0].getTime() > 0.5, "a longer wait")
+        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), 0.5 + 1.0)
+
+        self.server.comeBack()
+        self.clock.advance(1.0)
+        missed = yield self.events(3)
+        self.assertEqual([(e.data, e.offset) for e in missed], [(2, 2), (3, 3), (4, 4)])
+        yield self.server.publish("room:1", 5)
+        [after] = yield self.events(1)
+        self.assertEqual((after.data, after.offset), (5, 5))
+        self.assertEqual(self.subscriber.backoff.failures, 0)
+
+    @inlineCallbacks
+    def test_resyncWhenHistoryLost(self) -> None:
+        """
+        A server that comes back without the channel's history (a new
+        process: a new epoch) makes a Resync, then publications carry on.
+        """
+        reply = yield self.subscriber.subscribe("room:1")
+        yield self.server.publish("room:1", 1)
+        yield self.events(1)
+        yield self.server.goAway()
+        yield self.waitingToReconnect()
+        self.server.comeBack(fresh=True)
+        yield self.server.publish("room:1", "after")
+        self.clock.advance(0.5)
+        [resync] = yield self.events(1)
+        self.assertIsInstance(resync, Resync)
+        self.assertNotEqual(resync.epoch, reply["epoch"])
+        self.assertEqual((resync.offset, resync.reason), (1, NEW_EPOCH))
+        yield self.server.publish("room:1", "next")
+        [nextOne] = yield self.events(1)
+        self.assertEqual((nextOne.data, nextOne.offset, nextOne.epoch), ("next", 2, resync.epoch))
+
+    @inlineCallbacks
+    def test_asyncIterationAndStop(self) -> None:
+        """
+        async for takes the events and ends when the service stops.
+        """
+        yield self.subscriber.subscribe("room:1")
+        for n in range(3):
+            yield self.server.publish("room:1", n)
+
+        async def take() -> list[Any]:
+            got = []
+            async for event in self.subscriber:
+                got.append(event.data)
+                if len(got) == 3:
+                    self.subscriber.stopService()
+            return got
+
+        self.assertEqual((yield Deferred.fromCoroutine(take())), [0, 1, 2])
+        self.failureResultOf(self.subscriber.nextEvent(), SubscriberStopped)
+
+    @inlineCallbacks
+    def test_refused(self) -> None:
+        """
+        A subscription the server refuses fails with SubscribeError, and
+        is not tried again.
+        """
+        failure = yield self.assertFailure(self.subscriber.subscribe("no spaces"), SubscribeError)
+        self.assertEqual(failure.reply["code"], "invalid_channel")
+        self.assertEqual(self.subscriber.channels, [])
+
+    @inlineCallbacks
+    def test_refusedOnRenewal(self) -> None:
+        """
+        A server that comes back refusing the channel (its authorization
+        changed) makes a Refused event; the channel is no longer tried.
+        """
+        yield self.subscriber.subscribe("room:1")
+        yield self.server.goAway()
+        yield self.waitingToReconnect()
+        self.server.comeBack(fresh=True)
+        self.server.broker.authorize(lambda context, action, channel: False)
+        self.clock.advance(0.5)
+        [refused] = yield self.events(1)
+        self.assertEqual((refused.channel, refused.reply["code"]), ("room:1", "not_allowed"))
+        self.assertIsInstance(refused, Refused)
+        self.assertEqual(self.subscriber.channels, [])
+
+    @inlineCallbacks
+    def test_onEvent(self) -> None:
+        """
+        With onEvent set, events go to it as they arrive; one that raises
+        is logged and the next still comes.
+        """
+        got: list[Any] = []
+
+        def onEvent(event: Any) -> None:
+            got.append(event.data)
+            if event.data == "bad":
+                raise RuntimeError("the application's bug")
+
+        self.subscriber.onEvent = onEvent
+        yield self.subscriber.subscribe("room:1")
+        for data in ["bad", "good"]:
+            yield self.server.publish("room:1", data)
+        yield waitFor(lambda: len(got) == 2, "two events")
+        self.assertEqual(got, ["bad", "good"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @inlineCallbacks
+    def test_unsubscribe(self) -> None:
+        """
+        After unsubscribe, no publication of the channel is handed on, and
+        a new connection does not subscribe to it again.
+        """
+        yield self.subscriber.subscribe("room:1")
+        yield self.subscriber.subscribe("room:2")
+        yield self.subscriber.unsubscribe("room:1")
+        self.assertEqual(self.server.broker.subscribers("room:1"), [])
+        yield self.server.publish("room:1", "dropped")
+        yield self.server.publish("room:2", "kept")
+        [event] = yield self.events(1)
+        self.assertEqual(event.channel, "room:2")
+        yield self.server.goAway()
+        yield self.waitingToReconnect()
+        self.server.comeBack()
+        self.clock.advance(0.5)
+        yield waitFor(lambda: self.server.broker.subscribers("room:2"), "the subscription renewed")
+        self.assertEqual(self.server.broker.subscribers("room:1"), [])
+
+    @inlineCallbacks
+    def test_backoffGrowsWhileNothingWorks(self) -> None:
+        """
+        A server that takes connections and closes them at once is waited
+        for longer each time: the waits start over only once a connection
+        has renewed the subscriptions.
+        """
+        yield self.subscriber.subscribe("room:1")
+        yield self.server.goAway()
+        self.server.comeBack(factory=ClosingFactory())
+        waits = []
+        for n in range(3):
+            yield waitFor(lambda: self.clock.getDelayedCalls(), "a wait")
+            [call] = self.clock.getDelayedCalls()
+            waits.append(call.getTime() - self.clock.seconds())
+            self.clock.advance(waits[-1])
+        self.assertEqual(waits, [0.5, 1.0, 2.0])
+
+    @inlineCallbacks
+    def test_tooLongStops(self) -> None:
+        """
+        A publication longer than maxReplySize stops the subscriber (it
+        would come again on every connection): what waits fails with
+        ReplyTooLong, and it does not try to connect again.
+        """
+        subscriber = SubscriberService(reactor, f"tcp:127.0.0.1:{self.server.port}", clock=self.clock, maxReplySize=100)
+        subscriber.startService()
+        self.addCleanup(subscriber.stopService)
+        yield subscriber.subscribe("room:1")
+        waiting = subscriber.nextEvent()
+        yield self.server.publish("room:1", "x" * 200)
+        yield self.assertFailure(waiting, ReplyTooLong)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertFalse(subscriber.running)
+
+
+class ClosingFactory(protocol.Factory):
+    """
+    A server that closes each connection as soon as it is made.
+    """
+
+    class protocol(protocol.Protocol):  # type: ignore[no-redef]
+        def connectionMade(self) -> None:
+            self.transport.loseConnection()
+
+
+class Enough(Exception):
+    """
+    Raised by a test's fake sleep to end a wait that would not end.
+    """
+
+    @classmethod
+    def stop(cls) -> None:
+        raise cls()
+
+
+class BlockingSubscriberTests(TestCase):
+    """
+    The blocking subscriber, in a thread, over real sockets; its waits
+    between attempts go to a fake sleep, which brings the server back.
+    """
+
+    def setUp(self) -> None:
+        self.server = ChannelServer(self, historySize=3)
+        self.sleeps: list[float] = []
+        self.onSleep: dict[int, Callable[[], Any]] = {}
+        self.notices: list[str] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        then = self.onSleep.get(len(self.sleeps))
+        if then is not None:
+            blockingCallFromThread(reactor, then)
+
+    def subscriber(self, **options: Any) -> Subscriber:
+        options.setdefault("backoff", Backoff(random=lambda: 0.0))
+        return Subscriber("127.0.0.1", self.server.port, sleep=self.sleep, notify=self.notices.append, **options)
+
+    def publish(self, channel: str, *data: Any) -> None:
+        for value in data:
+            blockingCallFromThread(reactor, self.server.publish, channel, value)
+
+    @inlineCallbacks
+    def test_resumeAcrossRestart(self) -> None:
+        """
+        The server goes away and comes back on the same port: the
+        subscriber waits (longer after a failed attempt), connects again,
+        resumes, and gets exactly what it missed, in order, then what
+        comes next.
+        """
+        self.onSleep[1] = lambda: self.publishAll("room:1", [2, 3])
+        self.onSleep[2] = self.server.comeBack
+
+        def run() -> list[Any]:
+            with self.subscriber() as subscriber:
+                reply = subscriber.subscribe("room:1")
+                self.publish("room:1", 1)
+                first = subscriber.nextEvent()
+                blockingCallFromThread(reactor, self.server.goAway)
+                missed = [subscriber.nextEvent(), subscriber.nextEvent()]
+                self.publish("room:1", 4)
+                return [reply, first, *missed, subscriber.nextEvent(), subscriber.backoff.failures]
+
+        reply, *events, failures = yield deferToThread(run)
+        self.assertEqual(events, [Publication("room:1", n, n, reply["epoch"]) for n in (1, 2, 3, 4)])
+        self.assertEqual((self.sleeps, failures), ([0.5, 1.0], 0))
+        where = f"127.0.0.1:{self.server.port}"
+        self.assertRegex(self.notices.pop(0), rf"^lost the connection to {where} \(.*\); connecting again in 0.5 s$")
+        self.assertEqual(
+            self.notices,
+            [
+                f"cannot connect to 127.0.0.1:{self.server.port}: Connection refused; trying again in 1.0 s",
+                f"connected to 127.0.0.1:{self.server.port}; subscribing again to room:1",
+                "resumed room:1 after offset 1: 2 publications it missed follow",
+            ],
+        )
+
+    @inlineCallbacks
+    def test_backoffGrowsWhileNothingWorks(self) -> None:
+        """
+        A server that takes connections and closes them at once is waited
+        for longer each time, as one that refuses them is.
+        """
+        self.onSleep[1] = lambda: self.server.comeBack(factory=ClosingFactory())
+        self.onSleep[5] = Enough.stop
+
+        def run() -> None:
+            with self.subscriber() as subscriber:
+                subscriber.subscribe("room:1")
+                blockingCallFromThread(reactor, self.server.goAway)
+                self.assertRaises(Enough, subscriber.nextEvent, timeout=None)
+
+        yield deferToThread(run)
+        self.assertEqual(self.sleeps, [0.5, 1.0, 2.0, 4.0, 8.0])
+
+    def publishAll(self, channel: str, data: list[Any]) -> Deferred[Any]:
+        return gatherResults([self.server.publish(channel, value) for value in data])
+
+    @inlineCallbacks
+    def test_historyGone(self) -> None:
+        """
+        More was missed than the history keeps: a Resync, then the
+        publications after the server's offset.
+        """
+        self.onSleep[1] = lambda: self.publishAll("room:1", [1, 2, 3, 4, 5])
+        self.onSleep[2] = self.server.comeBack
+
+        def run() -> list[Any]:
+            with self.subscriber() as subscriber:
+                subscriber.subscribe("room:1")
+                blockingCallFromThread(reactor, self.server.goAway)
+                resync = subscriber.nextEvent()
+                self.publish("room:1", 6)
+                return [resync, subscriber.nextEvent()]
+
+        resync, after = yield deferToThread(run)
+        self.assertEqual((resync.offset, resync.reason), (5, HISTORY_GONE))
+        self.assertEqual((after.data, after.offset), (6, 6))
+
+    @inlineCallbacks
+    def test_waitsCountAgainstTimeout(self) -> None:
+        """
+        nextEvent's timeout holds while it waits to connect again: it
+        raises TimeoutError in time, and the next call waits the rest.
+        """
+        self.onSleep[2] = self.server.comeBack
+
+        def run() -> list[Any]:
+            with self.subscriber() as subscriber:
+                subscriber.subscribe("room:1")
+                blockingCallFromThread(reactor, self.server.goAway)
+                self.assertRaises(TimeoutError, subscriber.nextEvent, timeout=0.2)
+                self.assertFalse(subscriber.connected)
+                self.publish("room:1", "x")
+                return [subscriber.nextEvent(timeout=5), subscriber.connected]
+
+        event, connected = yield deferToThread(run)
+        self.assertEqual((event.data, connected), ("x", True))
+        self.assertEqual(len(self.sleeps), 2)
+        self.assertLessEqual(self.sleeps[0], 0.2)
+        self.assertAlmostEqual(sum(self.sleeps), 0.5, places=2)
+
+    @inlineCallbacks
+    def test_refusals(self) -> None:
+        """
+        A subscription the server refuses raises SubscribeError; one it
+        refuses to renew on a new connection is a Refused event.
+        """
+        self.onSleep[1] = lambda: self.comeBackRefusing()
+
+        def run() -> list[Any]:
+            with self.subscriber() as subscriber:
+                error = self.assertRaises(SubscribeError, subscriber.subscribe, "a b")
+                subscriber.subscribe("room:1")
+                blockingCallFromThread(reactor, self.server.goAway)
+                return [error.reply["code"], subscriber.nextEvent(), subscriber.channels]
+
+        code, refused, channels = yield deferToThread(run)
+        self.assertEqual((code, refused.reply["code"], channels), ("invalid_channel", "not_allowed", []))
+
+    def comeBackRefusing(self) -> None:
+        self.server.comeBack(fresh=True)
+        self.server.broker.authorize(lambda context, action, channel: False)
+
+    @inlineCallbacks
+    def test_firstConnectionFails(self) -> None:
+        """
+        Like Client, the first connection is made at once, and its failure
+        raised: a wrong address is not retried for ever.
+        """
+        yield self.server.goAway()
+        yield self.assertFailure(deferToThread(self.subscriber), ConnectionRefusedError)
+
+    @inlineCallbacks
+    def test_closeAndTooLong(self) -> None:
+        """
+        close() ends events(); a publication longer than maxReplySize
+        raises ReplyTooLong and stops the subscriber.
+        """
+
+        def run() -> list[Any]:
+            with self.subscriber() as subscriber:
+                subscriber.subscribe("room:1")
+                self.publish("room:1", 1)
+                taken = []
+                for event in subscriber.events():
+                    taken.append(event.data)
+                    subscriber.close()
+                self.assertRaises(SubscriberStopped, subscriber.nextEvent)
+            with self.subscriber(maxReplySize=100) as subscriber:
+                subscriber.subscribe("room:2")
+                self.publish("room:2", "x" * 200)
+                self.assertRaises(ReplyTooLong, subscriber.nextEvent)
+                self.assertRaises(ReplyTooLong, subscriber.nextEvent)
+            return taken
+
+        self.assertEqual((yield deferToThread(run)), [1])
+        self.assertEqual(self.sleeps, [])
