@@ -1,11 +1,18 @@
 """
 Subscribers: the backoff, what they remember to resume (in memory), and
-both subscribers over real sockets against an in-process channels server
-that goes away and comes back on the same port.
+both subscribers and the C{subscribe} and C{publish} commands over real
+sockets against an in-process channels server that goes away and comes
+back on the same port.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import select
+import subprocess
+import sys
 from typing import Any, Callable
 
 from twisted.internet import protocol, reactor
@@ -25,6 +32,10 @@ from jsonproto.client.subscriberservice import SubscriberService
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
 from jsonproto.server.factory import JSONServerFactory
+from jsonproto.tools import channels as channelsCommands
+from jsonproto.tools import cli
+from tests.e2e import REPO
+from tests.test_cli import _helpOf, _options
 
 
 def publication(channel: str, data: Any, offset: int, epoch: str = "e1") -> dict[str, Any]:
@@ -223,11 +234,11 @@ class ChannelServer:
 
 
 @inlineCallbacks
-def waitFor(condition: Callable[[], Any], what: str) -> Any:
+def waitFor(condition: Callable[[], Any], what: str, seconds: float = 2) -> Any:
     """
-    Turn the reactor until C{condition()} holds (at most two seconds).
+    Turn the reactor until C{condition()} holds (at most C{seconds}).
     """
-    for _ in range(200):
+    for _ in range(int(seconds * 100)):
         if condition():
             return
         yield deferLater(reactor, 0.01, lambda: None)
@@ -641,3 +652,228 @@ class BlockingSubscriberTests(TestCase):
 
         self.assertEqual((yield deferToThread(run)), [1])
         self.assertEqual(self.sleeps, [])
+
+
+class Command:
+    """
+    C{jsonproto ARGV...} run in a thread (it blocks; the server runs on the
+    test's reactor), its output readable while it runs.
+    """
+
+    def __init__(self, *argv: str) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.done = deferToThread(cli.main, list(argv), io.StringIO(""), self.out, self.err)
+
+    def lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.getvalue().splitlines()]
+
+    @inlineCallbacks
+    def result(self) -> Any:
+        status = yield self.done.addTimeout(10, reactor)
+        return status, self.lines(), self.err.getvalue()
+
+
+class SubscribeCommandTests(TestCase):
+    """
+    C{jsonproto subscribe} and C{jsonproto publish} against an in-process
+    channels server.
+    """
+
+    def setUp(self) -> None:
+        self.server = ChannelServer(self)
+        self.endpoint = f"127.0.0.1:{self.server.port}"
+        self.sleeps: list[float] = []
+        self.onSleep: dict[int, Callable[[], Any]] = {}
+        self.patch(channelsCommands, "sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        then = self.onSleep.get(len(self.sleeps))
+        if then is not None:
+            blockingCallFromThread(reactor, then)
+
+    def subscribed(self, *channels: str) -> Any:
+        return waitFor(lambda: all(self.server.broker.subscribers(c) for c in channels), f"subscribers to {channels}")
+
+    @inlineCallbacks
+    def test_prints(self) -> None:
+        """
+        Each publication of every channel named is one JSON line, as the
+        server sent it; after --count of them, status 0.
+        """
+        command = Command("subscribe", self.endpoint, "room:1", "--count", "3", "room:2")
+        yield self.subscribed("room:1", "room:2")
+        published = []
+        for channel, data in [("room:1", {"text": "hi"}), ("room:2", 2), ("room:1", "three")]:
+            published.append((yield self.server.publish(channel, data)))
+        status, lines, err = yield command.result()
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(lines, [json.loads(p.payload) for p in published])
+        self.assertEqual([line["data"] for line in lines], [{"text": "hi"}, 2, "three"])
+
+    @inlineCallbacks
+    def test_resumes(self) -> None:
+        """
+        The server goes away and comes back: the command connects again,
+        resumes, and prints what it missed, in order, each once; what it
+        did is on standard error.
+        """
+        self.onSleep[1] = lambda: gatherResults([self.server.publish("room:1", n) for n in (2, 3)])
+        self.onSleep[2] = self.server.comeBack
+        command = Command("subscribe", self.endpoint, "room:1", "--count", "4")
+        yield self.subscribed("room:1")
+        yield self.server.publish("room:1", 1)
+        yield waitFor(lambda: command.out.getvalue(), "the first publication printed")
+        yield self.server.goAway()
+        yield self.subscribed("room:1")
+        yield self.server.publish("room:1", 4)
+        status, lines, err = yield command.result()
+        self.assertEqual((status, [(line["data"], line["offset"]) for line in lines]), (0, [(1, 1), (2, 2), (3, 3), (4, 4)]))
+        notices = err.splitlines()
+        self.assertEqual(len(notices), 4, err)
+        self.assertIn("resumed room:1 after offset 1: 2 publications it missed follow", notices[-1])
+        self.assertEqual(len(self.sleeps), 2)
+
+    @inlineCallbacks
+    def test_resync(self) -> None:
+        """
+        A server that comes back without the history (a new process) is
+        one line on standard error, saying to resync; publications go on.
+        """
+        self.onSleep[1] = lambda: self.server.comeBack(fresh=True)
+        command = Command("subscribe", self.endpoint, "room:1", "--count", "1")
+        yield self.subscribed("room:1")
+        yield self.server.goAway()
+        yield self.subscribed("room:1")
+        yield self.server.publish("room:1", "after")
+        status, lines, err = yield command.result()
+        self.assertEqual((status, [line["data"] for line in lines]), (0, ["after"]))
+        self.assertIn("jsonproto: room:1 cannot be resumed: the channel started a new epoch", err)
+        self.assertIn("resync", err)
+
+    @inlineCallbacks
+    def test_refused(self) -> None:
+        """
+        A channel the server refuses is one line on standard error and
+        status 1; a server without channels says so too.
+        """
+        self.server.broker.authorize(lambda context, action, channel: channel != "secret")
+        status, lines, err = yield Command("subscribe", self.endpoint, "room:1", "secret").result()
+        self.assertEqual(
+            (status, lines, err), (1, [], "jsonproto: cannot subscribe to secret: Not allowed (this connection may not subscribe to secret)\n")
+        )
+        plain = reactor.listenTCP(0, JSONServerFactory(defaultDispatcher()), interface="127.0.0.1")
+        self.addCleanup(plain.stopListening)
+        status, _, err = yield Command("subscribe", f"127.0.0.1:{plain.getHost().port}", "room:1").result()
+        self.assertEqual(status, 1)
+        self.assertTrue(err.endswith("(does the server serve channels?)\n"), err)
+
+    @inlineCallbacks
+    def test_firstConnectionFails(self) -> None:
+        """
+        A server that is not there at first is one line and status 2, as
+        for send.
+        """
+        yield self.server.goAway()
+        status, _, err = yield Command("subscribe", self.endpoint, "room:1").result()
+        self.assertEqual((status, err), (2, f"jsonproto: cannot connect to {self.endpoint}: connection refused (is the server running?)\n"))
+
+    @inlineCallbacks
+    def test_publish(self) -> None:
+        """
+        publish prints the reply: status 0 when published, 1 when refused.
+        """
+        status, lines, err = yield Command("publish", self.endpoint, "room:1", '{"text":"hi"}').result()
+        history = yield self.server.engine.history("room:1")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(lines, [{"status": "OK", "channel": "room:1", "offset": 1, "epoch": history.epoch}])
+        self.assertEqual([json.loads(p.payload)["data"] for p in history.publications], [{"text": "hi"}])
+        self.server.broker.authorize(lambda context, action, channel: False)
+        status, lines, _ = yield Command("publish", self.endpoint, "room:1", "2").result()
+        self.assertEqual((status, lines[0]["code"]), (1, "not_allowed"))
+
+    @inlineCallbacks
+    def test_flushedThroughAPipe(self) -> None:
+        """
+        Through a real pipe, each publication is printed when it arrives,
+        not when the command ends (jsonproto subscribe | consumer works).
+        """
+        script = os.path.join(os.path.dirname(sys.executable), "jsonproto")
+        # As a user's shell runs it: standard output buffered, as Python
+        # buffers a pipe unless told otherwise.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        process = subprocess.Popen(
+            [script, "subscribe", self.endpoint, "room:1", "--count", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env, PYTHONPATH=REPO),
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+
+        def firstLine() -> Any:
+            assert process.stdout is not None
+            if not select.select([process.stdout], [], [], 10)[0]:
+                return None
+            return json.loads(process.stdout.readline())
+
+        yield waitFor(lambda: self.server.broker.subscribers("room:1"), "the command subscribed", seconds=10)
+        yield self.server.publish("room:1", "first")
+        first = yield deferToThread(firstLine)
+        self.assertEqual(first["data"], "first")
+        yield self.server.publish("room:1", "second")
+        out, err = yield deferToThread(process.communicate, timeout=10)
+        self.assertEqual((process.returncode, json.loads(out)["data"], err), (0, "second", b""))
+
+
+class CommandUsageTests(SynchronousTestCase):
+    """
+    Bad command lines for subscribe and publish: one line, status 2,
+    before anything is sent.
+    """
+
+    def test_usage(self) -> None:
+        for argv, expected in [
+            (["subscribe", "127.0.0.1:3001"], "the following arguments are required: CHANNEL"),
+            (["subscribe", "127.0.0.1:3001", "a b"], "argument CHANNEL: 'a b' is not a channel name: channel may hold only"),
+            (["subscribe", "127.0.0.1:3001", "ok", "--count", "0", ], "argument --count: '0' is not a whole number greater than 0"),
+            (["subscribe", "127.0.0.1:3001", "ok", "--timeout", "1", "x" * 201], "is not a channel name: channel must be at most 200"),
+            (["subscribe", "127.0.0.1:3001", "--ca", __file__, "ok"], "--ca applies only to a tls:HOST:PORT endpoint"),
+            (["subscribe", "nowhere", "ok"], "argument endpoint:"),
+            (["publish", "127.0.0.1:3001", "room:1"], "the following arguments are required: DATA"),
+            (["publish", "127.0.0.1:3001", "room:1", "{nope"], "argument DATA: '{nope' is not JSON"),
+            (["publish", "127.0.0.1:3001", "", "1"], "argument CHANNEL: '' is not a channel name: channel must not be empty"),
+            (["publish", "127.0.0.1:3001", "room:1", "1", "2"], "unrecognized arguments: 2"),
+        ]:
+            err = io.StringIO()
+            status = cli.main(argv, stdin=io.StringIO(""), out=io.StringIO(), err=err)
+            self.assertEqual((status, err.getvalue().count("\n")), (2, 1), argv)
+            self.assertTrue(err.getvalue().startswith(f"jsonproto {argv[0]}: error: "), err.getvalue())
+            self.assertIn(expected, err.getvalue())
+
+    def test_help(self) -> None:
+        """
+        --help keeps the examples' line breaks, and every option says what
+        it does.
+        """
+        self.assertIn("\n  jsonproto subscribe localhost:3001 room:1\n", _helpOf("subscribe"))
+        self.assertIn("\n  jsonproto publish localhost:3001 prices 101.5\n", _helpOf("publish"))
+        for command in ["subscribe", "publish"]:
+            for option, helpText in _options(_helpOf(command)):
+                self.assertTrue(helpText, f"{command} {option} has no help text")
+
+    def test_interrupted(self) -> None:
+        """
+        Ctrl-C is how a subscription at a terminal ends: status 0, and
+        what was printed stays printed.
+        """
+
+        class Interrupted:
+            channels = ["room:1"]
+
+            def subscribe(self, channel: str) -> dict[str, Any]:
+                return {"status": "OK"}
+
+            def nextEvent(self, timeout: Any) -> Any:
+                raise KeyboardInterrupt()
+
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(channelsCommands.Follow(out, err).run(Interrupted(), ["room:1"]), 0)  # type: ignore[arg-type]
+        self.assertEqual((out.getvalue(), err.getvalue()), ("", ""))
