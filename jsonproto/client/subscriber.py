@@ -165,6 +165,7 @@ class Subscriber:
         """
         self._positions.forget(channel)
         self._replies.pop(channel, None)
+        self._renewed(channel)
         if self._client is not None:
             self._send(_UNSUBSCRIBE, channel, {"type": "UNSUBSCRIBE", "channel": channel})
 
@@ -330,9 +331,17 @@ class Subscriber:
             else:
                 self._events.append(Refused(channel, reply))
                 self._tell(str(refusal))
-        self._renewing.discard(channel)
-        if not self._renewing:
-            self.backoff.reset()
+        self._renewed(channel)
+
+    def _renewed(self, channel: str) -> None:
+        """
+        C{channel} needs no renewing on this connection any more: once
+        none does, the connection works, and the backoff starts over.
+        """
+        if channel in self._renewing:
+            self._renewing.discard(channel)
+            if not self._renewing:
+                self.backoff.reset()
 
     # Saying
 

@@ -204,17 +204,19 @@ class SubscriberService(Service):
         from now on.  A L{subscribe} still waiting fails with
         C{CancelledError}.
 
-        @return: Fires once the server has answered (at once, when not
-            connected).
+        @return: Fires once the server has answered, or the connection
+            is gone (at once, when not connected).
         """
         self._positions.forget(channel)
         self._replies.pop(channel, None)
+        self._renewed(channel)
         for waiter in self._waiting.pop(channel, []):
             waiter.errback(CancelledError(f"unsubscribed from {channel}"))
         if self._connection is None:
             return succeed(None)
         answered = self._connection.request({"type": "UNSUBSCRIBE", "channel": channel})
-        return answered.addCallback(lambda _: None)
+        # A connection lost first unsubscribes as well.
+        return answered.addBoth(lambda _: None)
 
     # Events
 
@@ -329,9 +331,17 @@ class SubscriberService(Service):
             if not waiting:
                 log.warn("{refusal}", refusal=str(refusal))
                 self._emit([Refused(channel, reply)])
-        self._renewing.discard(channel)
-        if not self._renewing:
-            self.backoff.reset()
+        self._renewed(channel)
+
+    def _renewed(self, channel: str) -> None:
+        """
+        C{channel} needs no renewing on this connection any more: once
+        none does, the connection works, and the backoff starts over.
+        """
+        if channel in self._renewing:
+            self._renewing.discard(channel)
+            if not self._renewing:
+                self.backoff.reset()
 
     def _notSubscribed(self, failure: Failure, connection: _SubscriberProtocol, channel: str) -> None:
         # A connection lost meanwhile renews the subscription on the next.
