@@ -16,10 +16,15 @@ import sys
 from typing import Any, Callable
 
 from twisted.internet import protocol, reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks, succeed
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from jsonproto.channels import messages
 from jsonproto.channels.broker import Broker
@@ -35,6 +40,7 @@ from jsonproto.server.factory import JSONServerFactory
 from jsonproto.tools import channels as channelsCommands
 from jsonproto.tools import cli
 from tests.e2e import REPO
+from tests.support import line, readLines
 from tests.test_cli import _helpOf, _options
 
 
@@ -448,6 +454,84 @@ class SubscriberServiceTests(TestCase):
         yield self.assertFailure(waiting, ReplyTooLong)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertFalse(subscriber.running)
+
+
+@implementer(IStreamClientEndpoint)
+class MemoryEndpoint:
+    """
+    An endpoint whose every connection is made at once, on a
+    StringTransport.
+    """
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[Any, StringTransport]] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        connection = factory.buildProtocol(None)
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        self.connections.append((connection, transport))
+        return succeed(connection)
+
+
+class SubscriberServiceInMemoryTests(SynchronousTestCase):
+    """
+    The Twisted subscriber on connections in memory: what it sends, and
+    what it makes of replies and pushes that come together.
+    """
+
+    def setUp(self) -> None:
+        self.endpoint = MemoryEndpoint()
+        self.clock = Clock()
+        self.subscriber = SubscriberService(reactor, self.endpoint, clock=self.clock, backoff=Backoff(random=lambda: 0.0))
+
+    def sent(self) -> list[Any]:
+        _, transport = self.endpoint.connections[-1]
+        sent = readLines(transport.value())
+        transport.clear()
+        return sent
+
+    def receive(self, *messages: Any) -> None:
+        connection, _ = self.endpoint.connections[-1]
+        connection.dataReceived(b"".join(line(m) for m in messages))
+
+    def test_unsubscribeDuringRenewal(self) -> None:
+        """
+        A channel unsubscribed before its renewal is answered does not
+        keep the backoff from starting over once the others are renewed.
+        """
+        first, second = [self.subscriber.subscribe(channel) for channel in ["room:1", "room:2"]]
+        self.subscriber.startService()
+        self.assertEqual([m["channel"] for m in self.sent()], ["room:1", "room:2"])
+        self.subscriber.backoff.failures = 3
+        self.receive({"status": "OK", "channel": "room:1", "offset": 0, "epoch": "e1"})
+        self.subscriber.unsubscribe("room:2")
+        self.assertEqual(self.subscriber.backoff.failures, 0)
+        self.assertEqual(self.successResultOf(first)["offset"], 0)
+        self.failureResultOf(second, CancelledError)
+
+    def test_orderWithinOneRead(self) -> None:
+        """
+        A reply saying the resume failed and the publications after it,
+        read at once, are handed on in that order: the Resync first.
+        """
+        self.subscriber.subscribe("room:1")
+        self.subscriber.startService()
+        self.sent()
+        self.receive({"status": "OK", "channel": "room:1", "offset": 2, "epoch": "e1"}, publication("room:1", "a", 3))
+        connection, _ = self.endpoint.connections[-1]
+        connection.connectionLost(Failure(ConnectionLost("gone")))
+        self.clock.advance(0.5)
+        [renewal] = self.sent()
+        self.assertEqual(renewal["since"], {"offset": 3, "epoch": "e1"})
+        self.receive(
+            {"status": "OK", "channel": "room:1", "offset": 9, "epoch": "e2", "recovered": False, "replayed": 0},
+            publication("room:1", "b", 10, "e2"),
+        )
+        events = [self.successResultOf(self.subscriber.nextEvent()) for _ in range(3)]
+        self.assertEqual(
+            events, [Publication("room:1", "a", 3, "e1"), Resync("room:1", "e2", 9, NEW_EPOCH), Publication("room:1", "b", 10, "e2")]
+        )
 
 
 class ClosingFactory(protocol.Factory):
