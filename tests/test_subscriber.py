@@ -11,8 +11,10 @@ import io
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
+import threading
 from typing import Any, Callable
 
 from twisted.internet import protocol, reactor
@@ -542,6 +544,57 @@ class ClosingFactory(protocol.Factory):
     class protocol(protocol.Protocol):  # type: ignore[no-redef]
         def connectionMade(self) -> None:
             self.transport.loseConnection()
+
+
+class ScriptedServer:
+    """
+    A server on 127.0.0.1, port 0, in a thread, that answers each
+    connection's first line with the bytes its script gives for it, sent
+    in one write, then closes the connection; it records the lines.
+    """
+
+    def __init__(self, test: SynchronousTestCase, *answers: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received: list[Any] = []
+        self.thread = threading.Thread(target=self._serve, args=(answers,), daemon=True)
+        self.thread.start()
+        test.addCleanup(self.listener.close)
+
+    def _serve(self, answers: tuple[bytes, ...]) -> None:
+        for answer in answers:
+            connection, _ = self.listener.accept()
+            with connection, connection.makefile("rb") as lines:
+                self.received.append(json.loads(lines.readline()))
+                connection.sendall(answer)
+
+
+class BlockingSubscriberOrderTests(SynchronousTestCase):
+    """
+    The blocking subscriber against a server that sends exactly the bytes
+    a test says, when it says.
+    """
+
+    def test_orderWithinOneRead(self) -> None:
+        """
+        A reply saying the resume failed and a publication after it, read
+        at once, are handed on in that order: the Resync first, once.
+        """
+        server = ScriptedServer(
+            self,
+            line({"status": "OK", "channel": "room:1", "offset": 2, "epoch": "e1"}) + line(publication("room:1", "a", 3)),
+            line({"status": "OK", "channel": "room:1", "offset": 9, "epoch": "e2", "recovered": False, "replayed": 0})
+            + line(publication("room:1", "b", 10, "e2")),
+        )
+        with Subscriber("127.0.0.1", server.port, sleep=lambda seconds: None, timeout=5) as subscriber:
+            subscriber.subscribe("room:1")
+            events = [subscriber.nextEvent() for _ in range(3)]
+            position = subscriber.position("room:1")
+        self.assertEqual(position, ("e2", 10))
+        self.assertEqual(
+            events, [Publication("room:1", "a", 3, "e1"), Resync("room:1", "e2", 9, NEW_EPOCH), Publication("room:1", "b", 10, "e2")]
+        )
+        self.assertEqual(server.received[1]["since"], {"offset": 3, "epoch": "e1"})
 
 
 class Enough(Exception):
