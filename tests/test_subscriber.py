@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-from twisted.internet import protocol, reactor
+from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -39,8 +39,8 @@ from jsonproto.client.subscriberservice import SubscriberService
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
 from jsonproto.server.factory import JSONServerFactory
+from jsonproto.tools import certs, cli
 from jsonproto.tools import channels as channelsCommands
-from jsonproto.tools import cli
 from tests.e2e import REPO
 from tests.support import line, readLines
 from tests.test_cli import _helpOf, _options
@@ -195,8 +195,9 @@ class ChannelServer:
     engine: new epochs, no history).
     """
 
-    def __init__(self, test: TestCase, historySize: int = 100) -> None:
+    def __init__(self, test: TestCase, historySize: int = 100, framing: str = "line") -> None:
         self.historySize = historySize
+        self.framing = framing
         self._newBroker()
         self.listening: Any = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.port = self.listening.getHost().port
@@ -207,7 +208,7 @@ class ChannelServer:
         self.broker = Broker(self.engine, reactor)
         dispatcher = defaultDispatcher()
         messages.register(dispatcher, self.broker)
-        self.factory = JSONServerFactory(dispatcher, limits=Limits(idleTimeout=0, sendTimeout=0))
+        self.factory = JSONServerFactory(dispatcher, framing=self.framing, limits=Limits(idleTimeout=0, sendTimeout=0))
 
     def publish(self, channel: str, data: Any) -> Deferred[Any]:
         return self.broker.publish(channel, data)
@@ -765,6 +766,28 @@ class BlockingSubscriberTests(TestCase):
         yield self.assertFailure(deferToThread(self.subscriber), ConnectionRefusedError)
 
     @inlineCallbacks
+    def test_int32(self) -> None:
+        """
+        A subscriber speaks the length-prefixed framing when told, as
+        Client does; so does the Twisted one.
+        """
+        server = ChannelServer(self, framing="int32")
+
+        def run() -> Any:
+            with Subscriber("127.0.0.1", server.port, framing="int32") as subscriber:
+                subscriber.subscribe("room:1")
+                blockingCallFromThread(reactor, server.publish, "room:1", "framed")
+                return subscriber.nextEvent()
+
+        self.assertEqual((yield deferToThread(run)).data, "framed")
+        twisted = SubscriberService(reactor, f"tcp:127.0.0.1:{server.port}", framing="int32")
+        twisted.startService()
+        self.addCleanup(twisted.stopService)
+        yield twisted.subscribe("room:1")
+        yield server.publish("room:1", "again")
+        self.assertEqual((yield twisted.nextEvent().addTimeout(5, reactor)).data, "again")
+
+    @inlineCallbacks
     def test_closeAndTooLong(self) -> None:
         """
         close() ends events(); a publication longer than maxReplySize
@@ -928,6 +951,28 @@ class SubscribeCommandTests(TestCase):
         self.server.broker.authorize(lambda context, action, channel: False)
         status, lines, _ = yield Command("publish", self.endpoint, "room:1", "2").result()
         self.assertEqual((status, lines[0]["code"]), (1, "not_allowed"))
+
+    @inlineCallbacks
+    def test_overTLS(self) -> None:
+        """
+        Both commands speak TLS, verifying the server as send does: a
+        certificate that does not verify is one line and status 2; with
+        --ca they subscribe and publish.
+        """
+        key = os.path.abspath(self.mktemp())
+        certs.writeCertificate(key, ["localhost", "127.0.0.1"])
+        listening = yield endpoints.serverFromString(reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}").listen(self.server.factory)
+        self.addCleanup(listening.stopListening)
+        endpoint = f"tls:localhost:{listening.getHost().port}"
+        status, _, err = yield Command("subscribe", endpoint, "room:1").result()
+        self.assertEqual(status, 2)
+        self.assertTrue(err.startswith("jsonproto: TLS verification of localhost failed:"), err)
+        command = Command("subscribe", endpoint, "--ca", key, "room:1", "--count", "1")
+        yield self.subscribed("room:1")
+        status, lines, _ = yield Command("publish", endpoint, "--ca", key, "room:1", '"over TLS"').result()
+        self.assertEqual((status, lines[0]["offset"]), (0, 1))
+        status, lines, err = yield command.result()
+        self.assertEqual((status, [line["data"] for line in lines], err), (0, ["over TLS"], ""))
 
     @inlineCallbacks
     def test_flushedThroughAPipe(self) -> None:
