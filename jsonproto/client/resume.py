@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
+from jsonproto.client.backoff import Backoff
 from jsonproto.client.common import ProtocolError
 
 RETRY_CODES = frozenset({"channels_unavailable", "server_busy", "shutting_down", "request_timed_out", "internal_error"})
@@ -227,3 +228,41 @@ class Positions:
             self._channels[channel] = position
             return []
         return [publication]
+
+
+class Resuming:
+    """
+    What both subscribers share: where they are in each channel, and when
+    a new connection has renewed its subscriptions.
+
+    @ivar backoff: The waits between attempts to connect.
+    """
+
+    _positions: Positions
+    _renewing: set[str]
+    backoff: Backoff
+
+    @property
+    def channels(self) -> list[str]:
+        """
+        The channels subscribed to.
+        """
+        return self._positions.channels
+
+    def position(self, channel: str) -> tuple[str, int] | None:
+        """
+        The epoch and offset of C{channel}'s last publication handed on
+        (or of the channel when it was subscribed to), from which a new
+        connection resumes.
+        """
+        return self._positions.position(channel)
+
+    def _renewed(self, channel: str) -> None:
+        """
+        C{channel} needs no renewing on this connection any more: once
+        none does, the connection works, and the backoff starts over.
+        """
+        if channel in self._renewing:
+            self._renewing.discard(channel)
+            if not self._renewing:
+                self.backoff.reset()

@@ -27,12 +27,12 @@ from typing import Any, Callable, Iterator
 from jsonproto.client.backoff import Backoff
 from jsonproto.client.blocking import CLIENT_TIMEOUT, Client, Timeout, checkTimeout
 from jsonproto.client.common import ProtocolError, ReplyTooLong
-from jsonproto.client.resume import RETRY_CODES, Event, Positions, Refused, SubscribeError, SubscriberStopped
+from jsonproto.client.resume import RETRY_CODES, Event, Positions, Refused, Resuming, SubscribeError, SubscriberStopped
 
 _SUBSCRIBE, _UNSUBSCRIBE = "SUBSCRIBE", "UNSUBSCRIBE"
 
 
-class Subscriber:
+class Subscriber(Resuming):
     """
     A blocking subscriber.  It connects when made (as L{Client} does, so
     a wrong address or a server that is not there is an error at once);
@@ -99,21 +99,6 @@ class Subscriber:
         read).
         """
         return self._client is not None
-
-    @property
-    def channels(self) -> list[str]:
-        """
-        The channels subscribed to.
-        """
-        return self._positions.channels
-
-    def position(self, channel: str) -> tuple[str, int] | None:
-        """
-        The epoch and offset of C{channel}'s last publication handed on
-        (or of the channel when it was subscribed to), from which a new
-        connection resumes.
-        """
-        return self._positions.position(channel)
 
     def close(self) -> None:
         """
@@ -332,16 +317,6 @@ class Subscriber:
                 self._events.append(Refused(channel, reply))
                 self._tell(str(refusal))
         self._renewed(channel)
-
-    def _renewed(self, channel: str) -> None:
-        """
-        C{channel} needs no renewing on this connection any more: once
-        none does, the connection works, and the backoff starts over.
-        """
-        if channel in self._renewing:
-            self._renewing.discard(channel)
-            if not self._renewing:
-                self.backoff.reset()
 
     # Saying
 

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from jsonproto.client.backoff import Backoff
 from jsonproto.client.common import ProtocolError, ReplyTooLong, RequestTimedOut
 from jsonproto.client.protocol import JSONClientProtocol
-from jsonproto.client.resume import RETRY_CODES, Event, Positions, Refused, SubscribeError, SubscriberStopped
+from jsonproto.client.resume import RETRY_CODES, Event, Positions, Refused, Resuming, SubscribeError, SubscriberStopped
 from jsonproto.limits import Limits
 
 log = Logger()
@@ -57,7 +57,7 @@ class _SubscriberProtocol(JSONClientProtocol):
         self.subscriber._disconnected(self, self._lost or reason)
 
 
-class SubscriberService(Service):
+class SubscriberService(Service, Resuming):
     """
     A subscriber for Twisted programs.  Events (L{jsonproto.client.resume.Publication},
     L{Missed <jsonproto.client.resume.Missed>}, L{Resync
@@ -158,21 +158,6 @@ class SubscriberService(Service):
             have failed (L{None}: only when the service stops).
         """
         return self._connector.whenConnected(failAfterFailures=failAfterFailures)  # type: ignore[return-value]
-
-    @property
-    def channels(self) -> list[str]:
-        """
-        The channels subscribed to.
-        """
-        return self._positions.channels
-
-    def position(self, channel: str) -> tuple[str, int] | None:
-        """
-        The epoch and offset of C{channel}'s last publication handed on
-        (or of the channel when it was subscribed to), from which a new
-        connection resumes.
-        """
-        return self._positions.position(channel)
 
     # Subscribing
 
@@ -332,16 +317,6 @@ class SubscriberService(Service):
                 log.warn("{refusal}", refusal=str(refusal))
                 self._emit([Refused(channel, reply)])
         self._renewed(channel)
-
-    def _renewed(self, channel: str) -> None:
-        """
-        C{channel} needs no renewing on this connection any more: once
-        none does, the connection works, and the backoff starts over.
-        """
-        if channel in self._renewing:
-            self._renewing.discard(channel)
-            if not self._renewing:
-                self.backoff.reset()
 
     def _notSubscribed(self, failure: Failure, connection: _SubscriberProtocol, channel: str) -> None:
         # A connection lost meanwhile renews the subscription on the next.
