@@ -5,6 +5,8 @@ certificates.
     jsonproto send tcp:localhost:3001 '{"type":"SUM","a":1,"b":2}'
     tail -f requests.jsonl | jsonproto send localhost:3001
     jsonproto send tls:localhost:3443 --ca cert.pem '{"type":"SUM","a":1,"b":2}'
+    jsonproto subscribe localhost:3001 room:1 room:2
+    jsonproto publish localhost:3001 room:1 '{"text":"hi"}'
     jsonproto bench localhost:3001 --conns 8 --pipeline 16
     jsonproto cert localhost 127.0.0.1 -o server.pem      (server.pem and server.key)
     jsonproto schema --handlers myapp.handlers > asyncapi.json
@@ -14,6 +16,9 @@ line as it arrives.  Its exit status: 0 when every reply is OK, 1 when any
 reply is an error, 2 when it could not talk to the server at all (refused,
 TLS failure, timeout, closed) or was given bad input.  Options are checked
 before anything is sent: a bad one is a usage error, status 2.
+C{subscribe} prints each publication as one JSON line as it arrives,
+connecting again and resuming when the connection is lost; C{publish}
+prints its reply, with the exit status of C{send}.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import sys
 from typing import Any, Callable, Sequence, TextIO
 
 from jsonproto.client import Client
+from jsonproto.client.subscriber import Subscriber
 from jsonproto.limits import Limits
+from jsonproto.tools import channels
 from jsonproto.tools.send import (
     EXIT_ERROR_REPLY,
     EXIT_FAILURE,
@@ -150,11 +157,17 @@ def _checkTLSOptions(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.error("--key names the key of a --cert; give --cert too")
 
 
-def _connect(args: argparse.Namespace) -> Client:
+def _connect(args: argparse.Namespace, make: Callable[..., Any] = Client, **options: Any) -> Any:
+    """
+    A L{Client} (or what C{make} makes with the same arguments: a
+    L{Subscriber}) for the endpoint and options given.
+
+    @raise CommandError: It could not connect, saying why in a line.
+    """
     endpoint = args.endpoint
     where = endpoint["unixPath"] or f"{endpoint['host']}:{endpoint['port']}"
     try:
-        return Client(
+        return make(
             endpoint["host"],
             endpoint["port"],
             unixPath=endpoint["unixPath"],
@@ -166,6 +179,7 @@ def _connect(args: argparse.Namespace) -> Client:
             serverHostname=args.server_name,
             timeout=args.timeout,
             maxReplySize=args.max_reply_size,
+            **options,
         )
     except ssl.SSLCertVerificationError as e:
         raise CommandError(f"TLS verification of {args.server_name or endpoint['host']} failed: {e.verify_message or e}") from None
@@ -197,6 +211,18 @@ def send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
             session = Session(client, out, err, args.timeout, describe=lambda n: "that", keepGoing=True)
             return session.run(InputLines(stdin, prompt=err))
         return Session(client, out, err, args.timeout).run(InputLines(stdin))
+
+
+def subscribe(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    follow = channels.Follow(out, err, count=args.count)
+    with _connect(args, Subscriber, sleep=channels.sleep, notify=follow.notice) as subscriber:
+        return follow.run(subscriber, args.channels)
+
+
+def publish(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    message = {"type": "PUBLISH", "channel": args.channel, "data": args.data}
+    with _connect(args) as client:
+        return Session(client, out, err, args.timeout).run(Arguments([message]))
 
 
 CERT_DESCRIPTION = """\
@@ -348,8 +374,65 @@ exit status: 0 every reply OK; 1 an error reply or a connection closed by
 the server; 2 a bad option, or it could not connect.
 """
 
+SUBSCRIBE_DESCRIPTION = """\
+Subscribe to channels; print each publication as one JSON line the moment
+it arrives (the server's PUBLICATION message, and MISSED when the server
+dropped some for a slow reader), flushed, for pipes.
+
+When the connection is lost, it connects again (waiting longer after each
+failed attempt, up to 30 seconds, with jitter), subscribes again, and
+resumes after the last publication it printed: none is printed twice or
+out of order.  Notices (connection lost, resumed, or a channel that cannot
+be resumed and must be resynced) go to standard error.
+
+examples:
+  jsonproto subscribe localhost:3001 room:1
+  jsonproto subscribe localhost:3001 room:1 room:2 --count 10
+  jsonproto subscribe tls:localhost:3443 --ca ca.pem prices | jq .data
+"""
+
+SUBSCRIBE_EPILOG = """\
+exit status:
+  0  --count publications were printed, or it was interrupted (Ctrl-C)
+  1  the server refused a channel (not allowed, too many subscriptions, or
+     a server that does not serve channels)
+  2  a bad option; the first connection failed (refused, TLS failure), or
+     no reply to a SUBSCRIBE within --timeout; or a message longer than
+     --max-reply-size
+"""
+
+PUBLISH_DESCRIPTION = """\
+Publish DATA (any JSON value) to a channel; print the server's reply (the
+publication's offset and epoch) as one JSON line.
+
+examples:
+  jsonproto publish localhost:3001 room:1 '{"text":"hello"}'
+  jsonproto publish localhost:3001 prices 101.5
+  jsonproto publish tls:localhost:3443 --ca ca.pem room:1 '"hi"'
+"""
+
+PUBLISH_EPILOG = """\
+exit status: 0 published; 1 the server refused (not allowed, channels
+unavailable, ...); 2 a bad option, or it could not talk to the server.
+"""
+
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 _MAX_REPLY_HELP = f"the longest reply taken, in bytes (default {Limits.maxMessageSize}, the daemon's default --max-message-size)"
+
+
+def _connectionOptions(command: argparse.ArgumentParser, run: Callable[..., int], timeoutHelp: str) -> None:
+    """
+    The options of every command that talks to a server as a client:
+    framing, timeout, the longest reply, TLS.
+    """
+    command.add_argument("--framing", choices=["line", "int32"], default="line", help="the server's framing (default line)")
+    command.add_argument("--timeout", type=positiveSeconds, default=10.0, metavar="SECONDS", help=timeoutHelp)
+    command.add_argument("--max-reply-size", type=positiveInteger, default=Limits.maxMessageSize, metavar="BYTES", help=_MAX_REPLY_HELP)
+    command.add_argument("--ca", type=readableFile, metavar="FILE", help="trust the certificates in this PEM file instead of the system's (tls: only)")
+    command.add_argument("--cert", type=readableFile, metavar="FILE", help="client certificate (and key) PEM file, for mutual TLS (tls: only)")
+    command.add_argument("--key", type=readableFile, metavar="FILE", help="client key PEM file, if not in --cert")
+    command.add_argument("--server-name", metavar="NAME", help="the name the server's certificate must carry (default: HOST)")
+    command.set_defaults(run=run, parser=command, tlsOptions={"ca": "--ca", "cert": "--cert", "key": "--key", "server_name": "--server-name"})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -368,14 +451,25 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
     s.add_argument("messages", nargs="*", metavar="JSON", help="requests; without any, JSON lines from standard input")
-    s.add_argument("--framing", choices=["line", "int32"], default="line", help="the server's framing (default line)")
-    s.add_argument("--timeout", type=positiveSeconds, default=10.0, metavar="SECONDS", help="seconds to wait for connecting and for each reply (default 10)")
-    s.add_argument("--max-reply-size", type=positiveInteger, default=Limits.maxMessageSize, metavar="BYTES", help=_MAX_REPLY_HELP)
-    s.add_argument("--ca", type=readableFile, metavar="FILE", help="trust the certificates in this PEM file instead of the system's (tls: only)")
-    s.add_argument("--cert", type=readableFile, metavar="FILE", help="client certificate (and key) PEM file, for mutual TLS (tls: only)")
-    s.add_argument("--key", type=readableFile, metavar="FILE", help="client key PEM file, if not in --cert")
-    s.add_argument("--server-name", metavar="NAME", help="the name the server's certificate must carry (default: HOST)")
-    s.set_defaults(run=send, parser=s, tlsOptions={"ca": "--ca", "cert": "--cert", "key": "--key", "server_name": "--server-name"})
+    _connectionOptions(s, run=send, timeoutHelp="seconds to wait for connecting and for each reply (default 10)")
+
+    u = commands.add_parser(
+        "subscribe", help="print publications as they arrive", description=SUBSCRIBE_DESCRIPTION,
+        epilog=SUBSCRIBE_EPILOG, formatter_class=_FORMATTER,
+    )
+    u.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
+    u.add_argument("channels", nargs="+", type=channels.channelName, metavar="CHANNEL", help="the channels to subscribe to")
+    u.add_argument("--count", type=positiveInteger, metavar="N", help="exit after N publications (default: run until interrupted)")
+    _connectionOptions(u, run=subscribe, timeoutHelp="seconds to wait for each attempt to connect and each SUBSCRIBE reply (default 10)")
+
+    p = commands.add_parser(
+        "publish", help="publish to a channel, print the reply", description=PUBLISH_DESCRIPTION,
+        epilog=PUBLISH_EPILOG, formatter_class=_FORMATTER,
+    )
+    p.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
+    p.add_argument("channel", type=channels.channelName, metavar="CHANNEL", help="the channel to publish to")
+    p.add_argument("data", type=channels.publication, metavar="DATA", help="the data to publish, as JSON (any value)")
+    _connectionOptions(p, run=publish, timeoutHelp="seconds to wait for connecting and for the reply (default 10)")
 
     b = commands.add_parser(
         "bench", help="measure a server's throughput and latency", description=BENCH_DESCRIPTION,
@@ -430,14 +524,27 @@ def _parse(top: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse
     args, extra = top.parse_known_args(argv)
     command = getattr(args, "parser", top)
     if extra:
-        if args.command != "send" or any(e.startswith("-") for e in extra):
+        if args.command not in ("send", "subscribe") or any(e.startswith("-") for e in extra):
             command.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.messages += extra
-    if args.command in ("send", "bench"):
+        if args.command == "send":
+            args.messages += extra
+        else:
+            args.channels += [_argument(command, "CHANNEL", channels.channelName, e) for e in extra]
+    if args.command in ("send", "bench", "subscribe", "publish"):
         _checkTLSOptions(command, args, args.tlsOptions)
         if args.command == "bench" and args.endpoint["unixPath"]:
             command.error("bench measures TCP and TLS endpoints, not unix:")
     return args
+
+
+def _argument(command: argparse.ArgumentParser, name: str, convert: Callable[[str], Any], text: str) -> Any:
+    """
+    One positional argument argparse left over, checked as it would have.
+    """
+    try:
+        return convert(text)
+    except argparse.ArgumentTypeError as e:
+        command.error(f"argument {name}: {e}")
 
 
 def main(argv: Sequence[str] | None = None, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
