@@ -210,3 +210,23 @@ class SourceTests(SynchronousTestCase):
                         compile(text, path, "exec")
                     except SyntaxError as e:
                         self.fail(f"{path}: {e}")
+
+
+class PackageListTests(SynchronousTestCase):
+    def test_everyPackageListed(self) -> None:
+        """
+        Every package of the source tree is in setup.cfg's list (which is
+        written out by hand, for twisted.plugins' sake): a package left out
+        would be missing from every install.
+        """
+        import configparser
+
+        config = configparser.ConfigParser()
+        config.read(os.path.join(REPO, "setup.cfg"))
+        listed = set(config["options"]["packages"].split())
+        found = {
+            os.path.relpath(directory, REPO).replace(os.sep, ".")
+            for directory, _, files in os.walk(os.path.join(REPO, "jsonproto"))
+            if "__init__.py" in files
+        }
+        self.assertEqual(found - listed, set())
