@@ -81,7 +81,8 @@ def startDaemon(test: Any, *arguments: str) -> Any:
     test.addCleanup(service.stopService)
     ports: list[IListeningPort] = []
     for child in service:
-        ports.append((yield child.whenListening()))
+        if hasattr(child, "whenListening"):  # a listener, not the channels' service
+            ports.append((yield child.whenListening()))
     return service, [p.getHost().port for p in ports]
 
 

@@ -6,11 +6,14 @@ may subscribe and publish.
 
 from __future__ import annotations
 
+import json
+import socket
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from jsonproto.channels import engine as engineModule
 from jsonproto.channels import messages
@@ -20,6 +23,7 @@ from jsonproto.channels.outbox import DROP
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
 from jsonproto.server.factory import JSONServerFactory
+from tests.e2e import startDaemon
 from tests.support import connect, connectBuffering, int32, line, readInt32, readLines
 
 
@@ -219,3 +223,42 @@ class Int32ChannelTests(ChannelTests):
     framing = "int32"
     frame = staticmethod(int32)
     read = staticmethod(readInt32)
+
+
+class DaemonChannelsTests(TestCase):
+    """
+    twistd jsonproto --channels, over real sockets: one client subscribes,
+    another publishes; a resubscription resumes.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_subscribePublishResume(self) -> None:
+        _, [port] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--channels", "--channel-history", "10")
+
+        def clients() -> list[Any]:
+            sub = socket.create_connection(("127.0.0.1", port), timeout=10)
+            pub = socket.create_connection(("127.0.0.1", port), timeout=10)
+            subIn, pubIn = sub.makefile("rb"), pub.makefile("rb")
+            sub.sendall(line({"type": "SUBSCRIBE", "channel": "t", "id": 1}))
+            subscribed = json.loads(subIn.readline())
+            pub.sendall(b"".join(line({"type": "PUBLISH", "channel": "t", "data": n}) for n in range(3)))
+            published = [json.loads(pubIn.readline()) for _ in range(3)]
+            received = [json.loads(subIn.readline()) for _ in range(3)]
+            sub.sendall(line({"type": "UNSUBSCRIBE", "channel": "t"}))
+            json.loads(subIn.readline())
+            pub.sendall(line({"type": "PUBLISH", "channel": "t", "data": 3}))
+            json.loads(pubIn.readline())
+            sub.sendall(line({"type": "SUBSCRIBE", "channel": "t", "since": {"offset": 3, "epoch": subscribed["epoch"]}}))
+            resumed = [json.loads(subIn.readline()) for _ in range(2)]
+            for f in (subIn, pubIn, sub, pub):
+                f.close()
+            return [subscribed, published, received, resumed]
+
+        subscribed, published, received, resumed = yield deferToThread(clients)
+        self.assertEqual((subscribed["status"], subscribed["offset"], subscribed["id"]), ("OK", 0, 1))
+        self.assertEqual([p["offset"] for p in published], [1, 2, 3])
+        self.assertEqual([(r["type"], r["data"], r["offset"]) for r in received], [("PUBLICATION", n, n + 1) for n in range(3)])
+        self.assertEqual((resumed[0]["recovered"], resumed[0]["replayed"]), (True, 1))
+        self.assertEqual(resumed[1]["data"], 3)

@@ -7,6 +7,7 @@ so that a module importing C{twisted.internet.reactor} gets that one).
 from __future__ import annotations
 
 import importlib
+from typing import Callable
 
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.dispatch.seed import defaultDispatcher
@@ -19,16 +20,24 @@ class HandlersFailed(Exception):
     """
 
 
-def loadDispatcher(moduleNames: list[str], seedTypes: bool = True) -> Dispatcher:
+def loadDispatcher(
+    moduleNames: list[str], seedTypes: bool = True, prepare: Callable[[Dispatcher], None] | None = None
+) -> Dispatcher:
     """
     A dispatcher with the seed's types (GREETING and SUM, unless
     C{seedTypes} is false) and those each module's C{register(dispatcher)}
     adds, in order.
 
+    @param prepare: Called with the dispatcher before the modules are
+        (C{--channels} adds its types and C{dispatcher.channels} there, for
+        the modules to use).
+
     @raise HandlersFailed: If a module cannot be imported, has no
         C{register}, or its C{register} fails (a type registered twice).
     """
     dispatcher = defaultDispatcher() if seedTypes else Dispatcher()
+    if prepare is not None:
+        prepare(dispatcher)
     for name in moduleNames:
         try:
             module = importlib.import_module(name)

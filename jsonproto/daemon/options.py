@@ -22,6 +22,9 @@ from twisted.python import usage
 from jsonproto.daemon.listening import CannotShare, ParseOnlyReactor, parseServer, shareable
 from jsonproto.daemon.service import DEFAULT_SHUTDOWN_TIMEOUT
 from jsonproto.limits import Limits
+from jsonproto.channels.broker import DEFAULT_MAX_SUBSCRIPTIONS
+from jsonproto.channels.engine import DEFAULT_HISTORY_SECONDS, DEFAULT_HISTORY_SIZE
+from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES
 from jsonproto.core.budget import DEFAULT_PER_HOST, DEFAULT_TOTAL
 from jsonproto.core.pipeline import ENVELOPES
 from jsonproto.server.protocol import FRAMINGS
@@ -94,6 +97,15 @@ def _numberParameter(name: str, kind: type, minimum: float, default: float, help
     return [name, None, kind(shown), help, number(name, kind, minimum)]
 
 
+def slowSubscriber(name: str) -> str:
+    """
+    C{--slow-subscriber}: one of L{POLICIES}.
+    """
+    if name not in POLICIES:
+        raise usage.UsageError(f"--slow-subscriber must be one of {', '.join(POLICIES)}, not {name!r}")
+    return name
+
+
 def envelope(name: str) -> str:
     """
     C{--envelope}: one of L{ENVELOPES}.
@@ -156,6 +168,7 @@ class Options(usage.Options):
         ["log-messages", None, "Log every message received and sent (for debugging: it costs more than the messages)."],
         ["reuse-port", None, "Bind the ports with SO_REUSEPORT, so several daemons share them (--workers does this)."],
         ["no-seed-types", None, "Do not answer the seed's GREETING and SUM: serve only the --handlers modules' types."],
+        ["channels", None, "Answer SUBSCRIBE, UNSUBSCRIBE, PUBLISH and PRESENCE: real-time channels (docs/channels.md)."],
     ]
 
     optParameters = [
@@ -193,6 +206,15 @@ class Options(usage.Options):
                          "Bytes the connections of one IP address may hold in unfinished messages; 0 for no bound."),
         _numberParameter("handshake-timeout", float, 0, Limits.handshakeTimeout,
                          "Drop a TLS connection whose handshake takes longer than this many seconds; 0 never."),
+        ["slow-subscriber", None, DISCONNECT, "What a subscriber that falls behind by more than --max-queued-bytes gets: disconnect (it must resync) or drop (its oldest publications, and a count of them).", slowSubscriber],
+        _numberParameter("max-queued-bytes", int, 1, DEFAULT_MAX_QUEUED_BYTES,
+                         "Bytes of publications one connection may have waiting before the slow-subscriber policy applies."),
+        _numberParameter("channel-history", int, 0, DEFAULT_HISTORY_SIZE,
+                         "Publications each channel keeps for subscribers that resume; 0 keeps none."),
+        _numberParameter("channel-history-seconds", float, 0, DEFAULT_HISTORY_SECONDS,
+                         "The longest a channel keeps a publication for subscribers that resume; 0 for no limit."),
+        _numberParameter("max-subscriptions", int, 1, DEFAULT_MAX_SUBSCRIPTIONS,
+                         "Channels one connection may subscribe to at once."),
         _numberParameter("shutdown-timeout", float, 0, DEFAULT_SHUTDOWN_TIMEOUT,
                          "On SIGTERM, abort connections still open after this many seconds."),
     ]

@@ -19,6 +19,10 @@ from jsonproto.daemon.metrics import metricsSite, registerStats
 from jsonproto.daemon.options import DEFAULT_PORT, LOG_LEVELS, Options
 from jsonproto.daemon.service import JSONProtoService, ListenerService
 from jsonproto.daemon.supervisor import MergedMetricsResource, WorkerSupervisor, workerArguments
+from jsonproto.channels.broker import Broker
+from jsonproto.channels.engine import MemoryEngine
+from jsonproto.channels.messages import register as registerChannels
+from jsonproto.channels.service import ChannelsService
 from jsonproto.core.budget import BufferBudget
 from jsonproto.server.echo import EchoFactory
 from jsonproto.server.factory import JSONServerFactory
@@ -75,7 +79,12 @@ def assemble(config: Options, reactor: Any) -> JSONProtoService:
     @raise HandlersFailed: See L{loadDispatcher}.
     @raise CannotListen: If a listener's address cannot be bound.
     """
-    dispatcher = loadDispatcher(config["handlers"], seedTypes=not config["no-seed-types"])
+    broker = channelsFor(config, reactor)
+    dispatcher = loadDispatcher(
+        config["handlers"],
+        seedTypes=not config["no-seed-types"],
+        prepare=None if broker is None else lambda d: registerChannels(d, broker),
+    )
     shared = config["workers"] > 1 or bool(config["reuse-port"])
     for description in config["ports"] + config["echo"]:
         checkCanListen(description, reusePort=shared)
@@ -93,6 +102,8 @@ def assemble(config: Options, reactor: Any) -> JSONProtoService:
     if config["workers"] > 1:
         addWorkers(top, config, reactor)
         return top
+    if broker is not None:
+        ChannelsService(broker).setServiceParent(top)
     jsonFactory = JSONServerFactory(
         dispatcher,
         framing=config["framing"],
@@ -114,6 +125,22 @@ def assemble(config: Options, reactor: Any) -> JSONProtoService:
         for description in config["metrics"]:
             ListenerService(reactor, description, site).setServiceParent(top)
     return top
+
+
+def channelsFor(config: Options, reactor: Any) -> Broker | None:
+    """
+    With C{--channels}, the process's broker, on an engine in its memory.
+    """
+    if not config["channels"]:
+        return None
+    engine = MemoryEngine(reactor, size=config["channel-history"], seconds=config["channel-history-seconds"])
+    return Broker(
+        engine,
+        reactor,
+        maxQueuedBytes=config["max-queued-bytes"],
+        policy=config["slow-subscriber"],
+        maxSubscriptions=config["max-subscriptions"],
+    )
 
 
 def addWorkers(top: JSONProtoService, config: Options, reactor: Any) -> None:
