@@ -228,10 +228,10 @@ class LineDecoder(FrameQueue):
 def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLong: Frame) -> int:
     """
     Append to C{frames} each complete line of C{data} from C{start}: without
-    its C{\n} or a C{\r} before it, blank lines skipped, a line longer than
+    its C{\\n} or a C{\\r} before it, blank lines skipped, a line longer than
     C{maxLength} as C{tooLong}.
 
-    @return: Where the unfinished line after the last C{\n} begins.
+    @return: Where the unfinished line after the last C{\\n} begins.
     """
     end = data.rfind(b"\n", start) + 1
     if end == 0:
