@@ -145,6 +145,9 @@ class StreamOverTCPTests(TestCase):
             self, "--port", "tcp:0:interface=127.0.0.1", "--handlers", "tests.onewayhandlers", "--send-timeout", "1"
         )
         count = 100_000
+        from tests import onewayhandlers
+
+        onewayhandlers.received.append(0)
 
         def device() -> None:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -154,6 +157,55 @@ class StreamOverTCPTests(TestCase):
 
         yield deferToThread(device)
         self.assertEqual(service.connections.closedBy, {"peer_finished": 1})
+        self.assertEqual(onewayhandlers.received[-1], count)
+
+
+class ClientNotifyTests(TestCase):
+    """
+    Both clients send one-way messages with C{notify}: nothing waits for a
+    reply to them, and the requests around them get their own replies.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_blockingClient(self) -> None:
+        from jsonproto.client.blocking import Client
         from tests import onewayhandlers
 
-        self.assertEqual(onewayhandlers.received[-1], count)
+        service, [port] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--handlers", "tests.onewayhandlers")
+        onewayhandlers.received.append(0)
+
+        def device() -> list[dict[str, Any]]:
+            with Client("127.0.0.1", port) as client:
+                first = client.request({"type": "SUM", "a": 1, "b": 2})
+                for _ in range(10_000):
+                    client.notify({"type": "READING", "value": 0.5})
+                return [first, client.request({"type": "SUM", "a": 3, "b": 4})]
+
+        replies = yield deferToThread(device)
+        self.assertEqual([r["result"] for r in replies], [3, 7])
+        self.assertEqual(onewayhandlers.received[-1], 10_000)
+
+    @inlineCallbacks
+    def test_twistedClient(self) -> None:
+        from twisted.internet import reactor
+
+        from jsonproto.client.protocol import connect as connectClient
+        from tests import onewayhandlers
+
+        service, [port] = yield startDaemon(self, "--port", "tcp:0:interface=127.0.0.1", "--handlers", "tests.onewayhandlers")
+        onewayhandlers.received.append(0)
+        client = yield connectClient(reactor, f"tcp:127.0.0.1:{port}")
+        self.addCleanup(client.close)
+        for _ in range(1000):
+            client.notify({"type": "READING", "value": 0.5})
+        reply = yield client.request({"type": "SUM", "a": 1, "b": 2})
+        self.assertEqual(reply["result"], 3)
+        self.assertEqual(onewayhandlers.received[-1], 1000)
+        from twisted.internet.error import ConnectionLost
+
+        closed = client.nextPush()
+        client.close()
+        yield self.assertFailure(closed, ConnectionLost)
+        self.assertRaises(ConnectionLost, client.notify, {"type": "READING", "value": 0.5})

@@ -190,6 +190,21 @@ class Client:
         """
         self._unreceived.append(self._sendRequest(message))
 
+    def notify(self, message: dict[str, Any]) -> None:
+        """
+        Send a message of a one-way type (one the server registered with
+        C{oneWay=True}): no reply is waited for, or expected.  A server
+        that answers it anyway (it does not know the type as one-way)
+        leaves a reply no request is waiting for, which ends the
+        connection.
+
+        @raise TimeoutError: It could not be sent whole in time (the
+            server is not reading); the connection is closed.
+        """
+        payload = checkRequest(message)
+        self._raiseIfBroken()
+        self._write(payload)
+
     def receive(self, timeout: Timeout = CLIENT_TIMEOUT) -> dict[str, Any]:
         """
         Wait for the reply to the oldest request made with L{send} whose
@@ -321,6 +336,10 @@ class Client:
         self._raiseIfBroken()
         pending = Pending(message)
         self._matcher.add(pending)
+        self._write(payload)
+        return pending
+
+    def _write(self, payload: bytes) -> None:
         sock = self._socket
         sock.settimeout(self._timeout)
         try:
@@ -331,7 +350,6 @@ class Client:
         except OSError as e:
             self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
             self._raiseIfBroken()
-        return pending
 
     def _sendSome(self, data: memoryview) -> int:
         """

@@ -110,6 +110,18 @@ class JSONClientProtocol(protocol.Protocol):
         self.transport.write(self._frame(payload))
         return waiting.deferred
 
+    def notify(self, message: dict[str, Any]) -> None:
+        """
+        Send a message of a one-way type (one the server registered with
+        C{oneWay=True}): no reply is waited for, or expected.
+
+        @raise ConnectionLost: The connection has ended.
+        """
+        payload = checkRequest(message)
+        if self._lost is not None:
+            self._lost.raiseException()
+        self.transport.write(self._frame(payload))
+
     def _timedOut(self, waiting: _Waiting, timeout: float) -> None:
         waiting.timer = None
         waiting.giveUp()
