@@ -90,6 +90,24 @@ class SendTests(TestCase):
         self.assertEqual(err.count("\n"), 1)
 
     @inlineCallbacks
+    def test_oneWay(self) -> None:
+        """
+        C{--one-way TYPE}: messages of that type are sent without waiting
+        for a reply, and the requests around them get theirs.
+        """
+        from tests import onewayhandlers
+
+        service, [port] = yield startDaemon(self, "--port", LOCAL, "--handlers", "tests.onewayhandlers")
+        onewayhandlers.received.append(0)
+        reading = '{"type":"READING","value":1.5}'
+        status, out, err = yield run(
+            "send", f"127.0.0.1:{port}", "--one-way", "READING", "--timeout", "5", reading, reading, '{"type":"SUM","a":1,"b":2}', reading
+        )
+        self.assertEqual((status, out, err), (0, '{"status":"OK","result":3}\n', ""))
+        yield service.connections.whenEmpty()  # the server has read all the client sent
+        self.assertEqual(onewayhandlers.received[-1], 3)
+
+    @inlineCallbacks
     def test_timeout(self) -> None:
         """
         No reply within --timeout: one line, status 2.

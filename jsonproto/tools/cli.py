@@ -203,14 +203,15 @@ def send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
         interactive = False
     else:
         interactive = stdin.isatty()
+    oneWay = frozenset(args.one_way)
     with _connect(args) as client:
         if args.messages:
-            return Session(client, out, err, args.timeout).run(source)
+            return Session(client, out, err, args.timeout, oneWay=oneWay).run(source)
         if interactive:
             err.write(f"connected to {args.endpoint['text']}; type a JSON request per line, end with Ctrl-D\n")
-            session = Session(client, out, err, args.timeout, describe=lambda n: "that", keepGoing=True)
+            session = Session(client, out, err, args.timeout, describe=lambda n: "that", keepGoing=True, oneWay=oneWay)
             return session.run(InputLines(stdin, prompt=err))
-        return Session(client, out, err, args.timeout).run(InputLines(stdin))
+        return Session(client, out, err, args.timeout, oneWay=oneWay).run(InputLines(stdin))
 
 
 def subscribe(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -451,6 +452,8 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
     s.add_argument("messages", nargs="*", metavar="JSON", help="requests; without any, JSON lines from standard input")
+    s.add_argument("--one-way", action="append", default=[], metavar="TYPE",
+                   help="a one-way type of the server: its messages are sent without waiting for a reply (repeat for more)")
     _connectionOptions(s, run=send, timeoutHelp="seconds to wait for connecting and for each reply (default 10)")
 
     u = commands.add_parser(

@@ -161,6 +161,8 @@ class Session:
     @param describe: Names the C{n}th line in an error message.
     @param keepGoing: Report a line that is not a request and carry on
         (a person at a terminal) rather than count it as a failure.
+    @param oneWay: The server's one-way types: messages of these are sent
+        without waiting for a reply (none comes).
     """
 
     def __init__(
@@ -171,8 +173,10 @@ class Session:
         timeout: float,
         describe: Callable[[int], str] = lambda n: f"line {n}",
         keepGoing: bool = False,
+        oneWay: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
+        self.oneWay = oneWay
         self.out = out
         self.err = err
         self.timeout = timeout
@@ -232,13 +236,18 @@ class Session:
                 return
         else:
             message = line
+        oneWay = message["type"] in self.oneWay
         try:
-            self.client.send(message)
+            if oneWay:
+                self.client.notify(message)
+            else:
+                self.client.send(message)
         except TimeoutError:
             raise CommandError(f"could not send within {self.timeout:g} seconds: the server is not reading") from None
         except (ConnectionError, ProtocolError) as e:
             raise CommandError(str(e)) from None
-        self._deadline = time.monotonic() + self.timeout
+        if not oneWay:
+            self._deadline = time.monotonic() + self.timeout
 
     def _poll(self) -> None:
         try:
