@@ -259,6 +259,11 @@ def _shape(value: Any) -> Any:
 
 FIGURES: list[tuple[str, Callable[[str], bool], Callable[[str], Any]]] = [
     ("a STATS reply: uptime and counters", lambda line: line.startswith("{") and '"uptime":' in line, lambda line: _shape(json.loads(line))),
+    (
+        "a channel's epoch: 12 hex digits, new for each channel",
+        lambda line: '"epoch":"' in line,
+        lambda line: re.sub(r'"epoch":"[0-9a-f]{12}"', '"epoch":"(12 hex digits)"', line),
+    ),
 ]
 
 
@@ -587,6 +592,9 @@ class HarnessTests(TestCase):
         self.assertEqual(comparable(shown), comparable('{"status":"OK","uptime":0.4,"connections":{"active":3}}'))
         self.assertNotEqual(comparable(shown), comparable('{"status":"OK","uptime":0.4,"connections":{"open":3}}'))
         self.assertNotEqual(comparable('{"status":"OK","result":30}'), comparable('{"status":"OK","result":31}'))
+        publication = '{"type":"PUBLICATION","channel":"a","data":1,"offset":1,"epoch":"%s"}'
+        self.assertEqual(comparable(publication % "5be952349b81"), comparable(publication % "9f2c41d07a3e"))
+        self.assertNotEqual(comparable(publication % "5be952349b81"), comparable(publication.replace(":1,", ":2,") % "9f2c41d07a3e"))
 
     def test_substitution(self) -> None:
         """
