@@ -118,6 +118,25 @@ class _OneWay:
         self.assertEqual(self.read(transport.value()), [{"status": "OK", "result": 2}])
         self.assertEqual(len(logged.matching("one-way 'STORE' message refused: internal_error")), 1)
 
+    def test_coroutine(self) -> None:
+        """
+        A one-way handler may be a coroutine function: it runs to its end
+        (awaiting what it needs), and nothing is sent for it.
+        """
+        stored: list[Any] = []
+        later: Deferred[str] = Deferred()
+
+        @self.dispatcher.handler("STORE", oneWay=True)
+        async def store(message: dict[str, Any], context: Any) -> None:
+            stored.append(await later)
+
+        logged = LogCatcher(self)
+        proto, transport = connect(self.factory())
+        proto.dataReceived(self.frame({"type": "STORE"}) + self.frame({"type": "SUM", "a": 1, "b": 1}))
+        later.callback("kept")
+        self.assertEqual((stored, self.read(transport.value())), (["kept"], [{"status": "OK", "result": 2}]))
+        self.assertEqual(logged.matching("refused"), [])
+
 
 class LineOneWayTests(_OneWay, SynchronousTestCase):
     framing = "line"

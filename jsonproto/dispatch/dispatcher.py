@@ -388,7 +388,7 @@ class Dispatcher:
             return None
         try:
             if inspect.isawaitable(result) and not isinstance(result, Deferred):
-                result = ensureDeferred(result)
+                result = awaiting.toDeferred(result)
             if isinstance(result, Deferred):
                 return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
                     _dropped
