@@ -204,7 +204,7 @@ def checkProxyWrapper() -> None:
 
 
 @implementer(IHalfCloseableProtocol)
-class HalfCloseableProxyWrapper(_haproxy.HAProxyProtocolWrapper):  # type: ignore[misc]
+class HalfCloseableProxyWrapper(_haproxy.HAProxyProtocolWrapper):
     """
     Twisted's PROXY protocol wrapper, passing a half-close through to the
     protocol it wraps (and a half-close of ours to the transport).
@@ -218,6 +218,8 @@ class HalfCloseableProxyWrapper(_haproxy.HAProxyProtocolWrapper):  # type: ignor
         if IHalfCloseableProtocol.providedBy(wrapped) and hasattr(type(wrapped), "readConnectionLost"):
             return wrapped
         return None
+
+    transport: Any
 
     def readConnectionLost(self) -> None:
         wrapped = self._halfCloseable()
@@ -235,12 +237,12 @@ class HalfCloseableProxyWrapper(_haproxy.HAProxyProtocolWrapper):  # type: ignor
         self.transport.loseWriteConnection()
 
 
-class HalfCloseableProxyFactory(_haproxy.HAProxyWrappingFactory):  # type: ignore[misc]
+class HalfCloseableProxyFactory(_haproxy.HAProxyWrappingFactory):
     """
     Wraps connections in L{HalfCloseableProxyWrapper}.
     """
 
-    protocol = HalfCloseableProxyWrapper
+    protocol = HalfCloseableProxyWrapper  # type: ignore[assignment]  # a subclass of HAProxyProtocolWrapper
 
 
 def proxyEndpoint(wrapped: IStreamServerEndpoint) -> IStreamServerEndpoint:
@@ -248,7 +250,7 @@ def proxyEndpoint(wrapped: IStreamServerEndpoint) -> IStreamServerEndpoint:
     C{wrapped}, its connections starting with a PROXY protocol header, as
     Twisted's C{haproxy:} endpoint reads it, half-closes passed on.
     """
-    return endpoints._WrapperServerEndpoint(wrapped, HalfCloseableProxyFactory)  # type: ignore[no-any-return]
+    return endpoints._WrapperServerEndpoint(wrapped, HalfCloseableProxyFactory)
 
 
 def halfCloseableProxies(endpoint: Any) -> Any:
@@ -314,7 +316,7 @@ def checkReactor() -> None:
     _require({"_poller", "_selectables", "_doReadOrWrite"} <= set(code), "EPollReactor.doPoll no longer polls _poller for _selectables")
 
 
-class EPollReactor(epollreactor.EPollReactor):  # type: ignore[misc]
+class EPollReactor(epollreactor.EPollReactor):
     """
     Twisted's epoll reactor, dispatching events without the legacy logging
     context.

@@ -15,22 +15,22 @@ class IConnections(Interface):
     listeners together).
     """
 
-    def __iter__():  # type: ignore[misc]
+    def __iter__():
         """
         The open connections' contexts (L{IHandlerContext}), a snapshot.
         """
 
-    def __len__():  # type: ignore[misc]
+    def __len__():
         """
         How many are open.
         """
 
-    def get(connectionId):  # type: ignore[misc,no-untyped-def]
+    def get(connectionId):
         """
         The context of the open connection with this id, or L{None}.
         """
 
-    def send(connectionId, message):  # type: ignore[misc,no-untyped-def]
+    def send(connectionId, message):
         """
         Push C{message} to the open connection with this id.
 
@@ -56,14 +56,14 @@ class IHandlerContext(Interface):
     messagesIn = Attribute("int: messages received whole.")
     messagesOut = Attribute("int: messages sent.")
 
-    def send(message):  # type: ignore[misc,no-untyped-def]
+    def send(message):
         """
         Push C{message} to this client now, outside request and reply.
 
         @raise ValueError: If C{message} has a C{status}.
         """
 
-    def close(reason="closed by the server"):  # type: ignore[misc,no-untyped-def]
+    def close(reason="closed by the server"):
         """
         Close this connection after the replies already written.
         """
@@ -80,37 +80,37 @@ class IPipeline(Interface):
     closeReason = Attribute("str or None: why the connection must close, after run() returned CLOSE.")
     closeKind = Attribute("str or None: that reason's category.")
 
-    def receive(data):  # type: ignore[misc,no-untyped-def]
+    def receive(data):
         """
         Take the bytes of one read.
         """
 
-    def run():  # type: ignore[misc]
+    def run():
         """
         Answer what has arrived; returns IDLE, FLUSH, YIELD, BLOCKED or CLOSE.
         """
 
-    def complete(owed, reply):  # type: ignore[misc,no-untyped-def]
+    def complete(owed, reply):
         """
         A reply that was waited for is ready.
         """
 
-    def push(message):  # type: ignore[misc,no-untyped-def]
+    def push(message):
         """
         Frame a message the server sends of its own accord.
         """
 
-    def takeOutput():  # type: ignore[misc]
+    def takeOutput():
         """
         The framed bytes ready to write.
         """
 
-    def halt():  # type: ignore[misc]
+    def halt():
         """
         Answer nothing more.
         """
 
-    def release():  # type: ignore[misc]
+    def release():
         """
         Give back the buffer budget held.
         """

@@ -18,12 +18,13 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from jsonproto.channels.engine import ChannelsUnavailable, History, IEngine, Publication
 from jsonproto.channels.names import checkName
+from jsonproto.dispatch import awaiting
 from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, frameFor
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.wire.codec import encode
@@ -123,7 +124,7 @@ class Broker:
             return succeed(True)
         result = self._authorizer(context, action, channel)
         if inspect.isawaitable(result) and not isinstance(result, Deferred):
-            result = ensureDeferred(result)
+            result = awaiting.toDeferred(result)
         if isinstance(result, Deferred):
             return result.addCallback(bool)
         return succeed(bool(result))

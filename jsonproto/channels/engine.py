@@ -110,31 +110,31 @@ class IEngine(Interface):
 
     available = Attribute("bool: whether publishing can succeed now.")
 
-    def attach(deliveries):  # type: ignore[misc,no-untyped-def]
+    def attach(deliveries):
         """
         Hand every publication of a channel listened to to
         C{deliveries.deliver}, and changes of availability to
         C{deliveries.engineAvailable}.
         """
 
-    def publish(channel, data):  # type: ignore[misc,no-untyped-def]
+    def publish(channel, data):
         """
         Publish C{data}: fires with the L{Publication}, once numbered, kept
         and sent on; fails with L{ChannelsUnavailable} when it cannot be.
         """
 
-    def history(channel):  # type: ignore[misc,no-untyped-def]
+    def history(channel):
         """
         Fires with the channel's L{History}.
         """
 
-    def listen(channel):  # type: ignore[misc,no-untyped-def]
+    def listen(channel):
         """
         This process has subscribers to C{channel} (deliver its
         publications).
         """
 
-    def unlisten(channel):  # type: ignore[misc,no-untyped-def]
+    def unlisten(channel):
         """
         This process has no subscriber left to C{channel}.
         """

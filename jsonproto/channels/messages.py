@@ -22,6 +22,14 @@ from jsonproto.errors import INVALID_FIELD, RequestError
 MESSAGE_TYPES = ("SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "PRESENCE")
 
 
+def channelOf(message: dict[str, Any]) -> Any:
+    """
+    The channel a message names, as the client sent it: the broker checks
+    it (L{jsonproto.channels.names.checkName}).
+    """
+    return message.get("channel")
+
+
 def register(dispatcher: Dispatcher, broker: Broker) -> None:
     """
     Answer the channels' message types with C{broker}, and end a
@@ -33,21 +41,21 @@ def register(dispatcher: Dispatcher, broker: Broker) -> None:
 
     @dispatcher.handler("SUBSCRIBE")
     def subscribe(message: dict[str, Any], context: Any) -> Any:
-        return broker.subscribe(context, message.get("channel"), message.get("since"), bool(message.get("presence")))
+        return broker.subscribe(context, channelOf(message), message.get("since"), bool(message.get("presence")))
 
     @dispatcher.handler("UNSUBSCRIBE")
     def unsubscribe(message: dict[str, Any], context: Any) -> dict[str, Any]:
-        return broker.unsubscribe(context, message.get("channel"))
+        return broker.unsubscribe(context, channelOf(message))
 
     @dispatcher.handler("PUBLISH")
     def publish(message: dict[str, Any], context: Any) -> Any:
         if "data" not in message:
             raise RequestError(INVALID_FIELD, "a publication needs data")
-        return broker.publishAs(context, message.get("channel"), message["data"])
+        return broker.publishAs(context, channelOf(message), message["data"])
 
     @dispatcher.handler("PRESENCE")
     def presence(message: dict[str, Any], context: Any) -> dict[str, Any]:
-        channel = message.get("channel")
+        channel = channelOf(message)
         return {"channel": channel, "subscribers": broker.presence(channel)}
 
     dispatcher.onClose(broker.disconnected)

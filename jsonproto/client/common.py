@@ -10,7 +10,7 @@ from typing import Any, Callable
 from jsonproto.errors import RequestError
 from jsonproto.wire import codec, framing
 
-FRAMINGS = {
+FRAMINGS: dict[str, tuple[type[framing.Decoder], Callable[[bytes], bytes]]] = {
     "line": (framing.LineDecoder, framing.encodeLine),
     "int32": (framing.Int32Decoder, framing.encodeInt32),
 }
@@ -82,7 +82,7 @@ def readMessage(frame: framing.Frame, decoder: framing.Decoder) -> Any:
     @raise ReplyTooLong: It was longer than C{decoder} takes.
     @raise ProtocolError: It is not JSON.
     """
-    if frame is framing.TOO_LONG:
+    if not isinstance(frame, bytes):  # TOO_LONG: a client never abandons a frame
         raise ReplyTooLong(decoder.maxLength)
     try:
         return codec.decode(frame)

@@ -59,6 +59,9 @@ class JSONClientProtocol(protocol.Protocol):
         function, called with each push as it arrives instead.
     """
 
+    # A TCP, TLS or Unix transport (abortConnection too), once connected.
+    transport: Any
+
     def __init__(
         self,
         framing: str = "line",

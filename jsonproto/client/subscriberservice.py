@@ -97,9 +97,10 @@ class SubscriberService(Service, Resuming):
         clock = reactor if clock is None else clock
         if isinstance(endpoint, str):
             endpoint = endpoints.clientFromString(reactor, endpoint)
-        options = {"framing": framing, "timeout": timeout, "clock": clock, "maxReplySize": maxReplySize}
+        assert not isinstance(endpoint, str)
+        options: dict[str, Any] = {"framing": framing, "timeout": timeout, "clock": clock, "maxReplySize": maxReplySize}
         JSONClientProtocol(**options)  # a bad option fails here, not at each connection
-        factory = protocol.Factory.forProtocol(lambda: _SubscriberProtocol(self, **options))  # type: ignore[arg-type]
+        factory = protocol.Factory.forProtocol(lambda: _SubscriberProtocol(self, **options))
         self.backoff = backoff if backoff is not None else Backoff()
         self._connector = ClientService(endpoint, factory, retryPolicy=self._retryIn, clock=clock)
         self._positions = Positions()

@@ -138,7 +138,7 @@ _ADVICE = {
 }
 
 
-def cannotListen(description: str, error: BaseException) -> CannotListen:
+def cannotListen(description: str, error: BaseException | None) -> CannotListen:
     """
     The one-line reason C{description} cannot be listened on, from the
     error binding it gave.
@@ -146,7 +146,7 @@ def cannotListen(description: str, error: BaseException) -> CannotListen:
     socketError = getattr(error, "socketError", error)  # CannotListenError wraps it
     number = getattr(socketError, "errno", None)
     reason = getattr(socketError, "strerror", None) or str(socketError)
-    advice = _ADVICE.get(number)
+    advice = _ADVICE.get(number) if isinstance(number, int) else None
     if isinstance(socketError, FileNotFoundError):  # a Unix socket's directory
         advice = "create the directory first; under systemd, RuntimeDirectory="
     message = f"cannot listen on {description}: {reason}"

@@ -135,8 +135,8 @@ def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher, listene
     from twisted.web.server import Site
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JSONProtoCollector(connections, dispatcher))  # type: ignore[arg-type]
-    registry.register(CertificateExpiryCollector(listeners))  # type: ignore[arg-type]
+    registry.register(JSONProtoCollector(connections, dispatcher))
+    registry.register(CertificateExpiryCollector(listeners))
 
     class Metrics(Resource):
         isLeaf = True

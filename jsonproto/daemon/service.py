@@ -56,7 +56,7 @@ class JSONProtoService(MultiService):
     ) -> None:
         super().__init__()
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor as clock
         self.connections = connections
         self.shutdownTimeout = shutdownTimeout
         self.clock: IReactorTime = clock  # type: ignore[assignment]
@@ -79,7 +79,7 @@ class JSONProtoService(MultiService):
                 previous = signal.signal(
                     signal.SIGHUP, lambda number, frame: callFromThread(self.reloadCertificates)
                 )
-                self._restoreHangup = lambda: signal.signal(signal.SIGHUP, previous)
+                self._restoreHangup = lambda: _restore(signal.SIGHUP, previous)
 
     def reloadCertificates(self) -> list[bool]:
         """
@@ -284,4 +284,11 @@ class ListenerService(Service):
             return succeed(None)
         stopAdmitting(port)
         acceptQueued(port)
-        return maybeDeferred(port.stopListening)
+        return maybeDeferred(port.stopListening)  # type: ignore[call-overload]  # a Deferred or None
+
+
+def _restore(number: int, handler: Any) -> None:
+    """
+    Put back the handler a signal had.
+    """
+    signal.signal(number, handler)

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from twisted.application.service import Service
 from twisted.internet import endpoints, protocol
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 log = Logger()
@@ -220,7 +221,7 @@ class WorkerSupervisor(Service):
             except Exception:
                 continue
             kill = self.reactor.callLater(self.shutdownTimeout + 5, self._kill, transport)
-            worker.ended.addBoth(lambda result, kill=kill: kill.active() and kill.cancel())
+            worker.ended.addBoth(_cancelTimer, kill)
         return DeferredList(waiting).addBoth(self._removeMetricsDirectory)
 
     def _removeMetricsDirectory(self, result: Any) -> Any:
@@ -337,3 +338,12 @@ class _UnixEndpoints:
 
     def endpointForURI(self, uri: Any) -> Any:
         return endpoints.UNIXClientEndpoint(self.reactor, self.path)
+
+
+def _cancelTimer(result: object, timer: IDelayedCall) -> object:
+    """
+    A worker ended in time: it need not be killed.
+    """
+    if timer.active():
+        timer.cancel()
+    return result

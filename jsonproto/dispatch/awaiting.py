@@ -79,7 +79,7 @@ def toDeferred(awaitable: Awaitable[Any]) -> Deferred[Any]:
     if asyncio.isfuture(awaitable):
         if loop is None:
             raise AsyncioReactorNeeded()
-        return Deferred.fromFuture(awaitable).addErrback(_asyncioCancelled)  # type: ignore[arg-type]
+        return Deferred.fromFuture(awaitable).addErrback(_asyncioCancelled)
     coroutine = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
     if loop is None:
         return ensureDeferred(coroutine)

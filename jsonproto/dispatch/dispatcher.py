@@ -347,7 +347,7 @@ class Dispatcher:
         @return: The reply, or a L{Deferred} that fires with it when the
             handler is asynchronous.
         """
-        return envelope.answer(self, message, context)  # type: ignore[no-any-return]
+        return envelope.answer(self, message, context)
 
     def returned(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Reply]:
         """
@@ -367,7 +367,7 @@ class Dispatcher:
             if isinstance(result, Deferred):
                 return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
                     _okReply, message
-                ).addErrback(self._failed, message)
+                ).addErrback(self._failed, message)  # type: ignore[call-overload]  # a reply, or the failure passed on
             if started:
                 latency.observe(messageType, perf_counter() - started)
             return _okReply(result, message)
@@ -444,8 +444,9 @@ class Dispatcher:
             # Whoever cancelled (a request timeout) says what to reply.
             return failure
         self.latency.countError(message.get("type"))
-        if failure.check(RequestError):
-            return _withId(failure.value.reply(), message)
+        error = failure.value
+        if isinstance(error, RequestError):
+            return _withId(error.reply(), message)
         return self._internalError(failure, message)
 
     def _internalError(self, failure: Failure, message: Message) -> Reply:

@@ -80,7 +80,7 @@ def replyFields(value: Any) -> dict[str, Any]:
         raise TypeError(
             f"handler returned {type(value).__name__}, not a dict, a msgspec.Struct or a dataclass"
         )
-    return to_builtins(value)  # type: ignore[no-any-return]
+    return to_builtins(value)
 
 
 class _NotGiven:
@@ -223,7 +223,7 @@ def typedHandler(function: Callable[[Any, Any], Any], requestType: type) -> Call
         # A type that refuses unknown fields would refuse the envelope.
         def handle(message: dict[str, Any], context: Any) -> Any:
             try:
-                value = convert({k: v for k, v in message.items() if k not in ENVELOPE}, requestType)
+                value: Any = convert({k: v for k, v in message.items() if k not in ENVELOPE}, requestType)
             except ValidationError as e:
                 raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
             return function(value, context)
@@ -232,7 +232,7 @@ def typedHandler(function: Callable[[Any, Any], Any], requestType: type) -> Call
 
         def handle(message: dict[str, Any], context: Any) -> Any:
             try:
-                value = convert(message, requestType)
+                value: Any = convert(message, requestType)
             except ValidationError as e:
                 raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
             return function(value, context)

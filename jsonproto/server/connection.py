@@ -61,7 +61,8 @@ def _describe(reason: Failure) -> str:
     Why a connection ended, for the log; TLS failures say so.
     """
     if reason.type.__module__.startswith("OpenSSL"):
-        details = reason.value.args[0] if reason.value.args else []
+        args = getattr(reason.value, "args", ())
+        details = args[0] if args else []
         if isinstance(details, list) and details and isinstance(details[0], tuple):
             return "TLS failed: " + "; ".join(str(d[-1]) for d in details)
         return f"TLS failed: {reason.value}"
@@ -93,6 +94,9 @@ class TrackedProtocol(protocol.Protocol):
     """
 
     factory: TrackingFactory
+    # A TCP, TLS or Unix transport, also a producer; Protocol says only
+    # Optional[ITransport], which has neither half.
+    transport: Any
     # The factory's, copied here by buildProtocol: read on every message.
     clock: IReactorTime
     limits: Limits

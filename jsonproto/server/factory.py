@@ -29,7 +29,9 @@ class TrackingFactory(protocol.Factory):
     @ivar clock: The source of time and timers.
     """
 
-    protocol: type[TrackedProtocol]
+    # Factory's stubs want a protocol whose factory is any Factory; ours
+    # are built for, and read, this factory's own attributes.
+    protocol: type[TrackedProtocol]  # type: ignore[assignment]
     noisy = False
 
     def __init__(
@@ -40,12 +42,12 @@ class TrackingFactory(protocol.Factory):
         clock: IReactorTime | None = None,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor as clock
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.limits = limits if limits is not None else Limits()
         self.connections = connections if connections is not None else ConnectionRegistry()
 
-    def buildProtocol(self, addr: Any) -> TrackedProtocol:
+    def buildProtocol(self, addr: Any) -> TrackedProtocol:  # type: ignore[override]
         p = self.protocol()
         p.factory = self
         p.clock = self.clock

@@ -14,10 +14,12 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from jsonproto.dispatch import awaiting
 
 log = Logger()
 
@@ -47,7 +49,7 @@ def runHooks(
             log.failure("{what} hook {hook} failed", Failure(), what=what, hook=_name(hook))
             continue
         if inspect.isawaitable(result) and not isinstance(result, Deferred):
-            result = ensureDeferred(result)
+            result = awaiting.toDeferred(result)
         if isinstance(result, Deferred):
             result.addTimeout(timeout, clock)
             result.addErrback(_failed, what, hook, timeout)

@@ -330,7 +330,7 @@ class JSONMessageProtocol(TrackedProtocol):
         Whether publications can be written now: the connection is open and
         its transport's buffer has room.
         """
-        return self.connected and not self.closing and not self._paused & _OUTPUT_BLOCKED
+        return bool(self.connected) and not self.closing and not self._paused & _OUTPUT_BLOCKED
 
     def writePublications(self, data: bytes) -> None:
         """

@@ -181,7 +181,7 @@ class TLSServerParser:
 
     prefix = "jsonproto-tls"
 
-    def parseStreamServer(
+    def parseStreamServer(  # type: ignore[override]  # Twisted's parsers take their parameters by name too
         self,
         reactor: Any,
         port: str,
@@ -214,7 +214,7 @@ class TLSServerParser:
             ServerFiles(privateKey, certKey, extraCertChain, clientCA), TLSSettings.parse(profile, alpn), reactor
         )
         endpointType = endpoints.TCP6ServerEndpoint if ":" in interface else endpoints.TCP4ServerEndpoint
-        tcp = endpointType(reactor, _port(port), backlog=int(backlog), interface=interface)
+        tcp: IStreamServerEndpoint = endpointType(reactor, _port(port), backlog=int(backlog), interface=interface)
         if proxy == "yes":
             # The PROXY header comes first, in the clear, then TLS.
             from jsonproto.compat import proxyEndpoint

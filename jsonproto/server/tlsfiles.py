@@ -176,6 +176,6 @@ def publicKeyBytes(key: Any) -> bytes:
     A public key as DER, to tell whether a private key and a certificate
     belong together.
     """
-    return key.public_bytes(  # type: ignore[no-any-return]
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -222,7 +222,7 @@ def makeCertificate(
             x509.SubjectAlternativeName(alternatives), critical=not attributes
         ).add_extension(x509.ExtendedKeyUsage([USAGES[usage]]), critical=False)
     digest = None if isinstance(signingKey, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
-    certificate = builder.sign(signingKey, digest)  # type: ignore[arg-type]
+    certificate = builder.sign(signingKey, digest)
     return KeyAndCertificate(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         certificate.public_bytes(serialization.Encoding.PEM),

@@ -197,7 +197,7 @@ class Session:
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self.client.fileno(), selectors.EVENT_READ, "server")
-                if source.fileno() is not None:
+                if isinstance(source, InputLines):
                     selector.register(source, selectors.EVENT_READ, "input")
                 while True:
                     if self._deadline is None:
@@ -205,7 +205,7 @@ class Session:
                             source.want()
                             asked = True
                         line = source.take()
-                        if line is END:
+                        if isinstance(line, _EndOfInput):
                             return self.status
                         if line is not None:
                             asked = False

@@ -163,6 +163,13 @@ def checkSumByHand(message: dict[str, Any]) -> None:
         raise ValueError("a or b")
 
 
+def _strictFromJSON(adapter: Any) -> Callable[[bytes], Any]:
+    """
+    A pydantic adapter's one-pass check of JSON bytes, in strict mode.
+    """
+    return lambda data: adapter.validate_json(data, strict=True)
+
+
 def candidates() -> list[tuple[str, str, Callable[[bytes], Any] | None, Callable[[bytes], Any] | None]]:
     """
     (way, library, reading's decode and check, SUM's decode and check), each
@@ -190,8 +197,7 @@ def candidates() -> list[tuple[str, str, Callable[[bytes], Any] | None, Callable
             # Strict, from Python objects, takes only instances: from JSON,
             # it decodes too (one pass), like the last row.
             rows.append((way, f"pydantic {pydantic.VERSION}, one pass from bytes",
-                         lambda b, a=readingAdapter: a.validate_json(b, strict=True),
-                         lambda b, a=sumAdapter: a.validate_json(b, strict=True)))
+                         _strictFromJSON(readingAdapter), _strictFromJSON(sumAdapter)))
     readingDecoder = msgspec.json.Decoder(Reading)
     sumDecoder = msgspec.json.Decoder(seed.Sum)
     rows.append(("msgspec.Struct, one pass from bytes", "msgspec", readingDecoder.decode, sumDecoder.decode))
