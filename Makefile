@@ -7,6 +7,7 @@
 #   make test-py310           on Python 3.10 (PY310=/path/to/python3.10)
 #   make test-py313           on Python 3.13 (PY313=/path/to/python3.13)
 #   make test-oldest-twisted  on the oldest Twisted setup.cfg allows
+#   make typecheck            mypy over the package
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,7 +26,7 @@ PY310 ?= $(call findpython,3.10)
 PY313 ?= $(call findpython,3.13)
 OLDEST_TWISTED := $(shell sed -n 's/^ *twisted\[tls\] *>= *\([0-9.]*\).*python_version < "3.13".*/\1/p' setup.cfg)
 
-.PHONY: run test test-no-speedups test-py310 test-py313 test-oldest-twisted bench docs venv clean
+.PHONY: run test test-no-speedups test-py310 test-py313 test-oldest-twisted typecheck bench docs venv clean
 
 venv: $(STAMP)
 
@@ -72,6 +73,14 @@ clean:
 
 bench: $(BUILT)
 	$(BIN)/python bench/run.py
+
+$(VENV)/.typecheck: $(STAMP) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[typecheck]' --config-settings editable_mode=compat
+	touch $@
+
+# mypy, with zope.interface's plugin, over what setup.cfg's [mypy] names.
+typecheck: $(VENV)/.typecheck
+	$(BIN)/python -m mypy
 
 $(VENV)/.docs: $(STAMP) setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[docs]' --config-settings editable_mode=compat
