@@ -24,30 +24,21 @@ prints its reply, with the exit status of C{send}.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import socket
-import ssl
 import sys
 from typing import Any, Callable, Sequence, TextIO
 
-from jsonproto.client import Client
-from jsonproto.client.subscriber import Subscriber
 from jsonproto.limits import Limits
-from jsonproto.tools import channels
-from jsonproto.tools.send import (
-    EXIT_ERROR_REPLY,
-    EXIT_FAILURE,
-    EXIT_OK,
-    Arguments,
-    CommandError,
-    InputLines,
-    Session,
-    parseRequest,
+from jsonproto.tools import channels, commands
+from jsonproto.tools.arguments import (
+    ENDPOINTS,
+    parseEndpoint,
+    positiveInteger,
+    positiveSeconds,
+    readableFile,
+    request,
+    runningProcess,
 )
-
-ENDPOINTS = "tcp:HOST:PORT, tls:HOST:PORT, unix:PATH or HOST:PORT"
+from jsonproto.tools.send import EXIT_FAILURE, CommandError
 
 
 class UsageError(Exception):
@@ -67,84 +58,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
-
-def parseEndpoint(text: str) -> dict[str, Any]:
-    """
-    C{tcp:HOST:PORT}, C{tls:HOST:PORT}, C{unix:PATH} or C{HOST:PORT} (an
-    IPv6 address in brackets: C{[::1]:3001}).
-
-    @raise argparse.ArgumentTypeError: It is none of those, or its port is
-        not from 1 to 65535.
-    """
-    kind, _, rest = text.partition(":")
-    if kind == "unix" and rest:
-        return {"host": "", "port": 0, "unixPath": rest, "tls": False}
-    if kind not in ("tcp", "tls"):
-        kind, rest = "tcp", text
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not an endpoint: use {ENDPOINTS}")
-    if not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} has port {port}: a port is a number from 1 to 65535")
-    return {"host": host, "port": int(port), "unixPath": None, "tls": kind == "tls", "text": text}
-
-
-def positiveSeconds(text: str) -> float:
-    """
-    A number of seconds greater than zero.
-    """
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds greater than 0")
-    return seconds
-
-
-def positiveInteger(text: str) -> int:
-    """
-    A whole number greater than zero.
-    """
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number greater than 0")
-    return number
-
-
-def readableFile(text: str) -> str:
-    """
-    A file that exists and can be read.
-    """
-    if not os.path.isfile(text) or not os.access(text, os.R_OK):
-        raise argparse.ArgumentTypeError(f"cannot read {text!r}: no such file, or not readable")
-    return text
-
-
-def request(text: str) -> dict[str, Any]:
-    """
-    One request, as JSON.
-    """
-    try:
-        return parseRequest(text, "it")
-    except CommandError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
-
-
-def runningProcess(text: str) -> int:
-    """
-    The id of a process whose CPU time can be read.
-    """
-    pid = positiveInteger(text)
-    if not os.path.exists(f"/proc/{pid}/stat"):
-        raise argparse.ArgumentTypeError(f"no process {pid} is running (or its /proc/{pid}/stat cannot be read)")
-    return pid
-
-
 def _checkTLSOptions(parser: argparse.ArgumentParser, args: argparse.Namespace, names: dict[str, str]) -> None:
     """
     TLS options need a C{tls:} endpoint, and C{--key} needs C{--cert}.
@@ -155,75 +68,6 @@ def _checkTLSOptions(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.error(f"{' and '.join(given)} {verb} only to a tls:HOST:PORT endpoint, not {args.endpoint['text']!r}")
     if getattr(args, "key", None) is not None and getattr(args, "cert", None) is None:
         parser.error("--key names the key of a --cert; give --cert too")
-
-
-def _connect(args: argparse.Namespace, make: Callable[..., Any] = Client, **options: Any) -> Any:
-    """
-    A L{Client} (or what C{make} makes with the same arguments: a
-    L{Subscriber}) for the endpoint and options given.
-
-    @raise CommandError: It could not connect, saying why in a line.
-    """
-    endpoint = args.endpoint
-    where = endpoint["unixPath"] or f"{endpoint['host']}:{endpoint['port']}"
-    try:
-        return make(
-            endpoint["host"],
-            endpoint["port"],
-            unixPath=endpoint["unixPath"],
-            tls=endpoint["tls"],
-            framing=args.framing,
-            ca=args.ca,
-            certificate=args.cert,
-            privateKey=args.key,
-            serverHostname=args.server_name,
-            timeout=args.timeout,
-            maxReplySize=args.max_reply_size,
-            **options,
-        )
-    except ssl.SSLCertVerificationError as e:
-        raise CommandError(f"TLS verification of {args.server_name or endpoint['host']} failed: {e.verify_message or e}") from None
-    except ssl.SSLError as e:
-        raise CommandError(f"TLS with {where} failed: {e.reason or e}") from None
-    except ConnectionRefusedError:
-        raise CommandError(f"cannot connect to {where}: connection refused (is the server running?)") from None
-    except socket.gaierror as e:
-        raise CommandError(f"cannot find {endpoint['host']}: {e.strerror}") from None
-    except TimeoutError:
-        raise CommandError(f"cannot connect to {where}: no answer within {args.timeout:g} seconds") from None
-    except OSError as e:
-        raise CommandError(f"cannot connect to {where}: {e.strerror or e}") from None
-
-
-def send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    source: Arguments | InputLines
-    if args.messages:
-        # Every argument is checked before anything is sent.
-        source = Arguments([parseRequest(m, f"argument {i}") for i, m in enumerate(args.messages, 1)])
-        interactive = False
-    else:
-        interactive = stdin.isatty()
-    oneWay = frozenset(args.one_way)
-    with _connect(args) as client:
-        if args.messages:
-            return Session(client, out, err, args.timeout, oneWay=oneWay).run(source)
-        if interactive:
-            err.write(f"connected to {args.endpoint['text']}; type a JSON request per line, end with Ctrl-D\n")
-            session = Session(client, out, err, args.timeout, describe=lambda n: "that", keepGoing=True, oneWay=oneWay)
-            return session.run(InputLines(stdin, prompt=err))
-        return Session(client, out, err, args.timeout, oneWay=oneWay).run(InputLines(stdin))
-
-
-def subscribe(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    follow = channels.Follow(out, err, count=args.count)
-    with _connect(args, Subscriber, sleep=channels.sleep, notify=follow.notice) as subscriber:
-        return follow.run(subscriber, args.channels)
-
-
-def publish(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    message = {"type": "PUBLISH", "channel": args.channel, "data": args.data}
-    with _connect(args) as client:
-        return Session(client, out, err, args.timeout).run(Arguments([message]))
 
 
 CERT_DESCRIPTION = """\
@@ -238,62 +82,6 @@ Clients get certificates (server.pem, ca.pem); keys stay with their owners.
 """
 
 
-def cert(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.tools.certs import CertificateError, keyPathFor, writeCertificate
-
-    if args.make_ca and args.usage is not None:
-        raise CommandError("--usage is for the certificates a CA signs, not for the CA (--make-ca)")
-    usage = args.usage or "server"
-    keyPath = args.key_output or keyPathFor(args.output)
-    try:
-        writeCertificate(
-            args.output, args.names, days=args.days, ca=args.ca, caKey=args.ca_key,
-            isCA=args.make_ca, keyPath=keyPath, usage=usage,
-        )
-    except CertificateError as e:
-        raise CommandError(str(e)) from None
-    except OSError as e:
-        raise CommandError(f"cannot write {e.filename}: {e.strerror}") from None
-    kind = "certificate authority" if args.make_ca else f"{usage} certificate"
-    signer = f"signed by {args.ca}" if args.ca else "self-signed"
-    err.write(
-        f"wrote a {kind} for {', '.join(args.names)} ({signer}, {args.days} days) to {args.output}, "
-        f"and its private key to {keyPath}: keep the key where only its owner can read it\n"
-    )
-    return EXIT_OK
-
-
-def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.tools.bench import Benchmark, ReplyTooLarge, Settings, describe
-
-    endpoint = args.endpoint
-    if args.message_file:
-        try:
-            with open(args.message_file, encoding="utf-8") as f:
-                text = f.read().strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise CommandError(f"cannot read {args.message_file}: {getattr(e, 'strerror', None) or e}") from None
-        parseRequest(text, args.message_file)
-    else:
-        text = json.dumps(args.message, ensure_ascii=False, separators=(",", ":"))
-    settings = Settings(
-        host=endpoint["host"], port=endpoint["port"], tls=endpoint["tls"], ca=args.ca,
-        conns=args.conns, pipeline=args.pipeline, duration=args.duration, warmup=args.warmup,
-        framing=args.framing, message=text.encode("utf-8"), serverPid=args.server_pid,
-        maxReplySize=args.max_reply_size,
-    )
-    try:
-        summary = Benchmark(settings).run()
-    except ReplyTooLarge as e:
-        raise CommandError(f"{e}; give a larger --max-reply-size to take it") from None
-    except ssl.SSLError as e:
-        raise CommandError(f"TLS failed: {e.reason or e}") from None
-    except OSError as e:
-        raise CommandError(f"the benchmark failed: {e.strerror or e}") from None
-    out.write((json.dumps(summary) if args.json else describe(summary)) + "\n")
-    return EXIT_OK if summary["errors"] == 0 and summary["closed"] == 0 else EXIT_ERROR_REPLY
-
-
 SCHEMA_DESCRIPTION = """\
 Write the AsyncAPI 3.0 document that describes a service's messages, with a
 JSON Schema (draft 2020-12) for each: every request, reply and error reply
@@ -306,32 +94,6 @@ examples:
   PYTHONPATH=. jsonproto schema --handlers myapp.handlers -o asyncapi.json
   jsonproto schema --handlers myapp.chat --handlers myapp.ingest --title "Devices" --version 2.1
 """
-
-
-def schema(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.tools.schema import HandlersError, describe, loadDispatcher, write
-
-    try:
-        dispatcher = loadDispatcher(args.handlers)
-    except HandlersError as e:
-        raise CommandError(str(e)) from None
-    document = describe(dispatcher, title=args.title, version=args.version)
-    text = write(document)
-    if args.output is None:
-        out.write(text)
-        return EXIT_OK
-    try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise CommandError(f"cannot write {args.output}: {e.strerror}") from None
-    types = len(dispatcher.declarations)
-    pushes = len(dispatcher.pushes)
-    err.write(
-        f"wrote the AsyncAPI {document['asyncapi']} document of {types} message type{'s' * (types != 1)}"
-        f" and {pushes} push{'es' * (pushes != 1)} to {args.output}\n"
-    )
-    return EXIT_OK
 
 
 SEND_DESCRIPTION = """\
@@ -444,9 +206,9 @@ def parser() -> argparse.ArgumentParser:
     from jsonproto import __version__
 
     top.add_argument("--version", action="version", version=f"jsonproto {__version__}")
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = commands.add_parser(
+    s = subcommands.add_parser(
         "send", help="send requests, print replies and pushes", description=SEND_DESCRIPTION,
         epilog=SEND_EPILOG, formatter_class=_FORMATTER,
     )
@@ -454,27 +216,27 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("messages", nargs="*", metavar="JSON", help="requests; without any, JSON lines from standard input")
     s.add_argument("--one-way", action="append", default=[], metavar="TYPE",
                    help="a one-way type of the server: its messages are sent without waiting for a reply (repeat for more)")
-    _connectionOptions(s, run=send, timeoutHelp="seconds to wait for connecting and for each reply (default 10)")
+    _connectionOptions(s, run=commands.send, timeoutHelp="seconds to wait for connecting and for each reply (default 10)")
 
-    u = commands.add_parser(
+    u = subcommands.add_parser(
         "subscribe", help="print publications as they arrive", description=SUBSCRIBE_DESCRIPTION,
         epilog=SUBSCRIBE_EPILOG, formatter_class=_FORMATTER,
     )
     u.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
     u.add_argument("channels", nargs="+", type=channels.channelName, metavar="CHANNEL", help="the channels to subscribe to")
     u.add_argument("--count", type=positiveInteger, metavar="N", help="exit after N publications (default: run until interrupted)")
-    _connectionOptions(u, run=subscribe, timeoutHelp="seconds to wait for each attempt to connect and each SUBSCRIBE reply (default 10)")
+    _connectionOptions(u, run=commands.subscribe, timeoutHelp="seconds to wait for each attempt to connect and each SUBSCRIBE reply (default 10)")
 
-    p = commands.add_parser(
+    p = subcommands.add_parser(
         "publish", help="publish to a channel, print the reply", description=PUBLISH_DESCRIPTION,
         epilog=PUBLISH_EPILOG, formatter_class=_FORMATTER,
     )
     p.add_argument("endpoint", type=parseEndpoint, help=ENDPOINTS)
     p.add_argument("channel", type=channels.channelName, metavar="CHANNEL", help="the channel to publish to")
     p.add_argument("data", type=channels.publication, metavar="DATA", help="the data to publish, as JSON (any value)")
-    _connectionOptions(p, run=publish, timeoutHelp="seconds to wait for connecting and for the reply (default 10)")
+    _connectionOptions(p, run=commands.publish, timeoutHelp="seconds to wait for connecting and for the reply (default 10)")
 
-    b = commands.add_parser(
+    b = subcommands.add_parser(
         "bench", help="measure a server's throughput and latency", description=BENCH_DESCRIPTION,
         epilog=BENCH_EPILOG, formatter_class=_FORMATTER,
     )
@@ -491,9 +253,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--ca", type=readableFile, metavar="FILE", help="trust the certificates in this PEM file (tls: only)")
     b.add_argument("--server-pid", type=runningProcess, metavar="PID", help="the server's process id, to compare CPU use")
     b.add_argument("--json", action="store_true", help="print one JSON summary")
-    b.set_defaults(run=bench, parser=b, tlsOptions={"ca": "--ca"})
+    b.set_defaults(run=commands.bench, parser=b, tlsOptions={"ca": "--ca"})
 
-    c = commands.add_parser(
+    c = subcommands.add_parser(
         "cert",
         help="write a development certificate and its private key",
         description=CERT_DESCRIPTION,
@@ -507,9 +269,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--ca", metavar="FILE", help="sign with this CA certificate (from --make-ca) instead of self-signing")
     c.add_argument("--ca-key", metavar="FILE", help="the CA's private key (default: the --ca name ending in .key)")
     c.add_argument("--make-ca", action="store_true", help="make a certificate authority, to sign server and client certificates")
-    c.set_defaults(run=cert)
+    c.set_defaults(run=commands.cert)
 
-    d = commands.add_parser(
+    d = subcommands.add_parser(
         "schema", help="write the AsyncAPI document describing a service's messages",
         description=SCHEMA_DESCRIPTION, formatter_class=_FORMATTER,
     )
@@ -517,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", metavar="FILE", help="write the document to this file (default: standard output)")
     d.add_argument("--title", default="jsonproto service", help="the service's name in the document (default 'jsonproto service')")
     d.add_argument("--version", default="1.0.0", help="the service's version in the document (default 1.0.0)")
-    d.set_defaults(run=schema)
+    d.set_defaults(run=commands.schema)
     return top
 
 
