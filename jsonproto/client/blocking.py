@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import math
 import selectors
-import socket
 import ssl
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from jsonproto.client.common import ProtocolError, checkRequest, decoderFor, readMessage
 from jsonproto.client.matching import Pending, ReplyMatcher, Route, describeClosing
+from jsonproto.client.sockets import openSocket, startTLS
 from jsonproto.limits import Limits
 
 
@@ -110,29 +110,9 @@ class Client:
         """
         self._timeout = checkTimeout(timeout)
         self._decoder, self._frame = decoderFor(framing, maxReplySize)
-        if unixPath is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(self._timeout)
-                sock.connect(unixPath)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-                raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
-            sock = socket.create_connection((host, port), timeout=self._timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = openSocket(host, port, unixPath, self._timeout)
         if tls:
-            try:
-                context = ssl.create_default_context(cafile=ca)
-                context.minimum_version = ssl.TLSVersion.TLSv1_2
-                if certificate:
-                    context.load_cert_chain(certificate, privateKey)
-                sock = context.wrap_socket(sock, server_hostname=serverHostname or host)
-            except BaseException:
-                sock.close()
-                raise
+            sock = startTLS(sock, serverHostname or host, ca, certificate, privateKey)
         self._socket = sock
         self._matcher = ReplyMatcher()
         # Requests made with send(), for receive() to answer in order.
