@@ -1,0 +1,424 @@
+"""
+Channels across processes through Redis: the engine against a real
+C{redis-server} these tests start on a free port (and kill, by its pid,
+and start again on the same port), then real daemons sharing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.task import Clock, deferLater
+from twisted.python import usage
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from jsonproto.channels import messages
+from jsonproto.channels.broker import Broker
+from jsonproto.channels.engine import ChannelsUnavailable, MemoryEngine, Publication, publicationPayload
+from jsonproto.channels.redis import HISTORY_GONE, NEW_EPOCH, RedisEngine, completePayload, position, publicationHead
+from jsonproto.channels.redislink import RedisLink
+from jsonproto.daemon.options import Options
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.limits import Limits
+from jsonproto.server.factory import JSONServerFactory
+from tests.e2e import daemonLog, twistd
+from tests.support import connect, line, readLines
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+DEADLINE = float(os.environ.get("JSONPROTO_TEST_DEADLINE", 20))
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def waitUntil(condition: Callable[[], bool], what: str, seconds: float = DEADLINE) -> None:
+    """
+    Poll C{condition} (a blocking test: no reactor runs meanwhile) until
+    it holds; fail, saying C{what} was waited for, after C{seconds}.
+    """
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:g} s for {what}")
+        time.sleep(0.02)
+
+
+@inlineCallbacks
+def eventually(condition: Callable[[], bool], what: str, seconds: float = DEADLINE) -> Any:
+    """
+    Let the reactor run until C{condition} holds; fail, saying C{what}
+    was waited for, after C{seconds}.
+    """
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:g} s for {what}")
+        yield deferLater(reactor, 0.01, lambda: None)
+
+
+class RedisServer:
+    """
+    A redis-server of the test's own on a free port of 127.0.0.1, killed
+    (by its pid) when the test ends; it can be killed and started again
+    on the same port meanwhile.
+    """
+
+    def __init__(self, test: SynchronousTestCase) -> None:
+        if not os.access(REDIS_SERVER, os.X_OK):
+            raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)")
+        self.directory = tempfile.mkdtemp(prefix="jsonproto-redis-")
+        test.addCleanup(shutil.rmtree, self.directory, ignore_errors=True)
+        test.addCleanup(self.kill)
+        self.port = freePort()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp:127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """
+        Start it (again, on the same port, with what it last saved if
+        anything), and wait until it answers.
+        """
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.directory, "--dbfilename", "dump.rdb"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory,
+        )
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            try:
+                if self.command("PING") == b"+PONG\r\n":
+                    return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """
+        Kill it at once (SIGKILL, by pid): it saves nothing.
+        """
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=DEADLINE)
+        self.process = None
+
+    def command(self, *words: str) -> bytes:
+        """
+        One command, and its reply's first line or bulk as bytes (enough
+        for the tests' PING, DEL, SAVE and CLIENT KILL).
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w.encode()), w.encode()) for w in words))
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply
+
+
+class Recorder:
+    """
+    What an engine hands a broker, in order.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.available: list[bool] = []
+
+    def deliver(self, publication: Publication) -> None:
+        self.events.append((publication.offset, json.loads(publication.payload)["data"]))
+
+    def engineAvailable(self, available: bool) -> None:
+        self.available.append(available)
+
+    def resync(self, channel: str, epoch: str, offset: int, reason: str) -> None:
+        self.events.append(("resync", offset, reason))
+
+    @property
+    def data(self) -> list[Any]:
+        return [e[1] for e in self.events if e[0] != "resync"]
+
+
+class PayloadTests(SynchronousTestCase):
+    def test_sameBytes(self) -> None:
+        """
+        The publication the Redis script completes is byte for byte the
+        one this process would encode, and its offset and epoch are read
+        back from its end whatever its data holds.
+        """
+        for data in [1, "x", {"offset": 3, "epoch": "e"}, [',"offset":9,"epoch":"z"}'], None, "zoë"]:
+            head = publicationHead("room:1", data)
+            payload = completePayload(head, 42, b"a1b2c3")
+            self.assertEqual(payload, publicationPayload("room:1", data, 42, "a1b2c3"))
+            self.assertEqual(position(payload), (42, "a1b2c3"))
+        self.assertIsNone(position(b'{"type":"PUBLICATION"}'))
+
+
+class _Engines:
+    """
+    Engines on the test's redis-server, each as one process would have.
+    """
+
+    def setUp(self) -> None:
+        self.redis = RedisServer(self)
+
+    def engine(self, **options: Any) -> tuple[RedisEngine, Recorder]:
+        link = RedisLink(clientFromString(reactor, self.redis.endpoint), self.redis.endpoint, reconnectDelay=0.05, maxReconnectDelay=0.2)
+        engine = RedisEngine(link, **options)
+        recorder = Recorder()
+        engine.attach(recorder)
+        engine.start()
+        self.addCleanup(engine.stop)
+        return engine, recorder
+
+    @inlineCallbacks
+    def ready(self, *engines: RedisEngine) -> Any:
+        yield eventually(lambda: all(e.available and e._link.subscriberUp for e in engines), "the engines to connect")
+
+    @inlineCallbacks
+    def listening(self, engine: RedisEngine, channel: str) -> Any:
+        """
+        Listen as the broker does for a first subscriber (then read the
+        history), and wait until Redis has the subscription.
+        """
+        engine.listen(channel)
+        history = yield engine.history(channel)
+        yield eventually(lambda: engine._listening[channel].subscribed and not engine._listening[channel].catchingUp, "the subscription")
+        return history
+
+
+class RedisEngineTests(_Engines, TestCase):
+    @inlineCallbacks
+    def test_offsetsAgree(self) -> None:
+        """
+        Publications from two processes are numbered in one sequence under
+        one epoch, and each process that listens gets every one, in order.
+        """
+        (a, ra), (b, rb) = self.engine(), self.engine()
+        yield self.ready(a, b)
+        history = yield self.listening(b, "room:1")
+        self.assertEqual(history.offset, 0)
+        published = []
+        for n in range(10):
+            publication = yield (a if n % 2 else b).publish("room:1", n)
+            published.append(publication)
+        self.assertEqual([p.offset for p in published], list(range(1, 11)))
+        self.assertEqual({p.epoch for p in published}, {history.epoch})
+        yield eventually(lambda: len(rb.events) == 10, "the deliveries")
+        self.assertEqual(rb.events, [(n + 1, n) for n in range(10)])
+        self.assertEqual(ra.events, [])
+        # What a subscriber receives is exactly what the publisher was told.
+        self.assertEqual(published[0].payload, publicationPayload("room:1", 0, 1, history.epoch))
+
+    @inlineCallbacks
+    def test_history(self) -> None:
+        """
+        A channel's history in Redis keeps its last N publications, no
+        more bytes than its bound, none older than its age; the keys are
+        under the prefix.
+        """
+        engine, _ = self.engine(size=3, maxBytes=10_000, prefix="test:")
+        yield self.ready(engine)
+        for n in range(5):
+            yield engine.publish("c", n)
+        history = yield engine.history("c")
+        self.assertEqual([p.offset for p in history.publications], [3, 4, 5])
+        self.assertEqual(history.since(history.epoch, 3), tuple(history.publications[1:]))
+        self.assertIsNone(history.since(history.epoch, 1))
+        self.assertEqual(self.redis.command("EXISTS", "test:channel:{c}", "test:history:{c}"), b":2\r\n")
+        yield engine.publish("c", "x" * 6000)
+        yield engine.publish("c", "y" * 6000)
+        history = yield engine.history("c")
+        self.assertEqual([p.offset for p in history.publications], [7])
+        aged, _ = self.engine(seconds=0.2, prefix="aged:")
+        yield self.ready(aged)
+        yield aged.publish("c", 1)
+        yield deferLater(reactor, 0.3, lambda: None)
+        yield aged.publish("c", 2)
+        history = yield aged.history("c")
+        self.assertEqual([p.offset for p in history.publications], [2])
+
+    @inlineCallbacks
+    def test_subscriberConnectionLost(self) -> None:
+        """
+        When Redis drops a process's subscriber connection (here CLIENT
+        KILL; in production, a subscriber that fell behind), what was
+        published meanwhile is read from the history and delivered, in
+        order, before what follows.
+        """
+        (a, ra), (b, rb) = self.engine(), self.engine()
+        yield self.ready(a, b)
+        yield self.listening(b, "c")
+        yield a.publish("c", 1)
+        yield eventually(lambda: ra.events == [] and rb.data == [1], "the first delivery")
+        self.redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        for n in (2, 3, 4):
+            yield a.publish("c", n)
+        yield eventually(lambda: rb.data == [1, 2, 3, 4], "the missed publications")
+        yield a.publish("c", 5)
+        yield eventually(lambda: rb.data == [1, 2, 3, 4, 5], "the next publication")
+        self.assertEqual([e[0] for e in rb.events], [1, 2, 3, 4, 5])
+
+    @inlineCallbacks
+    def test_redisRestarted(self) -> None:
+        """
+        While Redis is away, publishing fails with ChannelsUnavailable and
+        the broker is told; when it is back (without its data), the engine
+        is connected again, and the subscribers are told to resync: the
+        channel starts a new epoch.
+        """
+        (a, ra), (b, rb) = self.engine(), self.engine()
+        yield self.ready(a, b)
+        first = yield self.listening(b, "c")
+        yield a.publish("c", 1)
+        yield eventually(lambda: rb.data == [1], "the first delivery")
+        self.redis.kill()
+        yield eventually(lambda: not a.available, "the engine to see Redis gone")
+        self.assertEqual(ra.available, [True, False])
+        yield self.assertFailure(a.publish("c", 2), ChannelsUnavailable)
+        yield self.assertFailure(a.history("c"), ChannelsUnavailable)
+        self.redis.start()
+        yield self.ready(a, b)
+        self.assertEqual(ra.available, [True, False, True])
+        yield eventually(lambda: rb.events[-1:] == [("resync", 0, NEW_EPOCH)], "the resync")
+        publication = yield a.publish("c", 3)
+        self.assertNotEqual(publication.epoch, first.epoch)
+        self.assertEqual(publication.offset, 1)
+        yield eventually(lambda: rb.data == [1, 3], "the publication after")
+
+    @inlineCallbacks
+    def test_epochLost(self) -> None:
+        """
+        A channel whose keys were lost in Redis (expired, or deleted) while
+        a process listens starts a new epoch; that process's subscribers
+        are told to resync from its start, then get all its publications.
+        """
+        (a, _), (b, rb) = self.engine(), self.engine()
+        yield self.ready(a, b)
+        yield self.listening(b, "c")
+        yield a.publish("c", 1)
+        self.redis.command("DEL", "jsonproto:channel:{c}")
+        yield a.publish("c", 2)
+        yield eventually(lambda: len(rb.events) == 3, "the deliveries")
+        self.assertEqual(rb.events, [(1, 1), ("resync", 0, NEW_EPOCH), (1, 2)])
+
+    @inlineCallbacks
+    def test_historyGone(self) -> None:
+        """
+        When what a process missed has already left the history, its
+        subscribers are told to resync, from the channel's offset now.
+        """
+        (a, _), (b, rb) = self.engine(size=2), self.engine(size=2)
+        yield self.ready(a, b)
+        yield self.listening(b, "c")
+        self.redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        for n in range(5):
+            yield a.publish("c", n)
+        yield eventually(lambda: rb.events == [("resync", 5, HISTORY_GONE)], "the resync")
+
+    @inlineCallbacks
+    def test_offsetsWentBack(self) -> None:
+        """
+        Redis restarted from an older copy of its data: the offsets of a
+        channel went back under its epoch.  The channel starts a new
+        epoch, so that no client takes the publications that follow for
+        those it has; the subscribers are told to resync.
+        """
+        (a, _), (b, rb) = self.engine(), self.engine()
+        yield self.ready(a, b)
+        yield self.listening(b, "c")
+        first = yield a.publish("c", 1)
+        self.assertEqual(self.redis.command("SAVE"), b"+OK\r\n")
+        yield a.publish("c", 2)
+        yield eventually(lambda: rb.data == [1, 2], "the deliveries")
+        self.redis.kill()
+        self.redis.start()
+        yield self.ready(a, b)
+        yield eventually(lambda: rb.events[-1:] == [("resync", 0, NEW_EPOCH)], "the resync")
+        after = yield a.publish("c", 3)
+        self.assertNotEqual(after.epoch, first.epoch)
+
+    @inlineCallbacks
+    def test_unlisten(self) -> None:
+        """
+        A process with no subscriber left to a channel gets no more of its
+        publications.
+        """
+        (a, _), (b, rb) = self.engine(), self.engine()
+        yield self.ready(a, b)
+        yield self.listening(b, "c")
+        yield self.listening(b, "d")
+        b.unlisten("c")
+        yield a.publish("c", 1)
+        yield a.publish("d", 2)
+        yield eventually(lambda: rb.data == [2], "the other channel's delivery")
+        self.assertEqual(rb.data, [2])
+
+
+class BrokerResyncTests(SynchronousTestCase):
+    """
+    What a broker tells its subscribers when the engine says they must
+    resync.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        dispatcher = defaultDispatcher()
+        self.broker = Broker(MemoryEngine(self.clock, seconds=0), self.clock)
+        messages.register(dispatcher, self.broker)
+        self.factory = JSONServerFactory(dispatcher, limits=Limits(idleTimeout=0, sendTimeout=0), clock=self.clock)
+
+    def send(self, proto: Any, transport: Any, message: Any) -> list[Any]:
+        proto.dataReceived(line(message))
+        self.clock.advance(0)
+        got = readLines(transport.value())
+        transport.clear()
+        return got
+
+    def test_resyncPush(self) -> None:
+        """
+        Each subscriber of the channel gets a RESYNC message with the
+        channel's epoch and offset now and why; publications follow.
+        """
+        sub, ts = connect(self.factory)
+        other, to = connect(self.factory, port=40001)
+        self.send(sub, ts, {"type": "SUBSCRIBE", "channel": "c"})
+        self.send(other, to, {"type": "SUBSCRIBE", "channel": "d"})
+        self.broker.resync("c", "e2", 7, NEW_EPOCH)
+        self.clock.advance(0)
+        self.assertEqual(readLines(ts.value()), [{"type": "RESYNC", "channel": "c", "epoch": "e2", "offset": 7, "reason": NEW_EPOCH}])
+        self.assertEqual(to.value(), b"")
+
+    def test_subscribeUnavailable(self) -> None:
+        """
+        A SUBSCRIBE while the engine cannot say where the channel is gets
+        channels_unavailable, and leaves the connection unsubscribed.
+        """
+        from twisted.internet.defer import fail
+
+        self.patch(self.broker.engine, "history", lambda channel: fail(ChannelsUnavailable()))
+        sub, ts = connect(self.factory)
+        [reply] = self.send(sub, ts, {"type": "SUBSCRIBE", "channel": "c", "id": 1})
+        self.assertEqual((reply["status"], reply["code"]), ("ERROR", "channels_unavailable"))
+        self.assertEqual(self.broker.counts()["subscriptions"], 0)
