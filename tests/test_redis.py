@@ -77,13 +77,19 @@ class RedisServer:
     on the same port meanwhile.
     """
 
-    def __init__(self, test: SynchronousTestCase) -> None:
+    def __init__(self, test: SynchronousTestCase, durable: bool = False) -> None:
+        """
+        @param durable: Whether every write reaches its append-only file
+            before it is answered, so that it comes back from a kill with
+            all it had.
+        """
         if not os.access(REDIS_SERVER, os.X_OK):
             raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)")
         self.directory = tempfile.mkdtemp(prefix="jsonproto-redis-")
         test.addCleanup(shutil.rmtree, self.directory, ignore_errors=True)
         test.addCleanup(self.kill)
         self.port = freePort()
+        self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -97,7 +103,7 @@ class RedisServer:
         anything), and wait until it answers.
         """
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.persistence,
              "--dir", self.directory, "--dbfilename", "dump.rdb"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory,
         )
@@ -422,3 +428,189 @@ class BrokerResyncTests(SynchronousTestCase):
         [reply] = self.send(sub, ts, {"type": "SUBSCRIBE", "channel": "c", "id": 1})
         self.assertEqual((reply["status"], reply["code"]), ("ERROR", "channels_unavailable"))
         self.assertEqual(self.broker.counts()["subscriptions"], 0)
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *arguments: str) -> Options:
+        config = Options()
+        config.parseOptions(list(arguments))
+        return config
+
+    def test_redisOptions(self) -> None:
+        """
+        --redis takes a client endpoint string and is for --channels;
+        --channels with --workers needs it, and says so in one line.
+        """
+        config = self.parse("--channels", "--redis", "unix:/run/redis/redis.sock", "--redis-prefix", "app1:")
+        self.assertEqual((config["redis"], config["redis-prefix"]), ("unix:/run/redis/redis.sock", "app1:"))
+        self.assertEqual(self.parse("--channels", "--workers", "2", "--redis", "tcp:127.0.0.1:6379")["workers"], 2)
+        for arguments, phrase in [
+            (["--channels", "--workers", "2"], "--channels with --workers needs --redis ENDPOINT"),
+            (["--channels", "--redis", "tcp:localhost"], "is not a client endpoint description"),
+            (["--redis", "tcp:127.0.0.1:6379"], "give --channels too"),
+            (["--channels", "--redis", "tcp:127.0.0.1:1", "--redis-prefix", "a b"], "--redis-prefix must be"),
+        ]:
+            e = self.assertRaises(usage.UsageError, self.parse, *arguments)
+            self.assertIn(phrase, str(e))
+            self.assertNotIn("\n", str(e))
+
+
+class Peer:
+    """
+    A client of a daemon, on a blocking socket: replies and pushes in the
+    order they come.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        self.lines = self.socket.makefile("rb")
+        self.pushed: list[dict[str, Any]] = []
+        self.ids = 0
+
+    def close(self) -> None:
+        self.lines.close()
+        self.socket.close()
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        """
+        Send C{message} and return its reply; pushes meanwhile are kept.
+        """
+        self.ids += 1
+        self.socket.sendall(json.dumps(dict(message, id=self.ids)).encode() + b"\n")
+        while True:
+            received = self.read()
+            if received.get("id") == self.ids:
+                return received
+            self.pushed.append(received)
+
+    def read(self) -> dict[str, Any]:
+        data = self.lines.readline()
+        if not data:
+            raise AssertionError("the daemon closed the connection")
+        return json.loads(data)
+
+    def publications(self, count: int) -> list[dict[str, Any]]:
+        """
+        The next C{count} pushes (with any kept already).
+        """
+        while len(self.pushed) < count:
+            self.pushed.append(self.read())
+        taken, self.pushed = self.pushed[:count], self.pushed[count:]
+        return taken
+
+
+class DaemonTests(SynchronousTestCase):
+    """
+    Real daemons (twistd processes) sharing the test's redis-server.
+    """
+
+    def setUp(self) -> None:
+        self.redis = RedisServer(self)
+
+    def daemon(self, *options: str, port: int = 0, ports: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+        """
+        Start C{twistd jsonproto --channels --redis ...}; return it and its
+        port once C{ports} listeners (one per worker) have started.
+        """
+        from tests.test_twistd import readUntil
+
+        process = twistd(
+            "-n", "--pidfile=", "jsonproto", "--channels", "--redis", self.redis.endpoint,
+            "--port", f"tcp:{port}:interface=127.0.0.1", "--handlers", "tests.peerhandlers", *options,
+        )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=DEADLINE)
+            log = daemonLog(process)
+            os.unlink(process.logPath)  # type: ignore[attr-defined]
+            # Nothing crashed meanwhile.
+            self.assertNotIn(b"Traceback", log, log.decode(errors="replace"))
+
+        self.addCleanup(stop)
+        for _ in range(ports):
+            found = int(readUntil(process, rb"JSONServerFactory starting on (\d+)", DEADLINE).group(1))
+        return process, port or found
+
+    def peer(self, port: int) -> Peer:
+        peer = Peer(port)
+        self.addCleanup(peer.close)
+        return peer
+
+    def test_acrossDaemonsAndWorkers(self) -> None:
+        """
+        A publication on one daemon reaches the subscribers of another
+        daemon and of both --workers processes of a third, each with the
+        same offset and epoch as its publisher was told.
+        """
+        _, one = self.daemon()
+        _, two = self.daemon()
+        _, workers = self.daemon("--workers", "2", port=freePort(), ports=2)
+        subscribers = [self.peer(two)]
+        seen: set[int] = set()
+        for _ in range(60):  # the kernel spreads connections over the workers
+            peer = Peer(workers)
+            pid = peer.ask({"type": "PID"})["pid"]
+            if pid in seen:
+                peer.close()
+                continue
+            seen.add(pid)
+            self.addCleanup(peer.close)
+            subscribers.append(peer)
+            if len(seen) == 2:
+                break
+        self.assertEqual(len(subscribers), 3, "no connection reached the second worker")
+        for subscriber in subscribers:
+            self.assertEqual(subscriber.ask({"type": "SUBSCRIBE", "channel": "room:1"})["status"], "OK")
+        publishers = [self.peer(one), subscribers[1], self.peer(workers)]
+        published = [publishers[n % 3].ask({"type": "PUBLISH", "channel": "room:1", "data": {"n": n}}) for n in range(6)]
+        self.assertEqual([p["offset"] for p in published], [1, 2, 3, 4, 5, 6])
+        self.assertEqual(len({p["epoch"] for p in published}), 1)
+        expected = [
+            {"type": "PUBLICATION", "channel": "room:1", "data": {"n": n}, "offset": p["offset"], "epoch": p["epoch"]}
+            for n, p in enumerate(published)
+        ]
+        for subscriber in subscribers:
+            self.assertEqual(subscriber.publications(6), expected)
+
+    def test_redisGoesAwayAndComesBack(self) -> None:
+        """
+        Redis killed, then started again on the same port (from its
+        append-only file): meanwhile PUBLISH gets channels_unavailable and
+        the daemons keep serving; once it is back, publishing goes on
+        under the same epoch, subscribers keep receiving, and one that
+        had lost its connection resumes with what it missed from before
+        the stop.
+        """
+        self.redis.kill()
+        self.redis = RedisServer(self, durable=True)
+        _, one = self.daemon()
+        _, two = self.daemon()
+        subscriber, leaving, publisher = self.peer(two), self.peer(one), self.peer(one)
+        epoch = subscriber.ask({"type": "SUBSCRIBE", "channel": "news"})["epoch"]
+        leaving.ask({"type": "SUBSCRIBE", "channel": "news"})
+        self.assertEqual(publisher.ask({"type": "PUBLISH", "channel": "news", "data": 1})["offset"], 1)
+        self.assertEqual(leaving.publications(1)[0]["data"], 1)
+        leaving.close()
+        self.assertEqual(publisher.ask({"type": "PUBLISH", "channel": "news", "data": 2})["offset"], 2)
+        self.assertEqual([p["data"] for p in subscriber.publications(2)], [1, 2])
+
+        self.redis.kill()
+        reply = publisher.ask({"type": "PUBLISH", "channel": "news", "data": "lost"})
+        self.assertEqual((reply["status"], reply["code"]), ("ERROR", "channels_unavailable"))
+        self.assertEqual(self.peer(two).ask({"type": "SUBSCRIBE", "channel": "other"})["code"], "channels_unavailable")
+        self.assertEqual(self.peer(one).ask({"type": "SUM", "a": 1, "b": 2})["result"], 3)
+
+        self.redis.start()
+        deadline = time.monotonic() + DEADLINE
+        while (reply := publisher.ask({"type": "PUBLISH", "channel": "news", "data": 3}))["status"] != "OK":
+            self.assertEqual(reply["code"], "channels_unavailable")
+            self.assertLess(time.monotonic(), deadline, "PUBLISH kept failing with Redis back")
+            time.sleep(0.05)
+        self.assertEqual((reply["offset"], reply["epoch"]), (3, epoch))
+        self.assertEqual(subscriber.publications(1), [{"type": "PUBLICATION", "channel": "news", "data": 3, "offset": 3, "epoch": epoch}])
+        back = self.peer(one)
+        reply = back.ask({"type": "SUBSCRIBE", "channel": "news", "since": {"offset": 1, "epoch": epoch}})
+        self.assertEqual((reply["recovered"], reply["replayed"]), (True, 2))
+        self.assertEqual([(p["offset"], p["data"]) for p in back.publications(2)], [(2, 2), (3, 3)])
