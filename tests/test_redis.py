@@ -614,3 +614,50 @@ class DaemonTests(SynchronousTestCase):
         reply = back.ask({"type": "SUBSCRIBE", "channel": "news", "since": {"offset": 1, "epoch": epoch}})
         self.assertEqual((reply["recovered"], reply["replayed"]), (True, 2))
         self.assertEqual([(p["offset"], p["data"]) for p in back.publications(2)], [(2, 2), (3, 3)])
+
+    def test_redisLostItsData(self) -> None:
+        """
+        Redis killed and started again empty: a subscriber of another
+        daemon (the blocking client library, connected all along) is told
+        to resync, with a Resync event, then gets the publications of the
+        channel's new epoch.
+        """
+        from jsonproto.client import Publication as Received
+        from jsonproto.client import Resync, Subscriber
+
+        _, one = self.daemon()
+        _, two = self.daemon()
+        publisher = self.peer(one)
+        with Subscriber("127.0.0.1", two) as subscriber:
+            epoch = subscriber.subscribe("news")["epoch"]
+            publisher.ask({"type": "PUBLISH", "channel": "news", "data": 1})
+            self.assertEqual(subscriber.nextEvent(DEADLINE), Received("news", 1, 1, epoch))
+            self.redis.kill()
+            self.redis.start()
+            deadline = time.monotonic() + DEADLINE
+            while (reply := publisher.ask({"type": "PUBLISH", "channel": "news", "data": 2}))["status"] != "OK":
+                self.assertLess(time.monotonic(), deadline, "PUBLISH kept failing with Redis back")
+                time.sleep(0.05)
+            self.assertNotEqual(reply["epoch"], epoch)
+            self.assertEqual(subscriber.nextEvent(DEADLINE), Resync("news", reply["epoch"], 0, NEW_EPOCH))
+            self.assertEqual(subscriber.nextEvent(DEADLINE), Received("news", 2, 1, reply["epoch"]))
+
+
+class ClientResyncTests(SynchronousTestCase):
+    def test_resyncPushed(self) -> None:
+        """
+        Both client libraries hand a RESYNC push on as a Resync event, and
+        carry on from its epoch and offset: the next publication is handed
+        on, and a new connection resumes from there.
+        """
+        from jsonproto.client.resume import Positions, Resync
+        from jsonproto.client.resume import Publication as Received
+
+        positions = Positions()
+        positions.want("c")
+        positions.subscribed("c", {"status": "OK", "offset": 4, "epoch": "e1"})
+        resync = {"type": "RESYNC", "channel": "c", "epoch": "e2", "offset": 0, "reason": NEW_EPOCH}
+        self.assertEqual(positions.pushed(resync), [Resync("c", "e2", 0, NEW_EPOCH)])
+        self.assertEqual(positions.position("c"), ("e2", 0))
+        publication = {"type": "PUBLICATION", "channel": "c", "data": 1, "offset": 1, "epoch": "e2"}
+        self.assertEqual(positions.pushed(publication), [Received("c", 1, 1, "e2")])
