@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import Clock, deferLater
 from twisted.python import usage
