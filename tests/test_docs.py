@@ -47,7 +47,9 @@ Unix socket the line names is listening (read from C{/proc/net}: no probe
 connects, so the server's counters are what the page's commands make
 them).  A server first stops the page's earlier server that has one of
 its ports, or its pid file (C{twistd.pid} unless C{--pidfile} says
-otherwise), as its user would have to.  A C{python} program that names a
+otherwise), as its user would have to.  A C{redis-server} line starts
+one the same way, in the foreground (the page is skipped where Debian's
+C{redis-server} is not installed).  A C{python} program that names a
 server endpoint (C{"tcp:3001"}) is a server too; it is run first with
 each of its ports taken, and must then print one line and exit non-zero,
 and when it is stopped by Ctrl-C it must exit 0.  Every server is stopped
@@ -72,6 +74,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -139,6 +142,7 @@ SERVER_ENDPOINT = re.compile(r"\b(tcp|ssl|jsonproto-tls):(\d+)(?=[:\s'\"]|$)([^\
 UNIX_SERVER = re.compile(r"--(?:port|echo|metrics)[= ]unix:([^:\s'\"]+)")
 SYSTEM_PATH = re.compile(r"(?<![\w.])/(?:etc/jsonproto|opt/jsonproto|run|var/log)/")
 FILE_HEADER = re.compile(r"# ([\w./-]+\.py)\n")
+CLIENT_OPTION = re.compile(r"--redis[= ]\S+")
 
 
 def _loopbackOnly(match: re.Match[str]) -> str:
@@ -322,7 +326,20 @@ def daemon(page: Page, line: str, block: Block) -> None:
     argv = [page.substitute(w) for w in words]
     if argv[0].startswith(".venv/"):
         argv[0] = os.path.join(page.directory.path, argv[0])
-    page.start(f"{block}: {line}", argv, original, env=env, pidfile=page.substitute(pidfile), daemonizes=daemonizes)
+    # --redis names the port of a server the daemon connects to, not one it serves.
+    served = CLIENT_OPTION.sub("", original)
+    page.start(f"{block}: {line}", argv, served, env=env, pidfile=page.substitute(pidfile), daemonizes=daemonizes)
+
+
+def redisServer(page: Page, line: str, block: Block) -> None:
+    """
+    C{redis-server ...}: a Redis for the page's channels, run as its user
+    runs it in a terminal of its own.
+    """
+    argv = [page.substitute(w) for w in shlex.split(line, comments=True)]
+    if shutil.which(argv[0]) is None:
+        raise SkipTest(f"{block}: redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)")
+    page.start(f"{block}: {line}", argv, line)
 
 
 def makeRun(page: Page, line: str, block: Block) -> None:
@@ -347,6 +364,7 @@ def shellCommand(page: Page, line: str, block: Block) -> None:
 COMMANDS: list[tuple[re.Pattern[str], Callable[[Page, str, Block], None]]] = [
     *((re.compile(rf"^{re.escape(command)}\b"), notRun) for command in NOT_RUN),
     (re.compile(r"^make run\b"), makeRun),
+    (re.compile(r"^redis-server\s"), redisServer),
     (re.compile(r"^(\w+=\S*\s+)*\S*twistd\s(.*\s)?jsonproto(\s|$)"), daemon),
     (re.compile(r"#\s*at a terminal"), onTerminal),
     (re.compile(""), shellCommand),
@@ -583,6 +601,24 @@ class HarnessTests(TestCase):
         server.process.kill()
         server.process.wait(timeout=docrun.STOP_SECONDS)
         self.assertRaisesRegex(AssertionError, "before the page was done with it", page.close)
+
+    def test_redisServer(self) -> None:
+        """
+        A redis-server line starts a Redis on the page's port, which the
+        page's later commands talk to, and which is stopped when the page
+        ends.
+        """
+        if shutil.which("redis-server") is None:
+            raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server)")
+        page = Page(docrun.Directory())
+        self.addCleanup(page.close, check=False)
+        shell(page, Block(self.page(""), 1, "sh", 'redis-server --port 3379 --save ""\n', False))
+        [server] = page.servers
+        with socket.create_connection(("127.0.0.1", page.ports["3379"]), timeout=5) as client:
+            client.sendall(b"PING\r\n")
+            self.assertEqual(client.recv(7), b"+PONG\r\n")
+        page.close()
+        self.assertFalse(server.running())
 
     def test_figuresByShape(self) -> None:
         """

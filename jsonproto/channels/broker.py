@@ -53,6 +53,8 @@ class Subscription:
     @ivar presence: Whether it is told when others subscribe and leave.
     @ivar held: Publications delivered while what it missed is being
         replayed, to follow the replay.
+    @ivar epoch: The channel's epoch it was last told of (its reply, or a
+        C{RESYNC} since).
     """
 
     context: Any
@@ -60,6 +62,7 @@ class Subscription:
     presence: bool = False
     held: list[Publication] | None = None
     lastOffset: int = 0
+    epoch: str = ""
 
 
 @dataclass(eq=False)
@@ -179,11 +182,26 @@ class Broker:
         subscription.presence = presence
         if resume is not None:
             subscription.held = []
-        return self.engine.history(channel).addCallback(self._subscribed, subscription, resume)
+        return self.engine.history(channel).addCallbacks(
+            self._subscribed, self._notSubscribed, (subscription, resume), errbackArgs=(subscription, fresh)
+        )
+
+    def _notSubscribed(self, failure: Any, subscription: Subscription, fresh: bool) -> None:
+        """
+        The engine could not say where the channel is (its store is
+        unreachable): a new subscription is undone, so that the client,
+        told C{Channels unavailable}, is not subscribed.
+        """
+        subscription.held = None
+        member = self._members.get(subscription.context.id)
+        if fresh and member is not None and member.channels.get(subscription.channel) is subscription:
+            self._remove(subscription.context.id, subscription.channel)
+        _unavailable(failure)
 
     def _subscribed(self, history: History, subscription: Subscription, resume: tuple[str, int] | None) -> dict[str, Any]:
         reply: dict[str, Any] = {"channel": subscription.channel, "offset": history.offset, "epoch": history.epoch}
         subscription.lastOffset = history.offset
+        subscription.epoch = history.epoch
         if resume is None:
             return reply
         missed = history.since(*resume)
@@ -191,10 +209,10 @@ class Broker:
         replay = list(missed or ())
         reply["replayed"] = len(replay)
         # After the reply is written: what it missed, then what came meanwhile.
-        self._clock.callLater(0, self._replay, subscription, replay, history.offset)
+        self._clock.callLater(0, self._replay, subscription, replay, history.epoch, history.offset)
         return reply
 
-    def _replay(self, subscription: Subscription, replay: list[Publication], offset: int) -> None:
+    def _replay(self, subscription: Subscription, replay: list[Publication], epoch: str, offset: int) -> None:
         """
         Send what a resuming subscriber missed, then what was published
         since its reply (the reply's C{offset} and before are covered by
@@ -204,6 +222,9 @@ class Broker:
         member = self._members.get(subscription.context.id)
         if member is None or member.channels.get(subscription.channel) is not subscription:
             return
+        if subscription.epoch != epoch:
+            # A RESYNC came since the reply: what follows it, only.
+            replay, offset = [], subscription.lastOffset
         last = max(replay[-1].offset if replay else 0, offset)
         for publication in replay + [p for p in held if p.offset > last]:
             self._queue(member, subscription, publication)
@@ -348,6 +369,30 @@ class Broker:
             outbox.flush()
             if outbox.closed and not outbox.dropped:
                 self.slowDisconnects += 1
+
+    def resync(self, channel: str, epoch: str, offset: int, reason: str) -> None:
+        """
+        The engine lost publications of C{channel} that its subscribers
+        here have not had: each is told, with a C{RESYNC} message, to
+        fetch the channel's state afresh; publications after C{offset} of
+        C{epoch} follow.
+        """
+        subscribers = self._subscribers.get(channel)
+        if not subscribers:
+            return
+        payload = encode({"type": "RESYNC", "channel": channel, "epoch": epoch, "offset": offset, "reason": reason})
+        cache: list[bytes | None] = [None, None]
+        for subscription in list(subscribers.values()):
+            if subscription.held is not None:
+                # Being resumed from the history of before: nothing of it
+                # follows the resync.
+                subscription.held = [p for p in subscription.held if p.epoch == epoch and p.offset > offset]
+            subscription.epoch = epoch
+            subscription.lastOffset = offset
+            member = self._members.get(subscription.context.id)
+            if member is not None:
+                member.outbox.add(channel, frameFor(member.outbox._subscriber, payload, cache))
+                self._dirtied(subscription.context.id, member.outbox)
 
     def engineAvailable(self, available: bool) -> None:
         """

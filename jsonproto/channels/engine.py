@@ -101,6 +101,15 @@ class Deliveries(Protocol):
 
     def engineAvailable(self, available: bool) -> None: ...
 
+    def resync(self, channel: str, epoch: str, offset: int, reason: str) -> None:
+        """
+        Publications of C{channel} were missed that cannot be delivered
+        (an engine shared by processes lost them, or they left the
+        history while this process could not receive them): its
+        subscribers must fetch its state afresh; publications after
+        C{offset} of C{epoch} follow.
+        """
+
 
 class IEngine(Interface):
     """
@@ -113,8 +122,9 @@ class IEngine(Interface):
     def attach(deliveries):
         """
         Hand every publication of a channel listened to to
-        C{deliveries.deliver}, and changes of availability to
-        C{deliveries.engineAvailable}.
+        C{deliveries.deliver}, in offset order, changes of availability to
+        C{deliveries.engineAvailable}, and publications missed that cannot
+        be delivered to C{deliveries.resync}.
         """
 
     def publish(channel, data):

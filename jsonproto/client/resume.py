@@ -211,11 +211,17 @@ class Positions:
         if kind == "MISSED":
             count = message.get("count")
             return [Missed(channel, count if isinstance(count, int) else 0)]
-        if kind != "PUBLICATION":
+        if kind not in ("PUBLICATION", "RESYNC"):
             return []
         epoch, offset = message.get("epoch"), message.get("offset")
         if not isinstance(epoch, str) or isinstance(offset, bool) or not isinstance(offset, int):
             return []
+        if kind == "RESYNC":
+            # The server lost publications it had not sent (its Redis
+            # restarted, or it could not receive them in time).
+            self._channels[channel] = _Position(epoch, offset)
+            reason = message.get("reason")
+            return [Resync(channel, epoch, offset, reason if isinstance(reason, str) else HISTORY_GONE)]
         publication = Publication(channel, message.get("data"), offset, epoch)
         position = self._channels[channel]
         self._channels[channel] = _Position(epoch, offset)

@@ -25,6 +25,7 @@ from jsonproto.limits import Limits
 from jsonproto.channels.broker import DEFAULT_MAX_SUBSCRIPTIONS
 from jsonproto.channels.engine import DEFAULT_HISTORY_SECONDS, DEFAULT_HISTORY_SIZE
 from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES
+from jsonproto.channels.redis import DEFAULT_PREFIX
 from jsonproto.core.budget import DEFAULT_PER_HOST, DEFAULT_TOTAL
 from jsonproto.core.pipeline import ENVELOPES
 from jsonproto.server.protocol import FRAMINGS
@@ -95,6 +96,41 @@ def number(name: str, kind: type, minimum: float) -> Callable[[str], Any]:
 def _numberParameter(name: str, kind: type, minimum: float, default: float, help: str) -> list[Any]:
     shown = int(default) if float(default).is_integer() else default
     return [name, None, kind(shown), help, number(name, kind, minimum)]
+
+
+def checkClientEndpoint(option: str, description: str) -> str:
+    """
+    Check that C{description} is a client endpoint string Twisted can
+    parse (parsed against a stand-in reactor: nothing connects).
+
+    @return: C{description}, unchanged.
+    @raise usage.UsageError: Naming the option, and what is wrong.
+    """
+    from twisted.internet.endpoints import clientFromString
+
+    try:
+        clientFromString(ParseOnlyReactor(), description)
+    except Exception as e:  # each endpoint type's parser raises its own
+        raise usage.UsageError(
+            f"--{option} {description!r} is not a client endpoint description ({e}); "
+            "examples: tcp:127.0.0.1:6379, unix:/run/redis/redis.sock"
+        ) from None
+    return description
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.:@/=+-]{0,100}\Z")
+
+
+def redisPrefix(text: str) -> str:
+    """
+    C{--redis-prefix}: what every key and pub/sub channel name of the
+    channels begins with in Redis.
+    """
+    if not _PREFIX.match(text):
+        raise usage.UsageError(
+            f"--redis-prefix must be at most 100 letters, digits or _ . : @ / = + -, not {text!r}"
+        )
+    return text
 
 
 def slowSubscriber(name: str) -> str:
@@ -213,6 +249,8 @@ class Options(usage.Options):
                          "Publications each channel keeps for subscribers that resume; 0 keeps none."),
         _numberParameter("channel-history-seconds", float, 0, DEFAULT_HISTORY_SECONDS,
                          "The longest a channel keeps a publication for subscribers that resume; 0 for no limit."),
+        ["redis", None, None, "Keep the channels' offsets and history in the Redis at this client endpoint (tcp:127.0.0.1:6379, unix:/run/redis/redis.sock), so that publications reach subscribers of every daemon and --workers process sharing it.", lambda text: checkClientEndpoint("redis", text)],
+        ["redis-prefix", None, DEFAULT_PREFIX, "What the channels' keys and pub/sub channel names begin with in Redis (daemons that share channels use the same).", redisPrefix],
         _numberParameter("max-subscriptions", int, 1, DEFAULT_MAX_SUBSCRIPTIONS,
                          "Channels one connection may subscribe to at once."),
         _numberParameter("shutdown-timeout", float, 0, DEFAULT_SHUTDOWN_TIMEOUT,
@@ -269,6 +307,13 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"].append(DEFAULT_PORT)
+        if self["redis"] and not self["channels"]:
+            raise usage.UsageError("--redis keeps the channels' offsets and history: give --channels too")
+        if self["channels"] and self["workers"] > 1 and not self["redis"]:
+            raise usage.UsageError(
+                "--channels with --workers needs --redis ENDPOINT: channels across worker processes "
+                "go through a Redis they share (without it, each worker would have channels of its own)"
+            )
         if self["workers"] > 1 or self["reuse-port"]:
             for option, descriptions in (("port", self["ports"]), ("echo", self["echo"])):
                 for description in descriptions:

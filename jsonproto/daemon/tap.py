@@ -20,7 +20,8 @@ from jsonproto.daemon.options import DEFAULT_PORT, LOG_LEVELS, Options
 from jsonproto.daemon.service import JSONProtoService, ListenerService
 from jsonproto.daemon.supervisor import MergedMetricsResource, WorkerSupervisor, workerArguments
 from jsonproto.channels.broker import Broker
-from jsonproto.channels.engine import MemoryEngine
+from jsonproto.channels.engine import IEngine, MemoryEngine
+from jsonproto.channels.redis import redisEngine
 from jsonproto.channels.messages import register as registerChannels
 from jsonproto.channels.service import ChannelsService
 from jsonproto.core.budget import BufferBudget
@@ -129,11 +130,20 @@ def assemble(config: Options, reactor: Any) -> JSONProtoService:
 
 def channelsFor(config: Options, reactor: Any) -> Broker | None:
     """
-    With C{--channels}, the process's broker, on an engine in its memory.
+    With C{--channels}, the process's broker: on the Redis of
+    C{--redis} (shared with every daemon and worker using it), or else on
+    an engine in its memory.
     """
     if not config["channels"]:
         return None
-    engine = MemoryEngine(reactor, size=config["channel-history"], seconds=config["channel-history-seconds"])
+    engine: IEngine
+    if config["redis"]:
+        engine = redisEngine(
+            reactor, config["redis"], size=config["channel-history"], seconds=config["channel-history-seconds"],
+            prefix=config["redis-prefix"],
+        )
+    else:
+        engine = MemoryEngine(reactor, size=config["channel-history"], seconds=config["channel-history-seconds"])
     return Broker(
         engine,
         reactor,

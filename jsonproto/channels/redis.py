@@ -1,0 +1,560 @@
+"""
+Channels across processes and machines: offsets, epochs and history kept
+in Redis, and publications handed to every process through Redis pub/sub.
+
+What is kept where, for a channel C{room:1} under the default prefix
+C{jsonproto:}:
+
+    - C{jsonproto:channel:{room:1}}, a hash: the channel's C{epoch}, the
+      C{offset} of its last publication, and the C{bytes} its history
+      holds.  Made on the channel's first use (with a new epoch); it
+      expires when the channel has gone unused for a day, or for the
+      history's age limit if that is longer (none if the history has no
+      age limit).
+    - C{jsonproto:history:{room:1}}, a stream: the last publications, each
+      its offset (C{o}) and its encoded C{PUBLICATION} message (C{p});
+      its entry ids are Redis's clock, so a publication's age is the same
+      seen from every machine.  Bounded by C{--channel-history} entries,
+      C{--channel-history-seconds}, and a total in bytes.
+    - Redis pub/sub channel C{jsonproto:publications:room:1}: each
+      publication's encoded C{PUBLICATION} message, as every subscriber
+      receives it; no process encodes it again.
+
+(The braces are Redis Cluster hash tags: both keys of a channel are in one
+slot, so the scripts that touch both run there.)
+
+One Lua script numbers a publication, keeps it, trims the history and
+publishes it, atomically: offsets agree across every process.  A channel
+whose keys were lost (Redis restarted without them, or they expired) is
+made again under a new epoch, so a client resuming from an old offset is
+told to resync.
+
+Each process has one subscriber connection, subscribed to the channels it
+has subscribers to.  A publication reaches the broker in offset order: if
+one arrives after a gap (a connection lost and made again, or Redis
+dropping this subscriber for falling behind), what is missing is read
+from the history and delivered first; if the history no longer holds it,
+or the channel started a new epoch, the broker is told to have its
+subscribers resync.  While the command connection is down, publishing
+fails with L{ChannelsUnavailable} (C{channels_unavailable} to clients).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from jsonproto.channels.engine import (
+    DEFAULT_HISTORY_BYTES,
+    DEFAULT_HISTORY_SECONDS,
+    DEFAULT_HISTORY_SIZE,
+    Deliveries,
+    History,
+    IEngine,
+    Publication,
+    newEpoch,
+)
+from jsonproto.wire.codec import encode
+
+log = Logger()
+
+DEFAULT_PREFIX = "jsonproto:"
+DEFAULT_CHANNEL_TTL = 24 * 3600.0
+"""
+Seconds an unused channel's epoch and offset stay in Redis at least.
+"""
+
+NEW_EPOCH = "the channel started a new epoch (its history was lost)"
+HISTORY_GONE = "the history no longer holds the publications missed"
+
+# KEYS: the channel's hash, its history.  ARGV: the PUBLICATION message
+# up to its offset, a new epoch (used if the channel is new), the history's
+# bound in entries, in milliseconds (0: none) and in bytes (0: none), the
+# channel's time to live in milliseconds (0: none), the pub/sub channel.
+# Returns the offset, the epoch, and the history entry's id ("0-0" when no
+# history is kept).
+PUBLISH_SCRIPT = b"""
+local channel, history = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', channel, 'epoch')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('DEL', history)
+  redis.call('HSET', channel, 'epoch', epoch, 'offset', 0, 'bytes', 0)
+end
+local offset = redis.call('HINCRBY', channel, 'offset', 1)
+local payload = ARGV[1] .. string.format('%d', offset) .. ',"epoch":"' .. epoch .. '"}'
+local size, age, maxBytes, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local id = '0-0'
+if size > 0 then
+  if redis.call('EXISTS', history) == 0 then
+    redis.call('HSET', channel, 'bytes', 0)
+  end
+  id = redis.call('XADD', history, '*', 'o', offset, 'p', payload)
+  local kept = redis.call('XLEN', history)
+  local bytes = redis.call('HINCRBY', channel, 'bytes', #payload)
+  local now = tonumber(string.match(id, '^%d+'))
+  while kept > 0 do
+    local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+    local at = tonumber(string.match(oldest[1], '^%d+'))
+    if kept > size or (maxBytes > 0 and bytes > maxBytes) or (age > 0 and at < now - age) then
+      redis.call('XDEL', history, oldest[1])
+      kept = kept - 1
+      bytes = bytes - #oldest[2][4]
+    else
+      break
+    end
+  end
+  redis.call('HSET', channel, 'bytes', bytes)
+  if age > 0 then
+    redis.call('PEXPIRE', history, age)
+  end
+end
+if ttl > 0 then
+  redis.call('PEXPIRE', channel, ttl)
+end
+redis.call('PUBLISH', ARGV[7], payload)
+return {offset, epoch, id}
+"""
+
+# KEYS: the channel's hash, its history.  ARGV: a new epoch (used if the
+# channel is new), the history's age bound in milliseconds (0: none), the
+# channel's time to live in milliseconds (0: none).  Returns the epoch, the
+# offset, and the history's entries younger than the bound.
+HISTORY_SCRIPT = b"""
+local channel, history = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', channel, 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', history)
+  redis.call('HSET', channel, 'epoch', epoch, 'offset', 0, 'bytes', 0)
+end
+local offset = tonumber(redis.call('HGET', channel, 'offset'))
+local age, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local from = '-'
+if age > 0 then
+  local now = redis.call('TIME')
+  from = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age)
+end
+if ttl > 0 then
+  redis.call('PEXPIRE', channel, ttl)
+end
+return {epoch, offset, redis.call('XRANGE', history, from, '+')}
+"""
+
+# KEYS: the channel's hash, its history.  ARGV: the epoch it was seen
+# under, a new one.  A channel whose offsets went back (Redis restarted
+# from an older copy of its data) starts the new epoch, unless another
+# process has already renewed it.
+RENEW_SCRIPT = b"""
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'offset', 0, 'bytes', 0)
+  return 1
+end
+return 0
+"""
+
+
+def publicationHead(channel: str, data: Any) -> bytes:
+    """
+    The encoded C{PUBLICATION} message up to its offset, which the
+    publishing script completes: with the offset and epoch, it is exactly
+    L{jsonproto.channels.engine.publicationPayload}.
+
+    @raise RequestError: If JSON cannot carry C{data}.
+    """
+    return encode({"type": "PUBLICATION", "channel": channel, "data": data})[:-1] + b',"offset":'
+
+
+def completePayload(head: bytes, offset: int, epoch: bytes) -> bytes:
+    """
+    What the publishing script makes of L{publicationHead}.
+    """
+    return b'%s%d,"epoch":"%s"}' % (head, offset, epoch)
+
+
+def position(payload: bytes) -> tuple[int, str] | None:
+    """
+    The offset and epoch a C{PUBLICATION} message made by the publishing
+    script ends with (its last two members), without decoding the rest;
+    L{None} if it does not end so.
+    """
+    _, found, tail = payload.rpartition(b',"offset":')
+    number, found2, rest = tail.partition(b',"epoch":"')
+    if not (found and found2 and number.isdigit() and rest.endswith(b'"}')):
+        return None
+    return int(number), rest[:-2].decode("ascii", "replace")
+
+
+class Link(Protocol):
+    """
+    What the engine needs of its connections to Redis
+    (L{jsonproto.channels.redislink.RedisLink}; a fake in tests).
+    """
+
+    commandsUp: bool
+    subscriberUp: bool
+    description: str
+
+    def start(self, listener: Any) -> None: ...
+
+    def stop(self) -> Deferred[Any]: ...
+
+    def eval(self, script: bytes, keys: list[bytes], args: list[Any]) -> Deferred[Any]: ...
+
+    def subscribe(self, name: bytes) -> Deferred[Any]: ...
+
+    def unsubscribe(self, name: bytes) -> Deferred[Any]: ...
+
+
+@dataclass(eq=False)
+class _Listening:
+    """
+    A channel this process has subscribers to.
+
+    @ivar epoch: The epoch of what was last delivered (or of the channel
+        when first read), L{None} until known.
+    @ivar last: The offset last delivered (or the channel's, when first
+        read).
+    @ivar subscribed: Whether Redis has confirmed the subscription on the
+        subscriber connection of now.
+    @ivar catchingUp: Whether what was missed is to be read from the
+        history; publications arriving meanwhile wait in C{waiting}.
+    @ivar reading: Whether that read is under way (if not, it waits for
+        the command connection, or for the next publication to try again).
+    @ivar again: Whether to read once more after that (the subscriber
+        connection came back meanwhile).
+    @ivar settled: Who waits for the read under way to end.
+    """
+
+    channel: str
+    name: bytes
+    epoch: str | None = None
+    last: int = 0
+    subscribed: bool = False
+    catchingUp: bool = False
+    reading: bool = False
+    again: bool = False
+    waiting: list[Publication] = field(default_factory=list)
+    settled: list[Deferred[None]] = field(default_factory=list)
+
+
+@implementer(IEngine)
+class RedisEngine:
+    """
+    Offsets, epochs and history in Redis, publications through its
+    pub/sub: channels across every process and machine sharing one Redis.
+
+    @param link: The connections to Redis.
+    @param size: Publications each channel's history keeps (0: none).
+    @param seconds: The oldest a kept publication may be (0: no limit).
+    @param maxBytes: The bytes each channel's history may hold (0: no
+        limit).
+    @param prefix: What every key and pub/sub channel name begins with.
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        size: int = DEFAULT_HISTORY_SIZE,
+        seconds: float = DEFAULT_HISTORY_SECONDS,
+        maxBytes: int = DEFAULT_HISTORY_BYTES,
+        prefix: str = DEFAULT_PREFIX,
+        newEpoch: Callable[[], str] = newEpoch,
+    ) -> None:
+        self._link = link
+        self._size = size
+        self._ageMs = int(seconds * 1000)
+        self._maxBytes = maxBytes
+        self._ttlMs = int(max(seconds, DEFAULT_CHANNEL_TTL) * 1000) if seconds else 0
+        self._prefix = prefix
+        self._newEpoch = newEpoch
+        self._listening: dict[str, _Listening] = {}
+        self._byName: dict[bytes, _Listening] = {}
+        self._deliveries: Deliveries | None = None
+        self._started = False
+
+    # Names in Redis
+
+    def keys(self, channel: str) -> list[bytes]:
+        """
+        The channel's hash and history keys.
+        """
+        return [f"{self._prefix}channel:{{{channel}}}".encode(), f"{self._prefix}history:{{{channel}}}".encode()]
+
+    def pubsubName(self, channel: str) -> bytes:
+        """
+        The Redis pub/sub channel its publications go through.
+        """
+        return f"{self._prefix}publications:{channel}".encode()
+
+    # The engine, as the broker uses it
+
+    @property
+    def available(self) -> bool:
+        return self._link.commandsUp
+
+    def attach(self, deliveries: Deliveries) -> None:
+        self._deliveries = deliveries
+
+    def start(self) -> None:
+        """
+        Connect to Redis (the daemon is starting); until connected,
+        publishing fails with L{ChannelsUnavailable}.
+        """
+        if not self._started:
+            self._started = True
+            self._link.start(self)
+
+    def stop(self) -> Deferred[Any]:
+        """
+        Close the connections (the daemon is stopping).
+        """
+        self._started = False
+        for state in list(self._listening.values()):
+            self._settle(state)
+        return self._link.stop()
+
+    def publish(self, channel: str, data: Any) -> Deferred[Publication]:
+        head = publicationHead(channel, data)
+        args = [head, self._newEpoch(), self._size, self._ageMs, self._maxBytes, self._ttlMs, self.pubsubName(channel)]
+        return self._link.eval(PUBLISH_SCRIPT, self.keys(channel), args).addCallback(self._published, channel, head)
+
+    def _published(self, reply: Any, channel: str, head: bytes) -> Publication:
+        offset, epoch, entry = reply
+        return Publication(channel, offset, epoch.decode(), completePayload(head, offset, epoch), _seconds(entry))
+
+    def history(self, channel: str) -> Deferred[History]:
+        state = self._listening.get(channel)
+        if state is not None and state.reading:
+            # What a new subscriber is told follows what the catching up
+            # delivers (a resync, or what was missed).
+            settled: Deferred[None] = Deferred()
+            state.settled.append(settled)
+            return settled.addCallback(lambda _: self._read(channel))
+        return self._read(channel)
+
+    def _read(self, channel: str) -> Deferred[History]:
+        args = [self._newEpoch(), self._ageMs, self._ttlMs]
+        return self._link.eval(HISTORY_SCRIPT, self.keys(channel), args).addCallback(self._history, channel)
+
+    def _history(self, reply: Any, channel: str) -> History:
+        epoch, offset, entries = reply
+        name = epoch.decode()
+        kept = []
+        for entry, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2]))
+            kept.append(Publication(channel, int(values[b"o"]), name, values[b"p"], _seconds(entry)))
+        history = History(name, offset, tuple(kept))
+        state = self._listening.get(channel)
+        if state is not None and state.epoch is None:
+            # The first read since this process listens (the broker's, for
+            # its first subscriber): what is delivered follows it.
+            state.epoch, state.last = history.epoch, history.offset
+        return history
+
+    def listen(self, channel: str) -> None:
+        if channel in self._listening:
+            return
+        state = self._listening[channel] = _Listening(channel, self.pubsubName(channel))
+        self._byName[state.name] = state
+        if self._link.subscriberUp:
+            self._subscribe(state)
+
+    def unlisten(self, channel: str) -> None:
+        state = self._listening.pop(channel, None)
+        if state is None:
+            return
+        del self._byName[state.name]
+        self._settle(state)
+        self._link.unsubscribe(state.name)
+
+    # What the link tells
+
+    def commandsChanged(self, up: bool) -> None:
+        """
+        The command connection came up (catch up where it was waited
+        for) or went down (publishing fails meanwhile).
+        """
+        if up:
+            log.info("channels: connected to Redis at {redis}", redis=self._link.description)
+        else:
+            log.warn("channels: lost the connection to Redis at {redis}; connecting again", redis=self._link.description)
+        if self._deliveries is not None:
+            self._deliveries.engineAvailable(up)
+        if up:
+            for state in list(self._listening.values()):
+                if state.catchingUp and not state.reading:
+                    self._catchUp(state)
+
+    def subscriberChanged(self, up: bool) -> None:
+        """
+        The subscriber connection came up (subscribe again to every
+        channel listened to, then catch up on what was missed) or went down.
+        """
+        for state in list(self._listening.values()):
+            state.subscribed = False
+            if up:
+                self._subscribe(state)
+
+    def messageReceived(self, name: bytes, payload: bytes) -> None:
+        """
+        A publication from Redis pub/sub.
+        """
+        state = self._byName.get(name)
+        if state is None or not state.subscribed:
+            return
+        found = position(payload)
+        if found is None:
+            log.warn("channels: ignored a message on {name} that is not a publication", name=name)
+            return
+        offset, epoch = found
+        self._received(state, Publication(state.channel, offset, epoch, payload))
+
+    # Delivering in order
+
+    def _subscribe(self, state: _Listening) -> None:
+        def subscribed(_: Any) -> None:
+            if self._listening.get(state.channel) is state and self._link.subscriberUp:
+                state.subscribed = True
+                self._catchUp(state)
+
+        self._link.subscribe(state.name).addCallbacks(subscribed, lambda failure: None)
+
+    def _received(self, state: _Listening, publication: Publication) -> None:
+        if not state.catchingUp and state.epoch == publication.epoch:
+            if publication.offset <= state.last:
+                return  # delivered already, by a catching up
+            if publication.offset == state.last + 1:
+                self._deliver(state, publication)
+                return
+        # After a gap, another epoch, or before this process knows where
+        # the channel is: it waits for the history.
+        state.waiting.append(publication)
+        if not state.reading:
+            self._catchUp(state)
+
+    def _deliver(self, state: _Listening, publication: Publication) -> None:
+        state.last = publication.offset
+        if self._deliveries is not None:
+            self._deliveries.deliver(publication)
+
+    def _catchUp(self, state: _Listening) -> None:
+        """
+        Read the channel's history, and deliver what was missed since the
+        last delivery (or have the subscribers resync), then what waited.
+        """
+        state.catchingUp = True
+        if state.reading:
+            state.again = True
+            return
+        if not self._link.commandsUp:
+            return  # when the command connection is back
+        state.reading = True
+        state.again = False
+        self._read(state.channel).addCallbacks(self._caughtUp, self._catchUpFailed, (state,), errbackArgs=(state,))
+
+    def _catchUpFailed(self, failure: Any, state: _Listening) -> None:
+        state.reading = False
+        if self._listening.get(state.channel) is state and self._link.commandsUp:
+            # Redis answered with an error: tried again with the next
+            # publication, or the next connection.
+            log.warn("channels: could not read the history of {channel}: {why}", channel=state.channel, why=failure.getErrorMessage())
+        self._settle(state)
+
+    def _caughtUp(self, history: History, state: _Listening) -> None:
+        state.reading = False
+        if self._listening.get(state.channel) is not state:
+            return
+        assert state.epoch is not None  # set by this read, if not before
+        if history.epoch != state.epoch:
+            # From the start of the new epoch, if the history still holds
+            # all of it: the subscribers miss none of its publications.
+            since = history.since(history.epoch, 0)
+            self._resync(state, history.epoch, 0 if since is not None else history.offset, NEW_EPOCH)
+            for publication in since or ():
+                self._deliver(state, publication)
+        elif history.offset < state.last:
+            self._renew(state, history)
+            return
+        else:
+            missed = history.since(state.epoch, state.last)
+            if missed is None:
+                self._resync(state, history.epoch, history.offset, HISTORY_GONE)
+            else:
+                for publication in missed:
+                    self._deliver(state, publication)
+        if state.again:
+            self._catchUp(state)
+        else:
+            state.catchingUp = False
+            waiting, state.waiting = state.waiting, []
+            for publication in waiting:
+                self._received(state, publication)
+        self._settle(state)
+
+    def _renew(self, state: _Listening, history: History) -> None:
+        """
+        The channel's offsets went back under the same epoch (Redis lost
+        its latest publications, restarting from an older copy of its
+        data): start a new epoch, so that no client takes the next
+        publications for those it has, then catch up (and resync).
+        """
+        log.warn(
+            "channels: {channel} went back from offset {last} to {offset} in Redis; starting a new epoch",
+            channel=state.channel, last=state.last, offset=history.offset,
+        )
+        state.reading = True
+
+        def renewed(_: Any) -> None:
+            state.reading = False
+            if self._listening.get(state.channel) is state:
+                self._catchUp(state)
+
+        def failed(failure: Any) -> None:
+            state.reading = False  # tried again with the next publication
+            self._settle(state)
+
+        self._link.eval(RENEW_SCRIPT, self.keys(state.channel), [history.epoch, self._newEpoch()]).addCallbacks(renewed, failed)
+
+    def _resync(self, state: _Listening, epoch: str, offset: int, reason: str) -> None:
+        """
+        What was missed cannot be delivered: the subscribers here must
+        fetch the channel's state afresh, and go on from C{offset} of
+        C{epoch}.
+        """
+        log.info("channels: subscribers of {channel} must resync: {reason}", channel=state.channel, reason=reason)
+        state.epoch, state.last = epoch, offset
+        if self._deliveries is not None:
+            self._deliveries.resync(state.channel, epoch, offset, reason)
+
+    def _settle(self, state: _Listening) -> None:
+        settled, state.settled = state.settled, []
+        for waiting in settled:
+            waiting.callback(None)
+
+
+def _seconds(entry: bytes) -> float:
+    """
+    A history entry's time, in seconds: its id is Redis's clock, in
+    milliseconds, then a sequence number.
+    """
+    return int(entry.partition(b"-")[0]) / 1000
+
+
+def redisEngine(reactor: Any, description: str, **options: Any) -> RedisEngine:
+    """
+    An engine on the Redis at a Twisted client endpoint string
+    (C{tcp:127.0.0.1:6379}, C{unix:/run/redis/redis.sock}).
+    """
+    from twisted.internet.endpoints import clientFromString
+
+    from jsonproto.channels.redislink import RedisLink
+
+    return RedisEngine(RedisLink(clientFromString(reactor, description), description), **options)
+
+
