@@ -64,13 +64,17 @@ class Outbox:
     def add(self, channel: str, frame: bytes) -> None:
         """
         Queue one framed publication; it is written at L{flush}.  Past the
-        bound, the policy of the channels waiting applies.
+        bound, while the connection cannot take publications, the policy of
+        the channels waiting applies.  A connection that can is written to
+        at the end of the turn, however much the turn brought: a burst of
+        publications, or one larger than the bound, does not make a
+        subscriber that keeps up slow.
         """
         if self.closed:
             return
         self._waiting.append((channel, frame))
         self.queuedBytes += len(frame)
-        if self.queuedBytes > self._limit:
+        if self.queuedBytes > self._limit and not self._subscriber.canTakePublications():
             self._overflow()
 
     def _overflow(self) -> None:
