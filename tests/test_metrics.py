@@ -17,11 +17,15 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 
+from jsonproto.channels import messages
 from jsonproto.channels.broker import Broker
 from jsonproto.channels.engine import MemoryEngine
 from jsonproto.daemon.metrics import ChannelsCollector
+from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.limits import Limits
+from jsonproto.server.factory import JSONServerFactory
 from tests.e2e import exchange, lines, startDaemon
-from tests.support import line, readLines
+from tests.support import connectBuffering, line, readLines
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -271,21 +275,57 @@ class ChannelMetricsTests(TestCase):
 
 
 class ChannelsCollectorTests(SynchronousTestCase):
+    def collect(self, broker: Broker) -> dict[Any, float]:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ChannelsCollector(broker))  # type: ignore[arg-type]
+        return samples(generate_latest(registry).decode())
+
+    def test_queuedForSlowOnly(self) -> None:
+        """
+        The queued bytes and slow subscribers are those of subscribers whose
+        connections cannot take more, not the publications of this turn
+        that wait for its end to be written to subscribers that keep up.
+        """
+        clock = Clock()
+        dispatcher = defaultDispatcher()
+        broker = Broker(MemoryEngine(clock), clock)
+        messages.register(dispatcher, broker)
+        factory = JSONServerFactory(dispatcher, limits=Limits(idleTimeout=0, sendTimeout=0), clock=clock)
+        fast, fastTransport = connectBuffering(factory)
+        slow, slowTransport = connectBuffering(factory, port=40001)
+        slowTransport.bufferSize = 1000
+        for proto in (fast, slow):
+            proto.dataReceived(line({"type": "SUBSCRIBE", "channel": "c"}))
+        clock.advance(0)
+        fastTransport.peerReads()
+        for n in range(5):
+            broker.publish("c", "x" * 500)
+            got = self.collect(broker)
+            clock.advance(0)
+            fastTransport.peerReads()
+        self.assertEqual(got[("jsonproto_channels_slow_subscribers", ())], 1)
+        self.assertEqual(got[("jsonproto_channels_queued_bytes", ())], broker._members[slow.info.id].outbox.queuedBytes)
+        self.assertEqual(broker.counts()["queuedBytes"], got[("jsonproto_channels_queued_bytes", ())])
+        self.assertGreater(got[("jsonproto_channels_queued_bytes", ())], 0)
+        # It reads again, and keeps up.
+        slowTransport.bufferSize = 64 * 1024
+        slowTransport.peerReads()
+        broker.publish("c", "x" * 500)
+        self.assertEqual(self.collect(broker)[("jsonproto_channels_queued_bytes", ())], 0)
+
     def test_engineLink(self) -> None:
         """
         The engine's link is read from its C{available} attribute, and its
         C{reconnects} count where it has one: an operator sees Redis down,
         and how often it came back.
         """
-        from prometheus_client import CollectorRegistry, generate_latest
-
         engine = MemoryEngine(Clock())
         broker = Broker(engine, Clock())
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(ChannelsCollector(broker))  # type: ignore[arg-type]
         engine.available = False  # type: ignore[misc]
         engine.reconnects = 3  # type: ignore[attr-defined]
-        got = samples(generate_latest(registry).decode())
+        got = self.collect(broker)
         self.assertEqual(got[("jsonproto_channels_engine_available", ())], 0)
         self.assertEqual(got[("jsonproto_channels_engine_reconnects_total", ())], 3)
 

@@ -383,17 +383,19 @@ class Broker:
         """
         Now: channels with subscribers here, subscriptions, connections
         subscribed (C{subscribers}), those with publications waiting because
-        they read too slowly (C{slowSubscribers}) and the bytes waiting to
-        be written (C{queuedBytes}); and so far, publications C{dropped}.
-        Read at a scrape, never per publication: it walks the connections.
+        they read too slowly (C{slowSubscribers}) and the bytes waiting for
+        them (C{queuedBytes}: not those of subscribers that keep up, which
+        wait only for the end of the turn); and so far, publications
+        C{dropped}.  Read at a scrape, never per publication: it walks the
+        connections.
         """
-        outboxes = [m.outbox for m in self._members.values()]
+        slow = [m.outbox for m in self._members.values() if m.outbox.blocked]
         return {
             "channels": len(self._subscribers),
             "subscriptions": sum(len(s) for s in self._subscribers.values()),
-            "subscribers": len(outboxes),
-            "slowSubscribers": sum(1 for o in outboxes if o.blocked),
-            "queuedBytes": sum(o.queuedBytes for o in outboxes),
+            "subscribers": len(self._members),
+            "slowSubscribers": len(slow),
+            "queuedBytes": sum(o.queuedBytes for o in slow),
             "dropped": self.tally.dropped,
         }
 

@@ -157,7 +157,7 @@ class ChannelsCollector:
         )
         yield GaugeMetricFamily(
             "jsonproto_channels_queued_bytes",
-            "Bytes of publications waiting to be written to subscribers (each bounded by --max-queued-bytes).",
+            "Bytes of publications waiting for slow subscribers (each bounded by --max-queued-bytes).",
             value=counts["queuedBytes"],
         )
         yield CounterMetricFamily(
