@@ -132,6 +132,24 @@ class ChannelTests(_Channels, SynchronousTestCase):
         self.assertEqual([m["data"]["n"] for m in self.read(tfast.value())], list(range(100)))
         self.assertLessEqual(tslow.peak, 500 + 2000 + 200)
 
+    def test_burstReachesReader(self) -> None:
+        """
+        A subscriber that keeps up gets a burst of publications made in one
+        turn, and a publication larger than the bound, however they compare
+        with the bound: only one whose connection cannot take them is slow.
+        """
+        sub, ts = connectBuffering(self.factory)
+        sub.dataReceived(self.frame({"type": "SUBSCRIBE", "channel": "feed"}))
+        self.clock.advance(0)
+        ts.peerReads()
+        for n in range(30):
+            self.broker.publish("feed", {"n": n, "pad": "p" * 100})
+        self.broker.publish("feed", {"n": 30, "pad": "p" * 5000})
+        self.clock.advance(0)
+        self.assertFalse(ts.disconnecting)
+        self.assertEqual([m["data"]["n"] for m in self.read(ts.peerReads())], list(range(31)))
+        self.assertEqual(self.broker.slowDisconnects, 0)
+
     def test_slowSubscriberDrops(self) -> None:
         """
         Under the drop policy, the oldest waiting publications are dropped

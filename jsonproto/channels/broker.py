@@ -24,8 +24,8 @@ from twisted.logger import Logger
 
 from jsonproto.channels.engine import ChannelsUnavailable, History, IEngine, Publication
 from jsonproto.channels.names import checkName
+from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally, frameFor
 from jsonproto.dispatch import awaiting
-from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, frameFor
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.wire.codec import encode
 
@@ -83,8 +83,13 @@ class Broker:
     @ivar policyFor: The slow-subscriber policy of a channel, by name:
         C{"disconnect"} (the default) or C{"drop"}; replace it to choose
         per channel.
-    @ivar publications: Publications accepted from this process.
-    @ivar deliveries: Publications queued for subscribers here.
+    @ivar publications: Publications accepted from this process (its
+        clients and its Python code).
+    @ivar received: Publications the engine handed to this process to
+        deliver (with Redis, those of every process).
+    @ivar deliveries: Publications queued for subscribers here (one per
+        subscriber each).
+    @ivar tally: What the slow-subscriber policies did (L{Tally}).
     """
 
     def __init__(
@@ -108,8 +113,9 @@ class Broker:
         self._dirty: dict[int, Outbox] = {}
         self._flushCall: IDelayedCall | None = None
         self.publications = 0
+        self.received = 0
         self.deliveries = 0
-        self.slowDisconnects = 0
+        self.tally = Tally()
         engine.attach(self)
 
     # Who may
@@ -166,7 +172,7 @@ class Broker:
         member = self._members.get(context.id)
         if member is None:
             connection = context._connection
-            member = self._members[context.id] = _Member(Outbox(connection, self._maxQueuedBytes, self.policyFor))
+            member = self._members[context.id] = _Member(Outbox(connection, self._maxQueuedBytes, self.policyFor, self.tally))
             connection.outbox = member.outbox
         subscription = member.channels.get(channel)
         fresh = subscription is None
@@ -308,8 +314,11 @@ class Broker:
         checkName(channel)
         if not self.engine.available:
             raise RequestError(CHANNELS_UNAVAILABLE, "the channels' store is unreachable; try again later")
+        return self.engine.publish(channel, data).addCallbacks(self._published, _unavailable)
+
+    def _published(self, publication: Publication) -> Publication:
         self.publications += 1
-        return self.engine.publish(channel, data).addErrback(_unavailable)
+        return publication
 
     def publishAs(self, context: Any, channel: str, data: Any) -> Deferred[dict[str, Any]]:
         """
@@ -329,6 +338,7 @@ class Broker:
         A publication from the engine: queue it, framed once per framing,
         for every subscriber to its channel here.
         """
+        self.received += 1
         subscribers = self._subscribers.get(publication.channel)
         if not subscribers:
             return
@@ -339,7 +349,7 @@ class Broker:
                 subscription.held.append(publication)
                 continue
             member = members.get(subscription.context.id)
-            if member is not None:
+            if member is not None and not member.outbox.closed:
                 outbox = member.outbox
                 outbox.add(publication.channel, frameFor(outbox._subscriber, publication.payload, cache))
                 subscription.lastOffset = publication.offset
@@ -367,8 +377,6 @@ class Broker:
         dirty, self._dirty = self._dirty, {}
         for outbox in dirty.values():
             outbox.flush()
-            if outbox.closed and not outbox.dropped:
-                self.slowDisconnects += 1
 
     def resync(self, channel: str, epoch: str, offset: int, reason: str) -> None:
         """
@@ -410,16 +418,31 @@ class Broker:
 
     # Metrics
 
+    @property
+    def slowDisconnects(self) -> int:
+        """
+        Connections closed for falling behind, so far.
+        """
+        return self.tally.slowDisconnects
+
     def counts(self) -> dict[str, int]:
         """
-        Channels and subscriptions here, and the bytes queued for slow
-        subscribers.
+        Now: channels with subscribers here, subscriptions, connections
+        subscribed (C{subscribers}), those with publications waiting because
+        they read too slowly (C{slowSubscribers}) and the bytes waiting for
+        them (C{queuedBytes}: not those of subscribers that keep up, which
+        wait only for the end of the turn); and so far, publications
+        C{dropped}.  Read at a scrape, never per publication: it walks the
+        connections.
         """
+        slow = [m.outbox for m in self._members.values() if m.outbox.blocked]
         return {
             "channels": len(self._subscribers),
             "subscriptions": sum(len(s) for s in self._subscribers.values()),
-            "queuedBytes": sum(m.outbox.queuedBytes for m in self._members.values()),
-            "dropped": sum(m.outbox.dropped for m in self._members.values()),
+            "subscribers": len(self._members),
+            "slowSubscribers": len(slow),
+            "queuedBytes": sum(o.queuedBytes for o in slow),
+            "dropped": self.tally.dropped,
         }
 
 

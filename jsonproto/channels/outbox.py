@@ -16,6 +16,7 @@ Publications delivered in one turn of the reactor go out in one write.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from jsonproto.wire.codec import encode
@@ -42,18 +43,39 @@ class Subscriber(Protocol):
     def closeConnection(self, reason: str, kind: str = "server") -> None: ...
 
 
+@dataclass
+class Tally:
+    """
+    What the slow-subscriber policies have done to all of a broker's
+    outboxes, counted as it happens: an outbox goes with its connection,
+    but its drops and its disconnection stay counted here (for metrics).
+
+    @ivar dropped: Publications dropped (the C{drop} policy).
+    @ivar slowDisconnects: Connections closed for falling behind (the
+        C{disconnect} policy).
+    """
+
+    dropped: int = 0
+    slowDisconnects: int = 0
+
+
 class Outbox:
     """
     One connection's publications waiting to be written.
 
     @ivar queuedBytes: Bytes waiting now.
     @ivar dropped: Publications dropped so far (the C{drop} policy).
+    @ivar tally: Where drops and disconnections are counted as well: the
+        broker's, shared by all its outboxes.
     """
 
-    def __init__(self, subscriber: Subscriber, limit: int, policyFor: Callable[[str], str]) -> None:
+    def __init__(
+        self, subscriber: Subscriber, limit: int, policyFor: Callable[[str], str], tally: Tally | None = None
+    ) -> None:
         self._subscriber = subscriber
         self._limit = limit
         self._policyFor = policyFor
+        self.tally = Tally() if tally is None else tally
         # (channel, frame) in the order delivered.
         self._waiting: deque[tuple[str, bytes]] = deque()
         self.queuedBytes = 0
@@ -64,31 +86,39 @@ class Outbox:
     def add(self, channel: str, frame: bytes) -> None:
         """
         Queue one framed publication; it is written at L{flush}.  Past the
-        bound, the policy of the channels waiting applies.
+        bound, while the connection cannot take publications, the policy of
+        the channels waiting applies.  A connection that can is written to
+        at the end of the turn, however much the turn brought: a burst of
+        publications, or one larger than the bound, does not make a
+        subscriber that keeps up slow.
         """
         if self.closed:
             return
         self._waiting.append((channel, frame))
         self.queuedBytes += len(frame)
-        if self.queuedBytes > self._limit:
+        if self.queuedBytes > self._limit and not self._subscriber.canTakePublications():
             self._overflow()
 
     def _overflow(self) -> None:
         waiting = self._waiting
         kept: deque[tuple[str, bytes]] = deque()
+        dropped = 0
         # Drop the oldest of the channels that allow it, until under the bound.
         while waiting and self.queuedBytes > self._limit:
             channel, frame = waiting.popleft()
             if self._policyFor(channel) == DROP:
                 self.queuedBytes -= len(frame)
-                self.dropped += 1
+                dropped += 1
                 self._missed[channel] = self._missed.get(channel, 0) + 1
             else:
                 kept.append((channel, frame))
         kept.extend(waiting)
         self._waiting = kept
+        self.dropped += dropped
+        self.tally.dropped += dropped
         if self.queuedBytes > self._limit:
             self.closed = True
+            self.tally.slowDisconnects += 1
             self._waiting.clear()
             self.queuedBytes = 0
             self._subscriber.closeConnection(
@@ -101,6 +131,15 @@ class Outbox:
         Whether anything waits to be written.
         """
         return bool(self._waiting) or bool(self._missed)
+
+    @property
+    def blocked(self) -> bool:
+        """
+        Whether publications wait because the connection cannot take them
+        now (its transport is full: a slow subscriber), rather than for the
+        end of the turn.
+        """
+        return bool(self._waiting) and not self._subscriber.canTakePublications()
 
     def flush(self) -> None:
         """

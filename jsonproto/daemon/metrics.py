@@ -4,14 +4,16 @@ HTTP (C{--metrics}), and the C{STATS} message type (C{--enable-stats}).
 
 The counters themselves live where the work happens, as plain integers
 (L{ConnectionRegistry} for connections, traffic and errors,
-L{jsonproto.dispatch.dispatcher.HandlerLatency} for messages by type); nothing here
-runs per message.  A scrape reads them and builds the metric families.
+L{jsonproto.dispatch.dispatcher.HandlerLatency} for messages by type,
+L{jsonproto.channels.broker.Broker} for channels); nothing here runs per
+message.  A scrape reads them and builds the metric families.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
+from jsonproto.channels.broker import Broker
 from jsonproto.server.registry import ConnectionRegistry
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.dispatch.latency import INVALID, LATENCY_BUCKETS, UNKNOWN
@@ -120,6 +122,76 @@ class CertificateExpiryCollector:
         yield expiry
 
 
+class ChannelsCollector:
+    """
+    The channels of a daemon (C{--channels}): channels, subscribers,
+    publications in and deliveries out, and what the slow-subscriber
+    policies did, read from the broker's counters at scrape time.
+
+    No label names a channel: clients choose channel names, and a label
+    per name would grow the metrics without bound.  Every figure is a total
+    over the process's channels.
+
+    The engine's link to where offsets and history live (Redis) is read
+    from two attributes of the engine: C{available} (a bool, every engine
+    has it: whether publishing can succeed now) and, for an engine that
+    connects somewhere, C{reconnects} (an int: how many times its link was
+    re-established after being lost), reported if the engine has it.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        broker = self.broker
+        counts = broker.counts()
+        yield GaugeMetricFamily("jsonproto_channels_active", "Channels with a subscriber in this process.", value=counts["channels"])
+        yield GaugeMetricFamily("jsonproto_channels_subscriptions", "Subscriptions, all channels together.", value=counts["subscriptions"])
+        yield GaugeMetricFamily("jsonproto_channels_subscribers", "Connections subscribed to at least one channel.", value=counts["subscribers"])
+        yield GaugeMetricFamily(
+            "jsonproto_channels_slow_subscribers",
+            "Subscribers whose publications wait because they read too slowly (their transport is full).",
+            value=counts["slowSubscribers"],
+        )
+        yield GaugeMetricFamily(
+            "jsonproto_channels_queued_bytes",
+            "Bytes of publications waiting for slow subscribers (each bounded by --max-queued-bytes).",
+            value=counts["queuedBytes"],
+        )
+        yield CounterMetricFamily(
+            "jsonproto_channels_publications", "Publications accepted from this process's clients and code.", value=broker.publications
+        )
+        yield CounterMetricFamily(
+            "jsonproto_channels_publications_received",
+            "Publications handed to this process to deliver (through Redis, those of every process).",
+            value=broker.received,
+        )
+        yield CounterMetricFamily(
+            "jsonproto_channels_deliveries", "Publications queued for a subscriber (one per subscriber).", value=broker.deliveries
+        )
+        yield CounterMetricFamily(
+            "jsonproto_channels_dropped", "Publications dropped for slow subscribers (--slow-subscriber drop).", value=counts["dropped"]
+        )
+        yield CounterMetricFamily(
+            "jsonproto_channels_slow_disconnects",
+            "Subscribers disconnected for falling behind by more than --max-queued-bytes.",
+            value=broker.slowDisconnects,
+        )
+        engine = broker.engine
+        yield GaugeMetricFamily(
+            "jsonproto_channels_engine_available",
+            "1 when publishing can succeed (the link to Redis is up, or channels are in memory), else 0.",
+            value=1 if engine.available else 0,
+        )
+        reconnects = getattr(engine, "reconnects", None)
+        if reconnects is not None:
+            yield CounterMetricFamily(
+                "jsonproto_channels_engine_reconnects", "Times the link to Redis was re-established after being lost.", value=reconnects
+            )
+
+
 def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher, listeners: Iterable[Any] = ()) -> Any:
     """
     A twisted.web site serving C{/metrics} in the Prometheus text format.
@@ -129,6 +201,9 @@ def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher, listene
 
     @param listeners: The listener services, for the TLS certificates'
         expiry (L{CertificateExpiryCollector}); iterated at each scrape.
+
+    The channels' metrics (L{ChannelsCollector}) are served when the
+    dispatcher has channels.
     """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from twisted.web.resource import Resource
@@ -137,6 +212,8 @@ def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher, listene
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JSONProtoCollector(connections, dispatcher))
     registry.register(CertificateExpiryCollector(listeners))
+    if dispatcher.channels is not None:
+        registry.register(ChannelsCollector(dispatcher.channels))
 
     class Metrics(Resource):
         isLeaf = True
