@@ -34,9 +34,12 @@ def register(dispatcher: Dispatcher) -> None:
 
     @dispatcher.handler("STORE")
     async def store(message: Store, context: Any) -> dict[str, Any]:
-        async with asyncio.timeout(10):
+        async def setAndGet() -> bytes:
             await client.set(message.key, message.value)
-            value = await client.get(message.key)
+            return await client.get(message.key)
+
+        # asyncio.wait_for, not asyncio.timeout: Python 3.10 has no timeout.
+        value = await asyncio.wait_for(setAndGet(), 10)
         return {"stored": value.decode()}
 
     @dispatcher.handler("LATER")

@@ -6,7 +6,12 @@ and the dispatcher checks them before calling it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal
+
+try:
+    from typing import NotRequired, TypedDict
+except ImportError:  # Python 3.10: typing's TypedDict knows no NotRequired.
+    from typing_extensions import NotRequired, TypedDict
 
 import msgspec
 from msgspec import Meta
