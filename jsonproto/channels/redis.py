@@ -196,8 +196,12 @@ class Link(Protocol):
     (L{jsonproto.channels.redislink.RedisLink}; a fake in tests).
     """
 
-    commandsUp: bool
-    subscriberUp: bool
+    @property
+    def commandsUp(self) -> bool: ...
+
+    @property
+    def subscriberUp(self) -> bool: ...
+
     description: str
 
     def start(self, listener: Any) -> None: ...

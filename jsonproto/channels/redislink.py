@@ -94,7 +94,7 @@ class RedisLink:
         self._listener = listener
         link = self
 
-        class Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+        class Subscriber(txredisapi.SubscriberProtocol):
             def messageReceived(self, pattern: Any, channel: bytes, message: bytes) -> None:
                 if link._subscriber is self and link._listener is not None:
                     link._listener.messageReceived(channel, message)

@@ -98,7 +98,7 @@ def _answer(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, 
         return dispatcher.returned(result, message, messageType, started)
     if started:
         latency.finished(messageType, started)
-    reply = {"status": "OK"}
+    reply: dict[str, Any] = {"status": "OK"}
     reply.update(result)
     if "id" in message:
         reply["id"] = messageId

@@ -46,7 +46,7 @@ from jsonproto.errors import (
 )
 from jsonproto.limits import Limits
 from jsonproto.wire.codec import decodeOrRefuse, encode
-from jsonproto.wire.framing import ABANDONED, TOO_LONG, FrameQueue, encodeInt32
+from jsonproto.wire.framing import ABANDONED, TOO_LONG, Decoder, encodeInt32
 
 IDLE = 0
 """
@@ -139,7 +139,7 @@ class Pipeline:
 
     def __init__(
         self,
-        decoder: FrameQueue,
+        decoder: Decoder,
         lengthPrefixed: bool,
         dispatcher: Any,
         limits: Limits,
