@@ -116,8 +116,11 @@ class WithAsyncioTests(SynchronousTestCase):
             loop.call_later(0.01, fired.callback, "deferred")
             got = [await fired]
             await asyncio.sleep(0)
-            async with asyncio.timeout(5):
-                await asyncio.sleep(0.01)
+            if hasattr(asyncio, "timeout"):
+                async with asyncio.timeout(5):
+                    await asyncio.sleep(0.01)
+            else:  # Python 3.10: wait_for makes a task of its own.
+                await asyncio.wait_for(asyncio.sleep(0.01), 5)
             got.append(asyncio.current_task() is not None)
             failing: Deferred[None] = Deferred()
             loop.call_soon(failing.errback, ZeroDivisionError())

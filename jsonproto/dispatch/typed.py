@@ -38,6 +38,7 @@ from typing import Any, Callable
 import msgspec
 from msgspec import ValidationError, convert, to_builtins
 from msgspec import inspect as msgspecInspect
+from typing_extensions import is_typeddict
 
 from jsonproto.errors import INVALID_FIELD, RequestError
 
@@ -55,7 +56,7 @@ def isMessageType(candidate: Any) -> bool:
     return isinstance(candidate, type) and (
         issubclass(candidate, msgspec.Struct)
         or dataclasses.is_dataclass(candidate)
-        or typing.is_typeddict(candidate)
+        or is_typeddict(candidate)
     )
 
 
