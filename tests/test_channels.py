@@ -237,6 +237,72 @@ class ChannelTests(_Channels, SynchronousTestCase):
         self.assertEqual(asked, [("subscribe", "private:x"), ("subscribe", "public:x"), ("publish", "private:y")])
 
 
+class MemoryEngineBoundTests(SynchronousTestCase):
+    """
+    All channels of a process together hold no more than the engine's
+    memory bound, however many channel names clients make up.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.engine = MemoryEngine(self.clock, size=100, seconds=0, maxMemory=64 * 1024)
+
+    def test_manyChannelsBounded(self) -> None:
+        """
+        Publishing to 10,000 new channels, with no time limit on history,
+        leaves the engine within its bound, holding the most recent.
+        """
+        for n in range(10_000):
+            self.engine.publish(f"c{n}", "x" * 100)
+            self.assertLessEqual(self.engine.memory, 64 * 1024)
+        history = self.successResultOf(self.engine.history("c9999"))
+        self.assertEqual([p.offset for p in history.publications], [1])
+        self.assertLess(len(self.engine._channels), 10_000)
+
+    def test_listenedChannelKept(self) -> None:
+        """
+        A channel listened to keeps its epoch and offsets when the bound
+        takes its history (its subscribers are told to resync); one nobody
+        listens to starts a new epoch.
+        """
+        self.engine.listen("watched")
+        watched = self.successResultOf(self.engine.publish("watched", 1))
+        idle = self.successResultOf(self.engine.publish("idle", 1))
+        for n in range(2_000):
+            self.engine.publish(f"c{n}", "x" * 100)
+        history = self.successResultOf(self.engine.history("watched"))
+        self.assertEqual((history.epoch, history.offset, history.publications), (watched.epoch, 1, ()))
+        self.assertIsNone(history.since(watched.epoch, 0))
+        self.assertNotEqual(self.successResultOf(self.engine.history("idle")).epoch, idle.epoch)
+
+    def test_daemonOption(self) -> None:
+        """
+        C{--channel-memory} is the bound of the daemon's engine, and
+        defaults to 64 MiB.
+        """
+        from jsonproto.daemon.options import Options
+        from jsonproto.daemon.tap import channelsFor
+
+        for argv, expected in [([], 64 * 1024 * 1024), (["--channel-memory", "4096"], 4096)]:
+            config = Options()
+            config.parseOptions(["--channels", *argv])
+            broker = channelsFor(config, self.clock)
+            assert broker is not None
+            self.assertEqual(broker.engine._maxMemory, expected)
+
+    def test_recentHistoryKept(self) -> None:
+        """
+        Within the bound, nothing is taken: every channel keeps its own
+        history.
+        """
+        for n in range(10):
+            for k in range(5):
+                self.engine.publish(f"c{n}", k)
+        for n in range(10):
+            history = self.successResultOf(self.engine.history(f"c{n}"))
+            self.assertEqual([p.offset for p in history.publications], [1, 2, 3, 4, 5])
+
+
 class Int32ChannelTests(ChannelTests):
     framing = "int32"
     frame = staticmethod(int32)

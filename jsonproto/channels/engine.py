@@ -15,7 +15,7 @@ machines.
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -28,6 +28,12 @@ from jsonproto.wire.codec import encode
 DEFAULT_HISTORY_SIZE = 100
 DEFAULT_HISTORY_SECONDS = 300.0
 DEFAULT_HISTORY_BYTES = 1024 * 1024
+DEFAULT_CHANNELS_MEMORY = 64 * 1024 * 1024
+CHANNEL_OVERHEAD = 512
+"""
+What L{MemoryEngine} counts a channel it knows as holding, besides its
+history: its state, its name and its place in the engine's tables.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +189,13 @@ class MemoryEngine:
     than C{seconds}, and no more than C{maxBytes} of them.  A channel with
     no listener and nothing kept is forgotten; when it is used again it
     starts a new epoch.
+
+    All channels together hold no more than C{maxMemory} bytes (their
+    histories, and L{CHANNEL_OVERHEAD} for each channel known): past it,
+    the least recently used channels lose their history, and are forgotten
+    if nobody here listens to them.  So clients publishing to ever new
+    channel names cannot make the process grow, whatever C{seconds} is; a
+    subscriber resuming from a history so lost is told to resync.
     """
 
     available = True
@@ -194,13 +207,17 @@ class MemoryEngine:
         seconds: float = DEFAULT_HISTORY_SECONDS,
         maxBytes: int = DEFAULT_HISTORY_BYTES,
         newEpoch: Callable[[], str] = newEpoch,
+        maxMemory: int = DEFAULT_CHANNELS_MEMORY,
     ) -> None:
         self._clock = clock
         self._size = size
         self._seconds = seconds
         self._maxBytes = maxBytes
         self._newEpoch = newEpoch
-        self._channels: dict[str, _Channel] = {}
+        self._maxMemory = maxMemory
+        # Least recently used first.
+        self._channels: OrderedDict[str, _Channel] = OrderedDict()
+        self._keptBytes = 0
         self._listened: set[str] = set()
         self._deliveries: Deliveries | None = None
         self._sweep: IDelayedCall | None = None
@@ -213,8 +230,42 @@ class MemoryEngine:
         if channel is None:
             channel = self._channels[name] = _Channel(self._newEpoch())
             self._sweepLater()
+            self._withinMemory()
+        else:
+            self._channels.move_to_end(name)
         channel.lastUsed = self._clock.seconds()
         return channel
+
+    @property
+    def memory(self) -> int:
+        """
+        The bytes counted against C{maxMemory}: every history, and
+        L{CHANNEL_OVERHEAD} a channel.
+        """
+        return self._keptBytes + CHANNEL_OVERHEAD * len(self._channels)
+
+    def _withinMemory(self) -> None:
+        """
+        Take the least recently used channels' history, and forget those
+        nobody listens to, until all fit in C{maxMemory}.  A channel being
+        listened to that has nothing left to take moves to the back: each
+        channel is looked at once at most, and the one just used is kept.
+        """
+        channels = self._channels
+        if not self._maxMemory:
+            return
+        for _ in range(len(channels) - 1):
+            if self.memory <= self._maxMemory:
+                return
+            name, state = next(iter(channels.items()))
+            if state.kept:
+                self._keptBytes -= state.keptBytes
+                state.kept.clear()
+                state.keptBytes = 0
+            if name in self._listened:
+                channels.move_to_end(name)
+            else:
+                del channels[name]
 
     def publish(self, channel: str, data: Any) -> Deferred[Publication]:
         state = self._channel(channel)
@@ -232,18 +283,25 @@ class MemoryEngine:
             return
         kept = state.kept
         kept.append(publication)
+        before = state.keptBytes
         state.keptBytes += len(publication.payload)
         while kept and (len(kept) > self._size or (self._maxBytes and state.keptBytes > self._maxBytes)):
             state.keptBytes -= len(kept.popleft().payload)
-        self._expire(state)
+        self._expire(state, counted=False)
+        self._keptBytes += state.keptBytes - before
+        if self._keptBytes > self._maxMemory > 0:
+            self._withinMemory()
 
-    def _expire(self, state: _Channel) -> None:
+    def _expire(self, state: _Channel, counted: bool = True) -> None:
         if not self._seconds:
             return
         oldest = self._clock.seconds() - self._seconds
         kept = state.kept
+        before = state.keptBytes
         while kept and kept[0].at < oldest:
             state.keptBytes -= len(kept.popleft().payload)
+        if counted:
+            self._keptBytes -= before - state.keptBytes
 
     def history(self, channel: str) -> Deferred[History]:
         state = self._channel(channel)

@@ -23,7 +23,7 @@ from jsonproto.daemon.listening import CannotShare, ParseOnlyReactor, parseServe
 from jsonproto.daemon.service import DEFAULT_SHUTDOWN_TIMEOUT
 from jsonproto.limits import Limits
 from jsonproto.channels.broker import DEFAULT_MAX_SUBSCRIPTIONS
-from jsonproto.channels.engine import DEFAULT_HISTORY_SECONDS, DEFAULT_HISTORY_SIZE
+from jsonproto.channels.engine import DEFAULT_CHANNELS_MEMORY, DEFAULT_HISTORY_SECONDS, DEFAULT_HISTORY_SIZE
 from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES
 from jsonproto.channels.redis import DEFAULT_PREFIX
 from jsonproto.core.budget import DEFAULT_PER_HOST, DEFAULT_TOTAL
@@ -249,6 +249,8 @@ class Options(usage.Options):
                          "Publications each channel keeps for subscribers that resume; 0 keeps none."),
         _numberParameter("channel-history-seconds", float, 0, DEFAULT_HISTORY_SECONDS,
                          "The longest a channel keeps a publication for subscribers that resume; 0 for no limit."),
+        _numberParameter("channel-memory", int, 0, DEFAULT_CHANNELS_MEMORY,
+                         "Bytes the histories of all channels of a process may hold together (without --redis); past it, the least recently used lose theirs; 0 for no bound."),
         ["redis", None, None, "Keep the channels' offsets and history in the Redis at this client endpoint (tcp:127.0.0.1:6379, unix:/run/redis/redis.sock), so that publications reach subscribers of every daemon and --workers process sharing it.", lambda text: checkClientEndpoint("redis", text)],
         ["redis-prefix", None, DEFAULT_PREFIX, "What the channels' keys and pub/sub channel names begin with in Redis (daemons that share channels use the same).", redisPrefix],
         _numberParameter("max-subscriptions", int, 1, DEFAULT_MAX_SUBSCRIPTIONS,

@@ -143,7 +143,10 @@ def channelsFor(config: Options, reactor: Any) -> Broker | None:
             prefix=config["redis-prefix"],
         )
     else:
-        engine = MemoryEngine(reactor, size=config["channel-history"], seconds=config["channel-history-seconds"])
+        engine = MemoryEngine(
+            reactor, size=config["channel-history"], seconds=config["channel-history-seconds"],
+            maxMemory=config["channel-memory"],
+        )
     return Broker(
         engine,
         reactor,
