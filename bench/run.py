@@ -205,7 +205,8 @@ def throughput(
         port = ["--port", f"tcp:{_freePort()}:interface=127.0.0.1"]
     else:
         port = []
-    daemon = Daemon("--max-connections", "0", *port, *daemonOptions, pattern=rb"starting on (\d+)" if not tls else rb"\(TLS\) starting on (\d+)")
+    # All the load comes from 127.0.0.1: the per-address bound is off.
+    daemon = Daemon("--max-connections", "0", "--max-connections-per-ip", "0", *port, *daemonOptions, pattern=rb"starting on (\d+)" if not tls else rb"\(TLS\) starting on (\d+)")
     try:
         if pin:
             _pin(daemon.pid, 0)
@@ -233,7 +234,7 @@ def slowReaders(clients: int, perClientBytes: int, seconds: float) -> list[tuple
     Many clients pipeline requests and never read.  The server should stop
     reading from each once its replies back up, so its memory stays flat.
     """
-    daemon = Daemon("--max-connections", "0", "--idle-timeout", "0", "--send-timeout", "0")
+    daemon = Daemon("--max-connections", "0", "--max-connections-per-ip", "0", "--idle-timeout", "0", "--send-timeout", "0")
     try:
         before = rssKiB(daemon.pid)
         request = b'{"type":"SUM","a":1,"b":2}\n' * 2048
