@@ -626,27 +626,15 @@ def _processTree(pid: int) -> list[int]:
     return pids
 
 
-def _treeTicks(pid: int) -> int:
+def _treeSum(pid: int, measure: Any) -> Any:
+    """
+    C{measure(p)} summed over a process and its children (a figure of a
+    process that went away meanwhile counts nothing).
+    """
     total = 0
     for p in _processTree(pid):
         with contextlib.suppress(OSError):
-            total += cpuTicks(p)
-    return total
-
-
-def _treeWaiting(pid: int) -> float:
-    total = 0.0
-    for p in _processTree(pid):
-        with contextlib.suppress(OSError):
-            total += waitingSeconds(p)
-    return total
-
-
-def _treeRssKiB(pid: int) -> int:
-    total = 0
-    for p in _processTree(pid):
-        with contextlib.suppress(OSError):
-            total += rssKiB(p)
+            total += measure(p)
     return total
 
 
@@ -733,8 +721,8 @@ def _fanoutLoad(
                 watch(now - start)
             for mark, at in (("from", measureFrom), ("to", end)):
                 if mark not in ticks and now >= at:
-                    ticks[mark] = _treeTicks(server.pid)
-                    waited[mark] = _treeWaiting(server.pid)
+                    ticks[mark] = _treeSum(server.pid, cpuTicks)
+                    waited[mark] = _treeSum(server.pid, waitingSeconds)
                     ticks[mark + "Load"] = sum(cpuTicks(p.pid) for p, _ in loads) + cpuTicks(publisher[0].pid)
             time.sleep(0.2)
         results = [control.recv() if control.poll(60) else None for _, control in loads]

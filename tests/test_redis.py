@@ -360,8 +360,10 @@ class RedisEngineTests(_Engines, TestCase):
         yield eventually(lambda: rb.data == [1, 2], "the deliveries")
         self.redis.kill()
         self.redis.start()
-        yield self.ready(a, b)
         yield eventually(lambda: rb.events[-1:] == [("resync", 0, NEW_EPOCH)], "the resync")
+        # By now both have seen Redis go (b has connected again since): a
+        # connects again on its own backoff.
+        yield self.ready(a, b)
         after = yield a.publish("c", 3)
         self.assertNotEqual(after.epoch, first.epoch)
 

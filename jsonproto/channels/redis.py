@@ -71,20 +71,25 @@ Seconds an unused channel's epoch and offset stay in Redis at least.
 NEW_EPOCH = "the channel started a new epoch (its history was lost)"
 HISTORY_GONE = "the history no longer holds the publications missed"
 
+# What both scripts begin with: the channel's epoch, made (with an empty
+# history) from the ARGV given if the channel is new or its keys were lost.
+_CHANNEL = b"""
+local channel, history = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', channel, 'epoch')
+if not epoch then
+  epoch = ARGV[%s]
+  redis.call('DEL', history)
+  redis.call('HSET', channel, 'epoch', epoch, 'offset', 0, 'bytes', 0)
+end
+"""
+
 # KEYS: the channel's hash, its history.  ARGV: the PUBLICATION message
 # up to its offset, a new epoch (used if the channel is new), the history's
 # bound in entries, in milliseconds (0: none) and in bytes (0: none), the
 # channel's time to live in milliseconds (0: none), the pub/sub channel.
 # Returns the offset, the epoch, and the history entry's id ("0-0" when no
 # history is kept).
-PUBLISH_SCRIPT = b"""
-local channel, history = KEYS[1], KEYS[2]
-local epoch = redis.call('HGET', channel, 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('DEL', history)
-  redis.call('HSET', channel, 'epoch', epoch, 'offset', 0, 'bytes', 0)
-end
+PUBLISH_SCRIPT = _CHANNEL % b"2" + b"""
 local offset = redis.call('HINCRBY', channel, 'offset', 1)
 local payload = ARGV[1] .. string.format('%d', offset) .. ',"epoch":"' .. epoch .. '"}'
 local size, age, maxBytes, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -124,14 +129,7 @@ return {offset, epoch, id}
 # channel is new), the history's age bound in milliseconds (0: none), the
 # channel's time to live in milliseconds (0: none).  Returns the epoch, the
 # offset, and the history's entries younger than the bound.
-HISTORY_SCRIPT = b"""
-local channel, history = KEYS[1], KEYS[2]
-local epoch = redis.call('HGET', channel, 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', history)
-  redis.call('HSET', channel, 'epoch', epoch, 'offset', 0, 'bytes', 0)
-end
+HISTORY_SCRIPT = _CHANNEL % b"1" + b"""
 local offset = tonumber(redis.call('HGET', channel, 'offset'))
 local age, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local from = '-'
