@@ -150,6 +150,34 @@ class ChannelTests(_Channels, SynchronousTestCase):
         self.assertEqual([m["data"]["n"] for m in self.read(ts.peerReads())], list(range(31)))
         self.assertEqual(self.broker.slowDisconnects, 0)
 
+    def test_orderWithinTurn(self) -> None:
+        """
+        What one turn brings reaches each subscriber in the order it
+        happened, across channels and around presence notices; a
+        subscriber that joins in the turn gets only what follows its
+        subscription, one that leaves what preceded its leaving.
+        """
+        a, ta = connect(self.factory)
+        b, tb = connect(self.factory, port=40001)
+        c, tc = connect(self.factory, port=40002)
+        self.send(a, ta, {"type": "SUBSCRIBE", "channel": "x", "presence": True}, {"type": "SUBSCRIBE", "channel": "y"})
+        self.send(c, tc, {"type": "SUBSCRIBE", "channel": "x"})
+        ta.clear()
+        self.broker.publish("x", 1)
+        self.broker.publish("y", 2)
+        self.broker.publish("x", 3)
+        b.dataReceived(self.frame({"type": "SUBSCRIBE", "channel": "x"}))
+        self.broker.publish("x", 4)
+        c.dataReceived(self.frame({"type": "UNSUBSCRIBE", "channel": "x"}))
+        self.broker.publish("x", 5)
+        self.clock.advance(0)
+        seen = [m.get("data", m["type"]) for m in self.read(ta.value())]
+        self.assertEqual(seen, [1, 2, 3, "JOIN", 4, "LEAVE", 5])
+        self.assertEqual([m.get("data", m.get("status")) for m in self.read(tb.value())], ["OK", 4, 5])
+        # Its reply is written at once, the publications at the end of the
+        # turn: a reply may overtake pushes, never a push another push.
+        self.assertEqual([m.get("data", m.get("status")) for m in self.read(tc.value())], ["OK", 1, 3, 4])
+
     def test_slowSubscriberDrops(self) -> None:
         """
         Under the drop policy, the oldest waiting publications are dropped

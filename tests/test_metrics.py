@@ -223,7 +223,8 @@ class ChannelMetricsTests(TestCase):
         self.assertEqual(got[("jsonproto_channels_publications_total", ())], published)
         self.assertEqual(got[("jsonproto_channels_publications_received_total", ())], published)
         # The reader's, and the stalled one's until it fell behind.
-        self.assertEqual(got[("jsonproto_channels_deliveries_total", ())], 2 * published)
+        self.assertGreater(got[("jsonproto_channels_deliveries_total", ())], published)
+        self.assertLessEqual(got[("jsonproto_channels_deliveries_total", ())], 2 * published)
         self.assertEqual(got[("jsonproto_channels_dropped_total", ())], 0)
         self.assertEqual(got[("jsonproto_channels_engine_available", ())], 1)
         self.assertNotIn(("jsonproto_channels_engine_reconnects_total", ()), got)
@@ -302,13 +303,16 @@ class ChannelsCollectorTests(SynchronousTestCase):
         fastTransport.peerReads()
         for n in range(5):
             broker.publish("c", "x" * 500)
-            got = self.collect(broker)
             clock.advance(0)
             fastTransport.peerReads()
+        # Scraped in the turn of a publication, before it is written.
+        broker.publish("c", "x" * 500)
+        got = self.collect(broker)
         self.assertEqual(got[("jsonproto_channels_slow_subscribers", ())], 1)
         self.assertEqual(got[("jsonproto_channels_queued_bytes", ())], broker._members[slow.info.id].outbox.queuedBytes)
         self.assertEqual(broker.counts()["queuedBytes"], got[("jsonproto_channels_queued_bytes", ())])
         self.assertGreater(got[("jsonproto_channels_queued_bytes", ())], 0)
+        clock.advance(0)
         # It reads again, and keeps up.
         slowTransport.bufferSize = 64 * 1024
         slowTransport.peerReads()

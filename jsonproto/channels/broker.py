@@ -3,9 +3,14 @@ One process's channels: who subscribes to what, and the fan-out of each
 publication to them.
 
 A publication is encoded once (by the engine) and framed once per framing;
-the same bytes are queued for every subscriber, and each subscriber's
-queue is written at the end of the reactor's turn, in one write however
-many publications it holds (L{jsonproto.channels.outbox}).
+the same bytes go to every subscriber, in one write per subscriber at the
+end of the reactor's turn however many publications the turn brought.  The
+publications of a turn wait in one list (L{_Pending}), not in each
+subscriber's queue: at the end of the turn, they are joined once and the
+same bytes are written straight to each subscriber that keeps up, and
+queued only for those that cannot take them now
+(L{jsonproto.channels.outbox}).  So the cost of a publication does not
+grow with its subscribers; only the write to each does.
 
 Handlers and programs embedding jsonproto publish with L{Broker.publish};
 an authorization hook (L{Broker.authorize}) decides, per connection and
@@ -24,7 +29,7 @@ from twisted.logger import Logger
 
 from jsonproto.channels.engine import ChannelsUnavailable, History, IEngine, Publication
 from jsonproto.channels.names import checkName
-from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally, frameFor
+from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally, Turn, frameFor
 from jsonproto.dispatch import awaiting
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.wire.codec import encode
@@ -63,6 +68,21 @@ class Subscription:
     held: list[Publication] | None = None
     lastOffset: int = 0
     epoch: str = ""
+    outbox: Outbox | None = None
+
+
+@dataclass(eq=False)
+class _Pending:
+    """
+    Publications of one channel delivered this turn and not yet handed to
+    its subscribers, in order.  Until they are, nothing else may change
+    what those subscribers are sent: the channel's subscribers stay those
+    the publications were delivered to, and nothing is queued for any
+    subscriber (L{Broker._handOver} hands them over first).
+    """
+
+    channel: str
+    publications: list[Publication] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -111,6 +131,7 @@ class Broker:
         self._subscribers: dict[str, dict[int, Subscription]] = {}
         self._members: dict[int, _Member] = {}
         self._dirty: dict[int, Outbox] = {}
+        self._pending: _Pending | None = None
         self._flushCall: IDelayedCall | None = None
         self.publications = 0
         self.received = 0
@@ -169,6 +190,7 @@ class Broker:
     def _subscribe(self, context: Any, channel: str, resume: tuple[str, int] | None, presence: bool) -> Deferred[dict[str, Any]]:
         if context.connections is None or context.connections.get(context.id) is not context:
             raise RequestError(NOT_ALLOWED, "the connection has closed")
+        self._handOver(channel)
         member = self._members.get(context.id)
         if member is None:
             connection = context._connection
@@ -177,7 +199,7 @@ class Broker:
         subscription = member.channels.get(channel)
         fresh = subscription is None
         if fresh:
-            subscription = member.channels[channel] = Subscription(context, channel, presence)
+            subscription = member.channels[channel] = Subscription(context, channel, presence, outbox=member.outbox)
             subscribers = self._subscribers.get(channel)
             if subscribers is None:
                 subscribers = self._subscribers[channel] = {}
@@ -224,6 +246,7 @@ class Broker:
         since its reply (the reply's C{offset} and before are covered by
         the replay, or by the resync the reply told it to do).
         """
+        self._handOver()
         held, subscription.held = subscription.held or [], None
         member = self._members.get(subscription.context.id)
         if member is None or member.channels.get(subscription.channel) is not subscription:
@@ -247,6 +270,7 @@ class Broker:
         return {"channel": channel, "subscribed": False, "was": subscribed}
 
     def _remove(self, connectionId: int, channel: str) -> None:
+        self._handOver(channel)
         member = self._members[connectionId]
         subscription = member.channels.pop(channel)
         subscribers = self._subscribers.get(channel, {})
@@ -292,6 +316,7 @@ class Broker:
         watchers = [s for s in subscribers.values() if s.presence and s.context.id != context.id]
         if not watchers:
             return
+        self._handOver()
         payload = encode({"type": kind, "channel": channel, "subscriber": _describe(context)})
         cache: list[bytes | None] = [None, None]
         for watcher in watchers:
@@ -335,26 +360,64 @@ class Broker:
 
     def deliver(self, publication: Publication) -> None:
         """
-        A publication from the engine: queue it, framed once per framing,
-        for every subscriber to its channel here.
+        A publication from the engine: for every subscriber to its channel
+        here, at the end of the turn (L{_Pending}).
         """
         self.received += 1
-        subscribers = self._subscribers.get(publication.channel)
+        channel = publication.channel
+        if not self._subscribers.get(channel):
+            return
+        pending = self._pending
+        if pending is None or pending.channel != channel:
+            # Another channel's first: those of the one before are queued,
+            # to go out before this one's.
+            self._handOver()
+            pending = self._pending = _Pending(channel)
+            if self._flushCall is None:
+                self._flushCall = self._clock.callLater(0, self._flush)
+        pending.publications.append(publication)
+
+    def _handOver(self, channel: str | None = None) -> None:
+        """
+        Queue the publications delivered this turn for their subscribers,
+        before something changes who those are (a subscription to
+        C{channel}) or is queued for a subscriber (C{channel} L{None}).
+        """
+        pending = self._pending
+        if pending is not None and (channel is None or channel == pending.channel):
+            self._hand(now=False)
+
+    def _hand(self, now: bool) -> None:
+        """
+        Hand this turn's publications to their subscribers: with C{now}
+        (the end of the turn), written straight to those that can take
+        them; else queued, for the end of the turn.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        subscribers = self._subscribers.get(pending.channel)
         if not subscribers:
             return
-        cache: list[bytes | None] = [None, None]
-        members = self._members
+        publications = pending.publications
+        turn = Turn([p.payload for p in publications])
+        channel, last = pending.channel, publications[-1].offset
+        dirty = self._dirty
+        handed = 0
         for subscription in list(subscribers.values()):
             if subscription.held is not None:
-                subscription.held.append(publication)
+                subscription.held.extend(publications)
                 continue
-            member = members.get(subscription.context.id)
-            if member is not None and not member.outbox.closed:
-                outbox = member.outbox
-                outbox.add(publication.channel, frameFor(outbox._subscriber, publication.payload, cache))
-                subscription.lastOffset = publication.offset
-                self.deliveries += 1
-                self._dirtied(subscription.context.id, outbox)
+            outbox = subscription.outbox
+            if outbox is None or outbox.closed:
+                continue
+            if outbox.deliver(channel, turn, now):
+                dirty[subscription.context.id] = outbox
+            subscription.lastOffset = last
+            handed += 1
+        self.deliveries += handed * len(publications)
+        if dirty and self._flushCall is None:
+            self._flushCall = self._clock.callLater(0, self._flush)
 
     def _queue(self, member: _Member, subscription: Subscription, publication: Publication) -> None:
         outbox = member.outbox
@@ -374,6 +437,7 @@ class Broker:
         each.
         """
         self._flushCall = None
+        self._hand(now=True)
         dirty, self._dirty = self._dirty, {}
         for outbox in dirty.values():
             outbox.flush()
@@ -385,6 +449,7 @@ class Broker:
         fetch the channel's state afresh; publications after C{offset} of
         C{epoch} follow.
         """
+        self._handOver()
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
@@ -415,6 +480,7 @@ class Broker:
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
         self._flushCall = None
+        self._pending = None
 
     # Metrics
 

@@ -10,7 +10,9 @@ a logged reason (the default: the subscriber learns it must resync), or
 C{"drop"} drops its oldest waiting publications and, once it reads again,
 tells it how many it missed of each channel with a C{MISSED} message.
 
-Publications delivered in one turn of the reactor go out in one write.
+Publications delivered in one turn of the reactor go out in one write: to
+a subscriber that keeps up, the same bytes as to every other one
+(L{Turn}), written straight to its connection at the end of the turn.
 """
 
 from __future__ import annotations
@@ -132,6 +134,25 @@ class Outbox:
         """
         return bool(self._waiting) or bool(self._missed)
 
+    def deliver(self, channel: str, turn: Turn, now: bool) -> bool:
+        """
+        This turn's publications of C{channel}: with C{now}, written at once
+        in one write if nothing waits before them and the connection can
+        take them (the bytes every such subscriber gets); else queued, one
+        by one, under the bound.
+
+        @return: Whether they wait to be written (by L{flush}).
+        """
+        if self.closed:
+            return False
+        subscriber = self._subscriber
+        if now and not self._waiting and not self._missed and subscriber.canTakePublications():
+            subscriber.writePublications(turn.joined(subscriber.lengthPrefixed))
+            return False
+        for frame in turn.frames(subscriber.lengthPrefixed):
+            self.add(channel, frame)
+        return not self.closed
+
     @property
     def blocked(self) -> bool:
         """
@@ -161,6 +182,33 @@ class Outbox:
 
     def _frame(self, payload: bytes) -> bytes:
         return encodeInt32(payload) if self._subscriber.lengthPrefixed else payload + b"\n"
+
+
+class Turn:
+    """
+    The publications of one channel delivered in one turn of the reactor,
+    framed once per framing for every subscriber: each frame, and all of
+    them joined (what a subscriber that keeps up is written).
+    """
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        self._payloads = payloads
+        self._frames: list[list[bytes] | None] = [None, None]
+        self._joined: list[bytes | None] = [None, None]
+
+    def frames(self, lengthPrefixed: bool) -> list[bytes]:
+        frames = self._frames[lengthPrefixed]
+        if frames is None:
+            frames = self._frames[lengthPrefixed] = (
+                [encodeInt32(p) for p in self._payloads] if lengthPrefixed else [p + b"\n" for p in self._payloads]
+            )
+        return frames
+
+    def joined(self, lengthPrefixed: bool) -> bytes:
+        joined = self._joined[lengthPrefixed]
+        if joined is None:
+            joined = self._joined[lengthPrefixed] = b"".join(self.frames(lengthPrefixed))
+        return joined
 
 
 def frameFor(subscriber: Any, payload: bytes, cache: list[bytes | None]) -> bytes:
