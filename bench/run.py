@@ -1321,6 +1321,46 @@ def unfinishedMessages(clients: int, size: int = 1 << 20, seconds: float = 60) -
     ]
 
 
+def realistic(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
+    """
+    The reading of L{bench.realistic} (about 200 bytes: floats, a nested
+    object, a list, non-ASCII text), answered by a typed handler and by the
+    same handler untyped, in ping-pong and pipelined, interleaved
+    C{rounds} times; what the checks cost a message is the difference of
+    the server's CPU per reply between the two.
+    """
+    seconds = ["--duration", "1" if quick else "4", "--warmup", "0.5" if quick else "1"]
+    sys.path.insert(0, REPO)
+    from bench.realistic import MESSAGES
+
+    rows: list[tuple[str, str]] = []
+    perReply: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for round_ in range(1, rounds + 1):
+            for mode, pipeline in (("ping-pong, 50 connections", "1"), ("pipelined, 50 x 64", "64")):
+                for kind, message in MESSAGES.items():
+                    path = os.path.join(work, f"{kind}.json")
+                    with open(path, "wb") as f:
+                        f.write(message)
+                    name = f"realistic {kind}, {mode}, round {round_}"
+                    run = throughput(
+                        name, ["--handlers", "bench.realistic"], ["--conns", "50", "--pipeline", pipeline, "--message-file", path, *seconds]
+                    )
+                    bound = " (client-bound)" if run.get("client_bound") else ""
+                    rows.append((f"{name}: requests/s{bound}", f"{run['rps']:,.0f}"))
+                    rows.append((f"{name}: p50 / p99 latency (us)", f"{run['p50_us']:,.0f} / {run['p99_us']:,.0f}"))
+                    if run.get("server_cpu_s") and run.get("replies"):
+                        perReply.setdefault((mode, kind), []).append(1e6 * run["server_cpu_s"] / run["replies"])
+    for mode in ("ping-pong, 50 connections", "pipelined, 50 x 64"):
+        typed, untyped = perReply.get((mode, "typed")), perReply.get((mode, "untyped"))
+        if typed and untyped:
+            rows.append((
+                f"realistic, {mode}: server CPU per reply, typed / untyped (us); the checks' cost",
+                f"{min(typed):.2f} / {min(untyped):.2f}; {min(typed) - min(untyped):.2f} us a message",
+            ))
+    return rows
+
+
 def throughputScenarios(quick: bool) -> list[tuple[str, str]]:
     """
     The standard C{jsonproto bench} runs, and the ratios between them.
@@ -1355,7 +1395,7 @@ def throughputScenarios(quick: bool) -> list[tuple[str, str]]:
     return rows
 
 
-SCENARIOS = ("throughput", "slow-readers", "soak", "fairness", "unfinished", "fanout", "slow-subscribers")
+SCENARIOS = ("throughput", "realistic", "slow-readers", "soak", "fairness", "unfinished", "fanout", "slow-subscribers")
 
 
 def main() -> None:
@@ -1377,6 +1417,7 @@ def main() -> None:
         "fairness": lambda: fairness(seconds=1 if args.quick else 3, warmup=0.5),
         "unfinished": lambda: unfinishedMessages(50 if args.quick else 300),
         "fanout": lambda: fanout(args.quick),
+        "realistic": lambda: realistic(args.quick),
         "slow-subscribers": lambda: slowSubscribers(args.quick),
     }
     rows: list[tuple[str, str]] = []
