@@ -244,7 +244,7 @@ class ChannelTests(_Channels, SynchronousTestCase):
     def test_authorization(self) -> None:
         """
         The authorization hook decides, per connection and channel, who may
-        subscribe and publish; a refusal says so.
+        subscribe (and see who is subscribed) and publish; a refusal says so.
         """
         asked: list[Any] = []
         decision: Deferred[bool] = Deferred()
@@ -263,6 +263,13 @@ class ChannelTests(_Channels, SynchronousTestCase):
         decision.callback(False)
         self.assertEqual(self.read(ts.value())[0]["code"], "not_allowed")
         self.assertEqual(asked, [("subscribe", "private:x"), ("subscribe", "public:x"), ("publish", "private:y")])
+        # Who is in a channel is for those who may subscribe to it.
+        other, to = connect(self.factory, port=40001)
+        [refused] = self.send(other, to, {"type": "PRESENCE", "channel": "private:x"})
+        self.assertEqual(refused["code"], "not_allowed")
+        [allowed] = self.send(other, to, {"type": "PRESENCE", "channel": "public:x"})
+        self.assertEqual([s["id"] for s in allowed["subscribers"]], [sub.info.id])
+        self.assertEqual(asked[-2:], [("subscribe", "private:x"), ("subscribe", "public:x")])
 
 
 class MemoryEngineBoundTests(SynchronousTestCase):

@@ -46,7 +46,8 @@ Authorizer = Callable[[Any, str, str], Any]
 """
 C{authorizer(context, action, channel)}, C{action} being C{"subscribe"} or
 C{"publish"}: true to allow, false to refuse (C{Not allowed}); or a
-Deferred or coroutine of one.
+Deferred or coroutine of one.  Who may subscribe to a channel may also ask
+who is in it (C{PRESENCE}): the hook is asked C{"subscribe"} for that too.
 """
 
 
@@ -300,6 +301,19 @@ class Broker:
         The contexts of this process's connections subscribed to C{channel}.
         """
         return [s.context for s in self._subscribers.get(channel, {}).values()]
+
+    def presenceFor(self, context: Any, channel: str) -> Deferred[list[dict[str, Any]]]:
+        """
+        L{presence}, for a client's C{PRESENCE}: only a connection the
+        authorization hook lets subscribe to C{channel} may see who is in
+        it (their addresses and certificate names).
+        """
+        checkName(channel)
+        return (
+            self._allowed(context, "subscribe", channel)
+            .addCallback(self._check, "subscribe", channel)
+            .addCallback(lambda _: self.presence(channel))
+        )
 
     def presence(self, channel: str) -> list[dict[str, Any]]:
         """

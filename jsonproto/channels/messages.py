@@ -54,8 +54,8 @@ def register(dispatcher: Dispatcher, broker: Broker) -> None:
         return broker.publishAs(context, channelOf(message), message["data"])
 
     @dispatcher.handler("PRESENCE")
-    def presence(message: dict[str, Any], context: Any) -> dict[str, Any]:
+    def presence(message: dict[str, Any], context: Any) -> Any:
         channel = channelOf(message)
-        return {"channel": channel, "subscribers": broker.presence(channel)}
+        return broker.presenceFor(context, channel).addCallback(lambda subscribers: {"channel": channel, "subscribers": subscribers})
 
     dispatcher.onClose(broker.disconnected)
