@@ -242,7 +242,7 @@ class Options(usage.Options):
                          "Bytes the connections of one IP address may hold in unfinished messages; 0 for no bound."),
         _numberParameter("handshake-timeout", float, 0, Limits.handshakeTimeout,
                          "Drop a TLS connection whose handshake takes longer than this many seconds; 0 never."),
-        ["slow-subscriber", None, DISCONNECT, "What a subscriber that falls behind by more than --max-queued-bytes gets: disconnect (it must resync) or drop (its oldest publications, and a count of them).", slowSubscriber],
+        ["slow-subscriber", None, DISCONNECT, "What a subscriber that falls behind by more than --max-queued-bytes gets: disconnect (when it reconnects it resumes from the history, or resyncs) or drop (its oldest publications, and a count of them).", slowSubscriber],
         _numberParameter("max-queued-bytes", int, 1, DEFAULT_MAX_QUEUED_BYTES,
                          "Bytes of publications one connection may have waiting before the slow-subscriber policy applies."),
         _numberParameter("channel-history", int, 0, DEFAULT_HISTORY_SIZE,
