@@ -26,10 +26,11 @@ from typing import Any, Iterator
 import jsonschema
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from jsonproto.daemon.handlers import loadDispatcher
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.tools import cli
-from jsonproto.tools.schema import SCHEMA_FORMAT, describe, loadDispatcher
+from jsonproto.tools.schema import SCHEMA_FORMAT, describe
 
 ASYNCAPI_SPECS = "@asyncapi/specs@6.11.1"
 
@@ -240,6 +241,25 @@ class SchemaCommandTests(SynchronousTestCase):
             self.assertEqual((status, out), (2, ""))
             self.assertTrue(err.startswith(f"jsonproto: {said}"), err)
             self.assertEqual(err.count("\n"), 1, err)
+
+    def test_channels(self) -> None:
+        """
+        With --channels, a module that uses dispatcher.channels can be
+        described, and the document has the channels' requests and what
+        subscribers are sent; --no-seed-types leaves out GREETING and SUM.
+        """
+        status, out, err = self.command("schema", "--handlers", "tests.privatehandlers")
+        self.assertEqual(status, 2)
+        status, out, err = self.command("schema", "--channels", "--no-seed-types", "--handlers", "tests.privatehandlers")
+        self.assertEqual((status, err), (0, ""))
+        document = json.loads(out)
+        checkDocument(document)
+        messages = document["components"]["messages"]
+        for name in ("SUBSCRIBE.request", "PUBLISH.reply", "PUBLICATION.push", "RESYNC.push", "MISSED.push", "LEAVE.push"):
+            self.assertIn(name, messages)
+        self.assertNotIn("SUM", document["operations"])
+        publication = messages["PUBLICATION.push"]["payload"]["schema"]
+        self.assertEqual(set(publication["required"]), {"type", "channel", "data", "offset", "epoch"})
 
     def test_emptyDispatcher(self) -> None:
         """

@@ -13,13 +13,66 @@ as C{PUBLICATION} messages, which have no C{status}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from jsonproto.channels.broker import Broker
 from jsonproto.dispatch.dispatcher import Dispatcher
 from jsonproto.errors import INVALID_FIELD, RequestError
 
 MESSAGE_TYPES = ("SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH", "PRESENCE")
+
+
+# What subscribers are sent, declared for the service's description
+# (jsonproto schema --channels); docs/protocol.md says when each comes.
+
+
+class Publication(TypedDict):
+    """
+    What someone published to a channel this connection subscribes to.
+    """
+
+    channel: str
+    data: Any
+    offset: int
+    epoch: str
+
+
+class Resync(TypedDict):
+    """
+    Publications of the channel were lost: fetch its state afresh; those after offset of epoch follow.
+    """
+
+    channel: str
+    epoch: str
+    offset: int
+    reason: str
+
+
+class Missed(TypedDict):
+    """
+    Under --slow-subscriber drop: this many publications of the channel were dropped before those that follow.
+    """
+
+    channel: str
+    count: int
+
+
+class Subscriber(TypedDict):
+    id: int
+    peer: str | None
+    identity: str | None
+
+
+class Presence(TypedDict):
+    """
+    A connection subscribed to the channel (JOIN) or left it (LEAVE), to subscribers that asked for presence.
+    """
+
+    channel: str
+    subscriber: Subscriber
+
+
+PUSHES = {"PUBLICATION": Publication, "RESYNC": Resync, "MISSED": Missed, "JOIN": Presence, "LEAVE": Presence}
 
 
 def channelOf(message: dict[str, Any]) -> Any:
@@ -38,6 +91,9 @@ def register(dispatcher: Dispatcher, broker: Broker) -> None:
     authorization hook).
     """
     dispatcher.channels = broker
+    for name, fields in PUSHES.items():
+        if name not in {push.name for push in dispatcher.pushes}:
+            dispatcher.declarePush(name, fields)
 
     @dispatcher.handler("SUBSCRIBE")
     def subscribe(message: dict[str, Any], context: Any) -> Any:

@@ -93,6 +93,7 @@ examples:
   jsonproto schema > asyncapi.json
   PYTHONPATH=. jsonproto schema --handlers myapp.handlers -o asyncapi.json
   jsonproto schema --handlers myapp.chat --handlers myapp.ingest --title "Devices" --version 2.1
+  PYTHONPATH=. jsonproto schema --channels --no-seed-types --handlers lobby.handlers
 """
 
 
@@ -276,6 +277,8 @@ def parser() -> argparse.ArgumentParser:
         description=SCHEMA_DESCRIPTION, formatter_class=_FORMATTER,
     )
     d.add_argument("--handlers", action="append", default=[], metavar="MODULE", help="a module whose register(dispatcher) adds message types, as twistd jsonproto --handlers takes it; repeatable")
+    d.add_argument("--channels", action="store_true", help="describe the service as twistd jsonproto --channels runs it: with SUBSCRIBE, PUBLISH and their pushes, and dispatcher.channels for the modules")
+    d.add_argument("--no-seed-types", action="store_true", help="leave out GREETING and SUM, as twistd jsonproto --no-seed-types does")
     d.add_argument("-o", "--output", metavar="FILE", help="write the document to this file (default: standard output)")
     d.add_argument("--title", default="jsonproto service", help="the service's name in the document (default 'jsonproto service')")
     d.add_argument("--version", default="1.0.0", help="the service's version in the document (default 1.0.0)")

@@ -154,11 +154,25 @@ def bench(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
 
 
 def schema(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from jsonproto.tools.schema import HandlersError, describe, loadDispatcher, write
+    from jsonproto.daemon.handlers import HandlersFailed, loadDispatcher
+    from jsonproto.tools.schema import describe, write
 
+    prepare = None
+    if args.channels:
+        from twisted.internet.task import Clock
+
+        from jsonproto.channels.broker import Broker
+        from jsonproto.channels.engine import MemoryEngine
+        from jsonproto.channels.messages import register as registerChannels
+
+        # The daemon's channels as --channels makes them, never started:
+        # the modules can set their hooks, and the types are described.
+        clock = Clock()
+        broker = Broker(MemoryEngine(clock), clock)
+        prepare = lambda dispatcher: registerChannels(dispatcher, broker)  # noqa: E731
     try:
-        dispatcher = loadDispatcher(args.handlers)
-    except HandlersError as e:
+        dispatcher = loadDispatcher(args.handlers, seedTypes=not args.no_seed_types, prepare=prepare)
+    except HandlersFailed as e:
         raise CommandError(str(e)) from None
     document = describe(dispatcher, title=args.title, version=args.version)
     text = write(document)

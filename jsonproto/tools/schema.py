@@ -19,7 +19,6 @@ messages with it.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import re
 from typing import Any, Iterable
@@ -29,7 +28,6 @@ import msgspec
 import jsonproto
 from jsonproto import errors
 from jsonproto.dispatch.dispatcher import Declaration, Dispatcher, PushType
-from jsonproto.dispatch.seed import defaultDispatcher
 
 ASYNCAPI_VERSION = "3.0.0"
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
@@ -51,36 +49,6 @@ CHANNEL_DESCRIPTION = (
     "4-byte big-endian length, as the listener is configured. Replies come in the order of the "
     "requests; a message from the server is a reply if and only if it has a status."
 )
-
-
-class HandlersError(Exception):
-    """
-    A C{--handlers} module cannot be used: one line saying why.
-    """
-
-
-def loadDispatcher(moduleNames: Iterable[str]) -> Dispatcher:
-    """
-    The dispatcher C{twistd jsonproto --handlers ...} would run: the seed's
-    types, then each module's C{register(dispatcher)}.
-
-    @raise HandlersError: If a module cannot be imported, has no
-        C{register}, or its C{register} fails.
-    """
-    dispatcher = defaultDispatcher()
-    for name in moduleNames:
-        try:
-            module = importlib.import_module(name)
-        except Exception as e:
-            raise HandlersError(f"--handlers {name!r} cannot be imported: {type(e).__name__}: {e}") from None
-        register = getattr(module, "register", None)
-        if not callable(register):
-            raise HandlersError(f"--handlers {name!r} has no register(dispatcher) function to call")
-        try:
-            register(dispatcher)
-        except Exception as e:
-            raise HandlersError(f"--handlers {name!r}: register(dispatcher) failed: {type(e).__name__}: {e}") from None
-    return dispatcher
 
 
 def errorCodes() -> list[errors.ErrorCode]:
