@@ -11,6 +11,7 @@ import json
 import socket
 from typing import Any
 
+import msgspec
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
@@ -88,6 +89,10 @@ def _withoutData(value: Any) -> Any:
     return value
 
 
+class Reading(msgspec.Struct):
+    celsius: float
+
+
 class _RPC:
     framing: str
     read: Any
@@ -144,6 +149,30 @@ class _RPC:
             replies,
             [[{"jsonrpc": "2.0", "result": 30, "id": 1}, {"jsonrpc": "2.0", "result": {"reply": "Hello, Alice!"}, "id": 2}]],
         )
+
+    def test_oneWayCalled(self) -> None:
+        """
+        A one-way method called with an id gets an empty result once its
+        handler has taken the message, and the error when it is refused;
+        called as a notification, nothing either way.
+        """
+        taken: list[Any] = []
+
+        def record(message: Reading, context: Any) -> None:
+            taken.append(message.celsius)
+
+        self.dispatcher.register("record", record, oneWay=True)
+        replies = self.exchange(
+            '[{"jsonrpc":"2.0","method":"record","params":{"celsius":21.5},"id":1},'
+            '{"jsonrpc":"2.0","method":"record","params":{"celsius":true},"id":2},'
+            '{"jsonrpc":"2.0","method":"record","params":{"celsius":true}}]'
+        )
+        [[ok, refused]] = replies
+        self.assertEqual(ok, {"jsonrpc": "2.0", "result": {}, "id": 1})
+        self.assertEqual((refused["error"]["code"], refused["error"]["data"]["code"], refused["id"]), (-32602, "invalid_field", 2))
+        [single] = self.exchange('{"jsonrpc":"2.0","method":"record","params":{},"id":"x"}')
+        self.assertEqual((single["error"]["code"], single["id"]), (-32602, "x"))
+        self.assertEqual(taken, [21.5])
 
     def test_positionalParams(self) -> None:
         """

@@ -66,7 +66,7 @@ cdef class Pipeline:
     cdef _answerFrame(self, bytes frame)
     cdef object _answerRPC(self, object value, Owed group)
     cdef _answerBatch(self, list batch)
-    cdef _answerOneWay(self, object handler, dict message)
+    cdef object _answerOneWay(self, object handler, dict message, bint answered=*)
     cdef _drop(self, object reply, object message)
     cdef _refuseFrame(self, object frame)
     cdef _wait(self, object pending, object message)

@@ -384,9 +384,11 @@ class Pipeline:
                 result["id"] = rpcId
         elif self._oneWay and message["type"] in self._oneWay:
             # The specification wants every request answered: a one-way
-            # method gets an empty result.
-            self._answerOneWay(self._oneWay[message["type"]], message)
-            result = {"status": "OK", "id": rpcId}
+            # method gets an empty result, or the error it was refused with.
+            result = self._answerOneWay(self._oneWay[message["type"]], message, True)
+            if result is None:
+                result = {"status": "OK"}
+            result["id"] = rpcId
         else:
             result = _answer(self._handlers, self._latency, self._dispatcher, message, self._context)
         if group is not None:
@@ -431,29 +433,41 @@ class Pipeline:
             self._detached += 1
             self._awaitReply(member, pending, message)
 
-    def _answerOneWay(self, handler: Any, message: dict[str, Any]) -> None:
+    def _answerOneWay(self, handler: Any, message: dict[str, Any], answered: bool = False) -> Any:
         """
         Call a one-way message's handler, and send nothing: what it returns
         is dropped, and an error is logged and counted instead of sent.
+
+        @param answered: Whether the caller answers the message all the
+            same (a JSON-RPC call with an C{id}): then an error known at once
+            (the message refused, the handler raising) is returned for it to
+            send, rather than dropped.
+        @return: That error reply, or L{None}.
         """
         messageType: str = message["type"]
         started = self._latency.countCall(messageType)
         try:
             result = handler(message, self._context)
         except Exception as e:
-            self._drop(self._dispatcher.raised(e, message, messageType, started), message)
-            return
+            refused = self._dispatcher.raised(e, message, messageType, started)
+            if answered:
+                return refused
+            self._drop(refused, message)
+            return None
         outcome = self._dispatcher.returnedOneWay(result, message, messageType, started)
         if outcome is None:
-            return
+            return None
         if type(outcome) is dict:
+            if answered and outcome.get("status") == "ERROR":
+                return outcome
             self._drop(outcome, message)
-            return
+            return None
         owed = Owed()
         owed.oneWay = True
         owed.message = message
         self._detached += 1
         self._awaitReply(owed, outcome, message)
+        return None
 
     def _drop(self, reply: Any, message: Any) -> None:
         """
