@@ -241,7 +241,23 @@ class ChannelTests(_Channels, SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.read(ta.value())[0]["type"], "LEAVE")
 
-    def test_authorization(self) -> None:
+    def test_engineAvailability(self) -> None:
+        """
+        The log says when the engine's store goes and comes back, not when
+        it first comes.
+        """
+        from twisted.logger import Logger
+
+        from jsonproto.channels import broker as brokerModule
+
+        said: list[Any] = []
+        self.patch(brokerModule, "log", Logger(observer=said.append))
+        self.broker.engineAvailable(True)
+        self.broker.engineAvailable(False)
+        self.broker.engineAvailable(True)
+        self.assertEqual([e["state"] for e in said], ["unavailable: publishing is refused", "available again"])
+
+
         """
         The authorization hook decides, per connection and channel, who may
         subscribe (and see who is subscribed) and publish; a refusal says so.

@@ -133,6 +133,7 @@ class Broker:
         self._members: dict[int, _Member] = {}
         self._dirty: dict[int, Outbox] = {}
         self._pending: _Pending | None = None
+        self._wasAvailable: bool | None = None
         self._flushCall: IDelayedCall | None = None
         self.publications = 0
         self.received = 0
@@ -483,8 +484,12 @@ class Broker:
 
     def engineAvailable(self, available: bool) -> None:
         """
-        The engine's store went away or came back.
+        The engine's store went away or came back (or came, the first
+        time: nothing was unavailable then, so nothing is said).
         """
+        was, self._wasAvailable = self._wasAvailable, available
+        if available and was is None:
+            return
         log.info("channels {state}", state="available again" if available else "unavailable: publishing is refused")
 
     def stop(self) -> None:

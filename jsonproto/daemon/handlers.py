@@ -52,7 +52,10 @@ def loadDispatcher(
         try:
             register(dispatcher)
         except Exception as e:
+            hint = ""
+            if isinstance(e, AttributeError) and dispatcher.channels is None and "'NoneType'" in str(e):
+                hint = " (dispatcher.channels is None: does the module need --channels?)"
             raise HandlersFailed(
-                f"--handlers {name!r}: register(dispatcher) failed: {type(e).__name__}: {e}"
+                f"--handlers {name!r}: register(dispatcher) failed: {type(e).__name__}: {e}{hint}"
             ) from None
     return dispatcher
