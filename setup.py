@@ -19,6 +19,7 @@ COMPILED = (
     "jsonproto.core.envelope",
     "jsonproto.core.jsonrpc",
     "jsonproto.dispatch.latency",
+    "jsonproto.dispatch.typed",
     "jsonproto.core.pipeline",
 )
 

@@ -26,6 +26,7 @@ COMPILED = (
     "jsonproto.core.envelope",
     "jsonproto.core.jsonrpc",
     "jsonproto.dispatch.latency",
+    "jsonproto.dispatch.typed",
     "jsonproto.core.pipeline",
 )
 """
