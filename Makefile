@@ -49,7 +49,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	touch $@
 
 $(BUILT): $(STAMP) $(COMPILED_SOURCES)
-	$(BIN)/python setup.py -q build_ext --inplace
+	$(BIN)/python setup.py -q build_ext --inplace --parallel 2
 	touch $@
 
 run: $(BUILT)
