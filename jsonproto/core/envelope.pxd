@@ -10,7 +10,7 @@ cpdef checkPush(object message)
 cpdef dict errorReply(object error, object message, object detail=*)
 cpdef object answer(object dispatcher, object message, object context)
 
-@cython.locals(started=double)
+@cython.locals(started=double, request=dict)
 cpdef object _answer(dict handlers, HandlerLatency latency, object dispatcher, object message, object context)
 
 cdef dict _withId(dict reply, dict message)

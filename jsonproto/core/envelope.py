@@ -77,30 +77,33 @@ def _answer(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, 
     if type(message) is not dict:
         latency.count(INVALID)
         return NOT_AN_OBJECT.reply()
-    messageId = message.get("id")
+    # Known to be a dict from here (compiled, its lookups are the dict's
+    # own, not method calls).
+    request: dict[str, Any] = message
+    messageId = request.get("id")
     if messageId is not None and not _validId(messageId):
         latency.count(INVALID)
         return INVALID_ID.reply()
-    messageType = message.get("type")
+    messageType = request.get("type")
     if type(messageType) is not str:
         latency.count(INVALID)
-        return _withId(INVALID_TYPE.reply(), message)
+        return _withId(INVALID_TYPE.reply(), request)
     handler = handlers.get(messageType)
     if handler is None:
         latency.count(UNKNOWN)
-        return _withId(UNKNOWN_TYPE.reply(), message)
+        return _withId(UNKNOWN_TYPE.reply(), request)
     started = latency.countCall(messageType)
     try:
-        result = handler(message, context)
+        result = handler(request, context)
     except Exception as e:
-        return dispatcher.raised(e, message, messageType, started)
+        return dispatcher.raised(e, request, messageType, started)
     if type(result) is not dict:
-        return dispatcher.returned(result, message, messageType, started)
+        return dispatcher.returned(result, request, messageType, started)
     if started:
         latency.finished(messageType, started)
     reply: dict[str, Any] = {"status": "OK"}
     reply.update(result)
-    if "id" in message:
+    if "id" in request:
         reply["id"] = messageId
     return reply
 
