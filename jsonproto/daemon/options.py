@@ -14,7 +14,7 @@ import math
 import os
 import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from twisted.logger import LogLevel
 from twisted.python import usage
@@ -133,22 +133,17 @@ def redisPrefix(text: str) -> str:
     return text
 
 
-def slowSubscriber(name: str) -> str:
+def oneOf(option: str, choices: Collection[str]) -> Callable[[str], str]:
     """
-    C{--slow-subscriber}: one of L{POLICIES}.
+    The check of C{--option}, whose value must be one of C{choices}.
     """
-    if name not in POLICIES:
-        raise usage.UsageError(f"--slow-subscriber must be one of {', '.join(POLICIES)}, not {name!r}")
-    return name
 
+    def check(name: str) -> str:
+        if name not in choices:
+            raise usage.UsageError(f"--{option} must be one of {', '.join(choices)}, not {name!r}")
+        return name
 
-def envelope(name: str) -> str:
-    """
-    C{--envelope}: one of L{ENVELOPES}.
-    """
-    if name not in ENVELOPES:
-        raise usage.UsageError(f"--envelope must be one of {', '.join(ENVELOPES)}, not {name!r}")
-    return name
+    return check
 
 
 def workerCount(text: str) -> int:
@@ -164,24 +159,6 @@ def workerCount(text: str) -> int:
     if value < 1:
         raise usage.UsageError(f"--workers must be a whole number, 1 or more, or auto, not {text!r}")
     return value
-
-
-def framing(name: str) -> str:
-    """
-    C{--framing}: one of L{FRAMINGS}.
-    """
-    if name not in FRAMINGS:
-        raise usage.UsageError(f"--framing must be one of {', '.join(FRAMINGS)}, not {name!r}")
-    return name
-
-
-def logLevel(name: str) -> str:
-    """
-    C{--log-level}: the least severe level logged, one of L{LOG_LEVELS}.
-    """
-    if name not in LOG_LEVELS:
-        raise usage.UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {name!r}")
-    return name
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -208,10 +185,10 @@ class Options(usage.Options):
     ]
 
     optParameters = [
-        ["framing", None, "line", "Message framing on the --port listeners: line (newline-delimited JSON) or int32 (4-byte big-endian length prefix).", framing],
-        ["envelope", None, "jsonproto", "Message envelope on the --port listeners: jsonproto (type, id, status) or jsonrpc (JSON-RPC 2.0: method, params, result, error; batches and notifications).", envelope],
+        ["framing", None, "line", "Message framing on the --port listeners: line (newline-delimited JSON) or int32 (4-byte big-endian length prefix).", oneOf("framing", FRAMINGS)],
+        ["envelope", None, "jsonproto", "Message envelope on the --port listeners: jsonproto (type, id, status) or jsonrpc (JSON-RPC 2.0: method, params, result, error; batches and notifications).", oneOf("envelope", ENVELOPES)],
         ["workers", None, 1, 'Run this many worker processes sharing the ports (SO_REUSEPORT), or "auto" for one per CPU; the parent restarts any that die.', workerCount],
-        ["log-level", None, "info", "Log events of this level and more severe: debug, info, warn or error (warn leaves out a line per connection).", logLevel],
+        ["log-level", None, "info", "Log events of this level and more severe: debug, info, warn or error (warn leaves out a line per connection).", oneOf("log-level", LOG_LEVELS)],
         _numberParameter("idle-timeout", float, 0, Limits.idleTimeout,
                          "Close a connection that completes no message for this many seconds; 0 never."),
         _numberParameter("max-connections", int, 0, DEFAULT_MAX_CONNECTIONS,
@@ -242,7 +219,7 @@ class Options(usage.Options):
                          "Bytes the connections of one IP address may hold in unfinished messages; 0 for no bound."),
         _numberParameter("handshake-timeout", float, 0, Limits.handshakeTimeout,
                          "Drop a TLS connection whose handshake takes longer than this many seconds; 0 never."),
-        ["slow-subscriber", None, DISCONNECT, "What a subscriber that falls behind by more than --max-queued-bytes gets: disconnect (when it reconnects it resumes from the history, or resyncs) or drop (its oldest publications, and a count of them).", slowSubscriber],
+        ["slow-subscriber", None, DISCONNECT, "What a subscriber that falls behind by more than --max-queued-bytes gets: disconnect (when it reconnects it resumes from the history, or resyncs) or drop (its oldest publications, and a count of them).", oneOf("slow-subscriber", POLICIES)],
         _numberParameter("max-queued-bytes", int, 1, DEFAULT_MAX_QUEUED_BYTES,
                          "Bytes of publications one connection may have waiting before the slow-subscriber policy applies."),
         _numberParameter("channel-history", int, 0, DEFAULT_HISTORY_SIZE,
