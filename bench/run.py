@@ -121,17 +121,15 @@ class Daemon:
 
     def __init__(self, *options: str, pattern: bytes = rb"JSONServerFactory starting on (\d+)") -> None:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        # A file, not a pipe: a pipe nobody reads would stop the daemon.
+        self._start([twistd, "--pidfile=", "-n", "jsonproto", *(options if "--port" in options else ("--port", "tcp:0:interface=127.0.0.1", *options))])
+        self.port = int(self.waitFor(pattern).group(1))
+
+    def _start(self, argv: list[str]) -> None:
+        # A file, not a pipe: a pipe nobody reads would stop the server.
         log = tempfile.NamedTemporaryFile(prefix="jsonproto-bench-", suffix=".log", delete=False)
         self.logPath = log.name
-        self.process = subprocess.Popen(
-            [twistd, "--pidfile=", "-n", "jsonproto", *(options if "--port" in options else ("--port", "tcp:0:interface=127.0.0.1", *options))],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         log.close()
-        self.port = int(self.waitFor(pattern).group(1))
 
     def waitFor(self, pattern: bytes, seconds: float = 30) -> re.Match[bytes]:
         end = time.monotonic() + seconds
@@ -584,34 +582,15 @@ def _publisherLoad(port: int, control: Connection) -> None:
     control.send({"stamps": stamps, "sent": sent, "replies": replies, "errors": errors})
 
 
-class NodeServer:
+class NodeServer(Daemon):
     """
     bench/node_fanout.js on a free port, for the fan-out beside jsonproto.
     """
 
     def __init__(self) -> None:
         self.port = _freePort()
-        log = tempfile.NamedTemporaryFile(prefix="jsonproto-bench-node-", suffix=".log", delete=False)
-        self.logPath = log.name
-        self.process = subprocess.Popen(
-            ["node", os.path.join(HERE, "node_fanout.js"), str(self.port)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        end = time.monotonic() + 30
-        while b"listening" not in open(self.logPath, "rb").read():
-            if self.process.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"node_fanout.js did not start: {open(self.logPath).read()[-2000:]}")
-            time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        os.unlink(self.logPath)
+        self._start(["node", os.path.join(HERE, "node_fanout.js"), str(self.port)])
+        self.waitFor(rb"listening")
 
 
 def _processTree(pid: int) -> list[int]:
