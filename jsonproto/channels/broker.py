@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from jsonproto.channels.engine import ChannelsUnavailable, History, IEngine, Publication
 from jsonproto.channels.names import checkName
-from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally, Turn, frameFor
+from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally, Turn
 from jsonproto.dispatch import awaiting
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.wire.codec import encode
@@ -337,7 +337,7 @@ class Broker:
         for watcher in watchers:
             member = self._members.get(watcher.context.id)
             if member is not None:
-                member.outbox.add(channel, frameFor(member.outbox._subscriber, payload, cache))
+                member.outbox.addMessage(channel, payload, cache)
                 self._dirtied(watcher.context.id, member.outbox)
 
     # Publishing
@@ -436,7 +436,7 @@ class Broker:
 
     def _queue(self, member: _Member, subscription: Subscription, publication: Publication) -> None:
         outbox = member.outbox
-        outbox.add(publication.channel, frameFor(outbox._subscriber, publication.payload, [None, None]))
+        outbox.addMessage(publication.channel, publication.payload, [None, None])
         subscription.lastOffset = publication.offset
         self.deliveries += 1
         self._dirtied(subscription.context.id, outbox)
@@ -479,7 +479,7 @@ class Broker:
             subscription.lastOffset = offset
             member = self._members.get(subscription.context.id)
             if member is not None:
-                member.outbox.add(channel, frameFor(member.outbox._subscriber, payload, cache))
+                member.outbox.addMessage(channel, payload, cache)
                 self._dirtied(subscription.context.id, member.outbox)
 
     def engineAvailable(self, available: bool) -> None:

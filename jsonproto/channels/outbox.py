@@ -101,6 +101,13 @@ class Outbox:
         if self.queuedBytes > self._limit and not self._subscriber.canTakePublications():
             self._overflow()
 
+    def addMessage(self, channel: str, payload: bytes, cache: list[bytes | None]) -> None:
+        """
+        L{add} an encoded message, framed for this connection (once per
+        framing for every outbox sharing C{cache}, see L{frameFor}).
+        """
+        self.add(channel, frameFor(self._subscriber, payload, cache))
+
     def _overflow(self) -> None:
         waiting = self._waiting
         kept: deque[tuple[str, bytes]] = deque()
