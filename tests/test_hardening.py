@@ -17,6 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from jsonproto.dispatch.seed import defaultDispatcher
+from jsonproto.server.addresses import Networks
 from jsonproto.server.registry import ConnectionRegistry
 from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
@@ -396,6 +397,21 @@ class PerAddressLimitTests(SynchronousTestCase):
         first.finishClose()
         _, again = connect(self.factory, host="10.0.0.1")
         self.assertFalse(again.disconnecting)
+
+    def test_exemptAddresses(self) -> None:
+        """
+        An address in the registry's C{exempt} networks is not counted
+        against the per-address limit; the others still are.
+        """
+        self.connections.exempt = Networks(["127.0.0.0/8", "::1"])
+        for host in ("127.0.0.1",) * 3 + ("::1",) * 3:
+            _, transport = connect(self.factory, host=host)
+            self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.connections.countFrom("127.0.0.1"), 0)
+        connect(self.factory, host="10.0.0.1")
+        connect(self.factory, host="10.0.0.1")
+        _, third = connect(self.factory, host="10.0.0.1")
+        self.assertTrue(third.disconnecting)
 
     def test_unixSocketsUncounted(self) -> None:
         """

@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from jsonproto.core.budget import BufferBudget
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
+from jsonproto.server.addresses import Networks
 from jsonproto.server.factory import JSONServerFactory
 from jsonproto.server.registry import ConnectionRegistry
 from jsonproto.tools import certs
@@ -283,6 +284,23 @@ class BufferBudgetTests(SynchronousTestCase):
         self.assertEqual(readLines(tb.value())[0]["code"], "server_busy")
         other.dataReceived(b"[" + b"1," * 2000)
         self.assertEqual(to.value(), b"")
+
+    def test_exemptAddressSpared(self) -> None:
+        """
+        An address the per-address limits spare (C{--per-ip-exempt}) is held
+        to the total budget only; its bytes still count in the total.
+        """
+        self.registry.exempt = Networks(["127.0.0.0/8"])
+        factory = self.factory()
+        a, ta = connect(factory, host="127.0.0.1")
+        b, tb = connect(factory, host="127.0.0.1", port=40001)
+        a.dataReceived(b"[" + b"1," * 2000)
+        b.dataReceived(b"[" + b"1," * 1500)
+        self.assertEqual((ta.value(), tb.value()), (b"", b""))
+        self.assertEqual(self.registry.buffers.held, a.pipeline.bufferedBytes + b.pipeline.bufferedBytes)
+        c, tc = connect(factory, host="127.0.0.2")
+        c.dataReceived(b"[" + b"1," * 1500)
+        self.assertEqual(readLines(tc.value())[0]["code"], "server_busy")
 
     def test_int32Closes(self) -> None:
         factory = self.factory("int32")

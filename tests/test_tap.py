@@ -5,6 +5,7 @@ sockets on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 
@@ -188,6 +189,22 @@ class OptionsTests(TestCase):
         """
         self.assertEqual(self.parse()["max-connections-per-ip"], 100)
         self.assertEqual(self.parse("--max-connections-per-ip", "0")["max-connections-per-ip"], 0)
+
+    def test_perAddressExemptDefault(self) -> None:
+        """
+        The per-address limits spare loopback (IPv4, IPv6, and IPv4 as an
+        IPv6 socket reports it) unless told otherwise; C{none} spares
+        nothing; a value that is not a network is a usage error naming it.
+        """
+        spared = self.parse()["per-ip-exempt"]
+        self.assertEqual(
+            [host in spared for host in ("127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "10.0.0.1", "::2")],
+            [True, True, True, True, False, False],
+        )
+        self.assertNotIn("127.0.0.1", self.parse("--per-ip-exempt", "none")["per-ip-exempt"])
+        chosen = self.parse("--per-ip-exempt", "10.0.0.0/8, fd00::/8")["per-ip-exempt"]
+        self.assertEqual([host in chosen for host in ("10.1.2.3", "fd00::1", "127.0.0.1")], [True, True, False])
+        self.assertUsageError(["--per-ip-exempt", "10.0.0.0/33"], "--per-ip-exempt", "'10.0.0.0/33'")
 
 
 class HandlersTests(TestCase):
@@ -417,23 +434,65 @@ class DaemonTests(TestCase):
         """
         By default one address holds at most 100 connections: the next one
         from it is told "Too many connections from your address", while
-        another address still connects.
+        another address still connects.  (Loopback is spared by default:
+        C{--per-ip-exempt none} counts it like any other address.)
         """
-        _, [port] = yield startDaemon(self, "--port", LOCAL)
-        held = []
-        for _ in range(100):
-            c = socket.create_connection(("127.0.0.1", port), timeout=10)
-            self.addCleanup(c.close)
-            held.append(c)
-        # Every one of them is admitted before the next is tried.
-        held[-1].sendall(line({"type": "SUM", "a": 1, "b": 1}))
-        yield _readLineOff(held[-1])
+        _, [port] = yield startDaemon(self, "--port", LOCAL, "--per-ip-exempt", "none")
+        yield self._hold(port, 100)
         refused = yield exchange(f"tcp:127.0.0.1:{port}", b"", lambda d: False)
         self.assertEqual(readLines(refused)[0]["code"], "too_many_connections")
         other = yield exchange(
             f"tcp:127.0.0.1:{port}:bindAddress=127.0.0.2", line({"type": "SUM", "a": 2, "b": 2}), lines(1)
         )
         self.assertEqual(readLines(other), [{"status": "OK", "result": 4}])
+
+    @inlineCallbacks
+    def test_loopbackSparedByDefault(self) -> None:
+        """
+        Connections from the machine itself (a local proxy's pool, a load
+        test) are not held to the per-address limit by default: the 150th
+        from 127.0.0.1 is answered.
+        """
+        _, [port] = yield startDaemon(self, "--port", LOCAL)
+        yield self._hold(port, 149)
+        answered = yield exchange(f"tcp:127.0.0.1:{port}", line({"type": "SUM", "a": 2, "b": 2}), lines(1))
+        self.assertEqual(readLines(answered), [{"status": "OK", "result": 4}])
+
+    @inlineCallbacks
+    def test_exemptNetworks(self) -> None:
+        """
+        C{--per-ip-exempt} names the networks spared, in place of loopback:
+        127.0.0.2 is spared and 127.0.0.1, no longer, is limited.
+        """
+        _, [port] = yield startDaemon(
+            self, "--port", LOCAL, "--max-connections-per-ip", "2", "--per-ip-exempt", "10.0.0.0/8,127.0.0.2"
+        )
+        yield self._hold(port, 2)
+        refused = yield exchange(f"tcp:127.0.0.1:{port}", b"", lambda d: False)
+        self.assertEqual(readLines(refused)[0]["code"], "too_many_connections")
+        for _ in range(3):
+            spared = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+            self.addCleanup(spared.close)
+        answered = yield exchange(
+            f"tcp:127.0.0.1:{port}:bindAddress=127.0.0.2", line({"type": "SUM", "a": 2, "b": 2}), lines(1)
+        )
+        self.assertEqual(readLines(answered), [{"status": "OK", "result": 4}])
+
+    @inlineCallbacks
+    def _hold(self, port: int, count: int) -> Any:
+        """
+        Open C{count} connections from 127.0.0.1 and keep them open for the
+        test; return once the daemon has admitted every one.
+        """
+        held = []
+        for _ in range(count):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(c.close)
+            held.append(c)
+        # Every one of them is admitted before the next is tried.
+        held[-1].sendall(line({"type": "SUM", "a": 1, "b": 1}))
+        reply = yield _readLineOff(held[-1])
+        self.assertEqual(json.loads(reply), {"status": "OK", "result": 2})
 
 
 def _readLineOff(sock: socket.socket) -> Any:

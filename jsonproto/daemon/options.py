@@ -28,6 +28,7 @@ from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLI
 from jsonproto.channels.redis import DEFAULT_PREFIX
 from jsonproto.core.budget import DEFAULT_PER_HOST, DEFAULT_TOTAL
 from jsonproto.core.pipeline import ENVELOPES
+from jsonproto.server.addresses import LOOPBACK, Networks
 from jsonproto.server.protocol import FRAMINGS
 from jsonproto.server.registry import DEFAULT_MAX_CONNECTIONS
 
@@ -146,6 +147,16 @@ def oneOf(option: str, choices: Collection[str]) -> Callable[[str], str]:
     return check
 
 
+def networks(text: str) -> Networks:
+    """
+    C{--per-ip-exempt}: comma-separated IP networks, or C{none}.
+    """
+    try:
+        return Networks.parse(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--per-ip-exempt: {e}") from None
+
+
 def workerCount(text: str) -> int:
     """
     C{--workers}: a count, 1 or more, or C{auto} for one per CPU.
@@ -195,6 +206,7 @@ class Options(usage.Options):
                          'Refuse connections past this many open at once, with "Server busy"; 0 for no limit.'),
         _numberParameter("max-connections-per-ip", int, 0, DEFAULT_MAX_CONNECTIONS_PER_IP,
                          "Refuse connections past this many open at once from one IP address; 0 for no limit."),
+        ["per-ip-exempt", None, LOOPBACK, 'IP networks the per-address limits spare (--max-connections-per-ip, --max-buffered-bytes-per-ip), comma-separated, or "none".', networks],
         _numberParameter("backlog", int, 1, DEFAULT_BACKLOG,
                          "Accept queue length of listeners whose endpoint string sets none (Twisted's default is 50)."),
         _numberParameter("max-message-size", int, 1, Limits.maxMessageSize,
@@ -286,6 +298,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"].append(DEFAULT_PORT)
+        if isinstance(self["per-ip-exempt"], str):  # the default, which usage does not coerce
+            self["per-ip-exempt"] = networks(self["per-ip-exempt"])
         if self["redis"] and not self["channels"]:
             raise usage.UsageError("--redis keeps the channels' offsets and history: give --channels too")
         if self["channels"] and self["workers"] > 1 and not self["redis"]:

@@ -98,6 +98,7 @@ def assemble(config: Options, reactor: Any) -> JSONProtoService:
         config["max-connections"],
         config["max-connections-per-ip"],
         BufferBudget(config["max-buffered-bytes"], config["max-buffered-bytes-per-ip"]),
+        config["per-ip-exempt"],
     )
     top = JSONProtoService(connections, config["shutdown-timeout"], reactor, logLevel=level)
     if config["workers"] > 1:

@@ -142,7 +142,7 @@ class JSONMessageProtocol(TrackedProtocol):
             awaitReply=self._awaitReply,
             errorCounts=registry.errorReplies,
             budget=registry.buffers,
-            host=info.host,
+            host=registry.limitedHost(info.host),
             logMessage=self._logMessage if factory.logMessages else None,
             envelope=factory.envelope,
         )
@@ -178,7 +178,7 @@ class JSONMessageProtocol(TrackedProtocol):
         if self.proxied:
             if not self.learnProxiedPeer():
                 return
-            pipeline.host = info.host
+            pipeline.host = self.factory.connections.limitedHost(info.host)
             self._opened()
         if not info.traffic.bytesIn and not info.tls and _looksLikeClientHello(data):
             # A TLS ClientHello: the client thinks this port speaks TLS.

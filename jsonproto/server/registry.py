@@ -13,7 +13,6 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
 from zope.interface import implementer
@@ -23,38 +22,13 @@ from jsonproto.core.envelope import checkPush
 from jsonproto.core.traffic import Traffic
 from jsonproto.errors import SERVER_BUSY, TOO_MANY_CONNECTIONS, ErrorCode
 from jsonproto.interfaces import IConnections, IHandlerContext
+from jsonproto.server.addresses import Networks, formatAddress, hostOf
 from jsonproto.server.identity import ClientIdentity
 
 if TYPE_CHECKING:
     from jsonproto.server.connection import TrackedProtocol
 
 DEFAULT_MAX_CONNECTIONS = 10_000
-
-
-def formatAddress(address: IAddress | None) -> str:
-    """
-    A peer address as operators write it: C{127.0.0.1:5000},
-    C{[::1]:5000}, C{unix:/run/sock} (a client of a Unix socket has no
-    name of its own: C{unix:}).
-    """
-    if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
-    if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
-    if isinstance(address, UNIXAddress):
-        name = address.name
-        return "unix:" + (name.decode("utf-8", "replace") if isinstance(name, bytes) else name or "")
-    return str(address)
-
-
-def hostOf(address: IAddress | None) -> str | None:
-    """
-    The client's IP address, which per-address limits count by; L{None}
-    where there is none (a Unix socket).
-    """
-    if isinstance(address, (IPv4Address, IPv6Address)):
-        return address.host
-    return None
 
 
 @implementer(IHandlerContext)
@@ -183,6 +157,7 @@ class ConnectionRegistry:
     @ivar maxConnections: The most connections open at once; 0 for no limit.
     @ivar maxConnectionsPerHost: The most open at once from one IP address;
         0 for no limit.
+    @ivar exempt: The addresses per-address limits spare (L{limitedHost}).
     @ivar buffers: The budget of bytes all connections may hold in
         unfinished messages.
     @ivar accepted: Connections admitted since start.
@@ -194,9 +169,11 @@ class ConnectionRegistry:
         maxConnections: int = DEFAULT_MAX_CONNECTIONS,
         maxConnectionsPerHost: int = 0,
         buffers: BufferBudget | None = None,
+        exempt: Networks | None = None,
     ) -> None:
         self.maxConnections = maxConnections
         self.maxConnectionsPerHost = maxConnectionsPerHost
+        self.exempt = exempt if exempt is not None else Networks()
         self.buffers = buffers if buffers is not None else BufferBudget()
         self.accepted = 0
         self.refused = 0
@@ -235,7 +212,16 @@ class ConnectionRegistry:
         self.accepted += 1
         return info
 
+    def limitedHost(self, host: str | None) -> str | None:
+        """
+        The address per-address limits (connections, unfinished bytes)
+        count a client by: its own, or L{None} for a client they spare (a
+        Unix socket's, or one in L{exempt}).
+        """
+        return None if host is None or host in self.exempt else host
+
     def _checkHost(self, host: str | None) -> None:
+        host = self.limitedHost(host)
         if host is not None and self.maxConnectionsPerHost:
             if self._perHost.get(host, 0) >= self.maxConnectionsPerHost:
                 raise self._refuse(
@@ -245,6 +231,7 @@ class ConnectionRegistry:
                 )
 
     def _countHost(self, host: str | None, change: int) -> None:
+        host = self.limitedHost(host)
         if host is None:
             return
         count = self._perHost.get(host, 0) + change
@@ -319,7 +306,8 @@ class ConnectionRegistry:
 
     def countFrom(self, host: str) -> int:
         """
-        How many connections are open from this IP address.
+        How many connections are open from this IP address, as the limit
+        counts them (none, for an address it spares).
         """
         return self._perHost.get(host, 0)
 
