@@ -10,5 +10,8 @@ cdef object _refused(bytes payload, str reason)
 cpdef bint mayHoldBigInteger(bytes payload) except -1
 
 cpdef bytes encode(object value)
+
+@cython.locals(flat=bint, number=double)
+cdef bint _wroteNoNaN(object value, bytes encoded) except -1
 cpdef bytes _encodeStrictly(object value)
 cpdef object _decodeStrictly(bytes payload)

@@ -275,12 +275,35 @@ def encode(value: Any) -> bytes:
     except TypeError:
         pass
     else:
-        # orjson writes NaN and Infinity as null: where there is a null,
-        # make sure it was one.  Scanning a long reply costs more than
-        # walking it.
-        if encoded.find(b"null") < 0 if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value):
+        if _wroteNoNaN(value, encoded):
             return encoded
     return _encodeStrictly(value)
+
+
+def _wroteNoNaN(value: Any, encoded: bytes) -> bool:
+    """
+    Whether orjson, which writes NaN and Infinity as C{null}, surely wrote
+    neither in C{encoded}, the encoding of C{value}.
+
+    Most replies are one object of strings and numbers: its members are
+    looked at.  Any other is searched for a C{null} (one found means the
+    caller must look closer), or walked where it is too long for a search
+    to cost less.
+    """
+    if type(value) is dict:
+        flat = True
+        for item in value.values():
+            kind = type(item)
+            if kind is float:
+                number: float = item
+                if number - number != 0.0:  # NaN or infinite
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                flat = False
+                break
+        if flat:
+            return True
+    return encoded.find(b"null") < 0 if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value)
 
 
 def _encodeStrictly(value: Any) -> bytes:
