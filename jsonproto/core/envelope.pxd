@@ -3,6 +3,8 @@
 cimport cython
 
 from jsonproto.dispatch.latency cimport HandlerLatency
+from jsonproto.dispatch.typed cimport TypedRequest
+from jsonproto.wire.codec cimport decodeOrRefuse, mayHoldBigInteger
 
 
 cpdef bint _validId(object messageId) except -1
@@ -14,3 +16,9 @@ cpdef object answer(object dispatcher, object message, object context)
 cpdef object _answer(dict handlers, HandlerLatency latency, object dispatcher, object message, object context)
 
 cdef dict _withId(dict reply, dict message)
+
+cdef dict _okReply(dict result, bint hasId, object messageId)
+cdef bint _heldToCodecRules(bytes frame) except -1
+
+@cython.locals(started=double, messageType=str, typedRequest=TypedRequest)
+cpdef object answerTyped(dict handlers, HandlerLatency latency, object dispatcher, bytes frame, object context)

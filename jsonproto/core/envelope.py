@@ -10,10 +10,15 @@ too, so there is one set of rules.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
+
+import msgspec
+from msgspec import UNSET, MsgspecError, UnsetType
 
 from jsonproto.dispatch.latency import INVALID, UNKNOWN, HandlerLatency
+from jsonproto.dispatch.typed import TypedRequest
 from jsonproto.errors import INVALID_ID, INVALID_TYPE, NOT_AN_OBJECT, UNKNOWN_TYPE, ErrorCode
+from jsonproto.wire.codec import decodeOrRefuse, mayHoldBigInteger
 
 
 def _validId(messageId: Any) -> bool:
@@ -101,11 +106,110 @@ def _answer(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, 
         return dispatcher.returned(result, request, messageType, started)
     if started:
         latency.finished(messageType, started)
+    return _okReply(result, "id" in request, messageId)
+
+
+def _okReply(result: dict[str, Any], hasId: bool, messageId: Any) -> dict[str, Any]:
+    """
+    The reply to a request whose handler returned the fields C{result}:
+    C{status} first, the request's C{id} last, if it had one.
+    """
     reply: dict[str, Any] = {"status": "OK"}
     reply.update(result)
-    if "id" in request:
+    if hasId:
         reply["id"] = messageId
     return reply
+
+
+# Typed requests, decoded straight from their bytes.
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    """
+    The envelope's rules (L{_answer}'s) as a msgspec type, for a request
+    read without decoding the rest of it: an object whose C{type} is a
+    string and whose C{id}, if it has one, is null, a string or a number.
+    A message this refuses may still be a request (its answer is then the
+    ordinary way's); what it accepts, L{_answer} accepts alike.
+    """
+
+    type: str
+    id: Union[str, int, float, None, UnsetType] = UNSET
+
+
+_readEnvelope = msgspec.json.Decoder(_Envelope).decode
+
+
+STRAIGHT_BYTES = 1024
+"""
+The longest message decoded straight into its type.  Reading the envelope
+first reads a message twice: the pass saved costs more than the second
+read only for short messages.  (Nesting is bounded with them: such a
+message nests at most half as deep as it is long, well within what msgspec
+allows, which counts nesting against Python's recursion limit.)
+"""
+
+
+def _heldToCodecRules(frame: bytes) -> bool:
+    """
+    Whether msgspec, decoding C{frame}, holds it to every rule of the codec
+    (L{jsonproto.wire.codec}).  It does, but for three: it reads integers
+    of any length (the codec refuses one past the largest double), and in
+    the members a type has no field for, which it skips, it checks neither
+    UTF-8 (an ASCII message is valid) nor nesting (bounded by
+    L{STRAIGHT_BYTES}).  A message that might break one of them goes the
+    ordinary way.
+    """
+    if mayHoldBigInteger(frame):
+        return False
+    if not frame.isascii():
+        try:
+            frame.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def answerTyped(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, frame: bytes, context: Any) -> Any:
+    """
+    Answer a request to a typed handler from its bytes, decoded straight
+    into the handler's type (L{TypedRequest.decode}), when it is one and
+    fits: the reply is the one L{answer} gives the same message, counted
+    alike, at about half the cost.
+
+    @return: The reply, or what the caller waits on (as L{answer}), or
+        L{None} for a message not taken this way: it is not a typed
+        handler's, or does not fit its type, or is not a request at all.
+        Then it must be answered the ordinary way, which says what is wrong.
+    """
+    if len(frame) > STRAIGHT_BYTES:
+        return None
+    try:
+        envelope = _readEnvelope(frame)
+    except (MsgspecError, RecursionError):
+        return None
+    messageType: str = envelope.type
+    handler = handlers.get(messageType)
+    if type(handler) is not TypedRequest:
+        return None
+    typedRequest: TypedRequest = handler
+    if typedRequest.decode is None or not _heldToCodecRules(frame):
+        return None
+    try:
+        value = typedRequest.decode(frame)
+    except (MsgspecError, RecursionError):
+        return None
+    started = latency.countCall(messageType)
+    try:
+        result = typedRequest.function(value, context)
+    except Exception as e:
+        return dispatcher.raised(e, decodeOrRefuse(frame), messageType, started)
+    if type(result) is not dict:
+        return dispatcher.returned(result, decodeOrRefuse(frame), messageType, started)
+    if started:
+        latency.finished(messageType, started)
+    messageId = envelope.id
+    return _okReply(result, messageId is not UNSET, messageId)
 
 
 def _withId(reply: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:

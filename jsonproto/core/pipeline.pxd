@@ -2,7 +2,7 @@
 
 cimport cython
 
-from jsonproto.core.envelope cimport _answer, checkPush, errorReply
+from jsonproto.core.envelope cimport _answer, answerTyped, checkPush, errorReply
 from jsonproto.core.traffic cimport Traffic
 from jsonproto.dispatch.latency cimport HandlerLatency
 from jsonproto.wire.codec cimport decodeOrRefuse, encode
@@ -32,6 +32,7 @@ cdef class Pipeline:
     cdef public object host
     cdef FrameQueue _decoder
     cdef bint _rpc
+    cdef bint _typedFirst
     cdef bint _lengthPrefixed
     cdef bint _closesOnTooLong
     cdef object _dispatcher

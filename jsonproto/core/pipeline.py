@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from jsonproto.core.budget import BufferBudget
 from jsonproto.core import jsonrpc
-from jsonproto.core.envelope import _answer, checkPush, errorReply
+from jsonproto.core.envelope import _answer, answerTyped, checkPush, errorReply
 from jsonproto.core.traffic import Traffic
 from jsonproto.dispatch.latency import UNKNOWN
 from jsonproto.errors import (
@@ -178,6 +178,10 @@ class Pipeline:
         if envelope not in ENVELOPES:
             raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}, not {envelope!r}")
         self._rpc = envelope == "jsonrpc"
+        # Requests to typed handlers are first offered to answerTyped: with
+        # the dispatcher's typed handlers as registered by now (one added
+        # later is answered the ordinary way, at the ordinary cost).
+        self._typedFirst = not self._rpc and bool(getattr(dispatcher, "decodesTyped", False))
         self.traffic = traffic
         self.refusing = False
         self.closeReason: str | None = None
@@ -334,6 +338,14 @@ class Pipeline:
     def _answerFrame(self, frame: bytes) -> None:
         if self._logMessage is not None:
             self._logMessage("sent", frame)
+        if self._typedFirst and not self.refusing:
+            result = answerTyped(self._handlers, self._latency, self._dispatcher, frame, self._context)
+            if result is not None:
+                if type(result) is dict:
+                    self._emit(result, None)
+                else:
+                    self._wait(result, decodeOrRefuse(frame))
+                return
         message = decodeOrRefuse(frame)
         if type(message) is RequestError:
             self._emit(message.reply(), None)

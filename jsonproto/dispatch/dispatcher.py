@@ -168,6 +168,15 @@ class Dispatcher:
         """
         return self.latency.counts
 
+    @property
+    def decodesTyped(self) -> bool:
+        """
+        Whether a typed handler can take its messages straight from their
+        bytes (L{typed.TypedRequest.decode}): the pipeline offers requests
+        to them first.
+        """
+        return any(type(call) is typed.TypedRequest and call.decode is not None for call in self._handlers.values())
+
     def register(
         self,
         messageType: str,

@@ -28,7 +28,6 @@ expected there (L{explain}), with the code C{invalid_field}.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import json
 import re
@@ -212,34 +211,55 @@ def checkMessageType(messageType: str, declared: type, role: str) -> None:
         )
 
 
-def typedHandler(function: Callable[[Any, Any], Any], requestType: type) -> Callable[[dict[str, Any], Any], Any]:
+class TypedRequest:
+    """
+    A typed handler as the dispatcher holds it: called like any handler,
+    with the decoded message, it checks and converts the message to its
+    type and calls the user's function with the value; a message that does
+    not fit is answered C{invalid_field} without calling it.
+
+    @ivar function: The user's handler, which takes a C{requestType}.
+    @ivar decode: Decodes a message's bytes straight into C{requestType}
+        (msgspec's JSON decoder for it), or L{None} for a type that refuses
+        unknown fields, which would refuse the envelope's.  The pipeline
+        takes this way for a message that fits
+        (L{jsonproto.core.envelope.answerTyped}): one pass over the bytes in
+        place of decoding to a dict and converting that; any message it
+        does not take goes the way of every other.
+    """
+
+    __slots__ = ("function", "requestType", "decode", "_strips")
+
+    def __init__(self, function: Callable[[Any, Any], Any], requestType: type) -> None:
+        self.function = function
+        self.requestType = requestType
+        info = msgspecInspect.type_info(requestType)
+        self._strips = bool(getattr(info, "forbid_unknown_fields", False))
+        self.decode: Callable[[bytes], Any] | None = (
+            None if self._strips else msgspec.json.Decoder(requestType).decode
+        )
+
+    def __call__(self, message: dict[str, Any], context: Any) -> Any:
+        try:
+            if self._strips:
+                # A type that refuses unknown fields would refuse the envelope.
+                value: Any = convert({k: v for k, v in message.items() if k not in ENVELOPE}, self.requestType)
+            else:
+                value = convert(message, self.requestType)
+        except ValidationError as e:
+            raise RequestError(INVALID_FIELD, explain(e, self.requestType)) from None
+        return self.function(value, context)
+
+    def __repr__(self) -> str:
+        return f"<typed handler {getattr(self.function, '__qualname__', self.function)!r} of {self.requestType.__qualname__}>"
+
+
+def typedHandler(function: Callable[[Any, Any], Any], requestType: type) -> TypedRequest:
     """
     Wrap C{function}, which takes a C{requestType}, into a handler the
-    pipeline can call with the decoded message: the message is checked and
-    converted first, and a message that does not fit is answered
-    C{invalid_field} without calling C{function}.
+    pipeline can call with the decoded message (L{TypedRequest}).
     """
-    info = msgspecInspect.type_info(requestType)
-    if getattr(info, "forbid_unknown_fields", False):
-        # A type that refuses unknown fields would refuse the envelope.
-        def handle(message: dict[str, Any], context: Any) -> Any:
-            try:
-                value: Any = convert({k: v for k, v in message.items() if k not in ENVELOPE}, requestType)
-            except ValidationError as e:
-                raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
-            return function(value, context)
-
-    else:
-
-        def handle(message: dict[str, Any], context: Any) -> Any:
-            try:
-                value: Any = convert(message, requestType)
-            except ValidationError as e:
-                raise RequestError(INVALID_FIELD, explain(e, requestType)) from None
-            return function(value, context)
-
-    functools.update_wrapper(handle, function)
-    return handle
+    return TypedRequest(function, requestType)
 
 
 # What went wrong, said well.
