@@ -250,7 +250,7 @@ class SchemaCommandTests(SynchronousTestCase):
         """
         status, out, err = self.command("schema", "--handlers", "tests.privatehandlers")
         self.assertEqual(status, 2)
-        self.assertIn("(dispatcher.channels is None: does the module need --channels?)", err)
+        self.assertEqual(err, "jsonproto: --handlers 'tests.privatehandlers' uses dispatcher.channels.authorize, which needs --channels\n")
         status, out, err = self.command("schema", "--channels", "--no-seed-types", "--handlers", "tests.privatehandlers")
         self.assertEqual((status, err), (0, ""))
         document = json.loads(out)

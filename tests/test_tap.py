@@ -253,6 +253,67 @@ class HandlersTests(TestCase):
             for phrase in phrases:
                 self.assertIn(phrase, str(error.code))
 
+    def test_channelsWithoutFlag(self) -> None:
+        """
+        A module whose register() uses dispatcher.channels, in a daemon
+        started without --channels, stops makeService with one line that
+        names the module, what it used, and the flag it needs.
+        """
+        error = self.assertRaises(SystemExit, self.dispatcher, "--port", LOCAL, "--handlers", "tests.privatehandlers")
+        self.assertEqual(
+            error.code,
+            "twistd jsonproto: --handlers 'tests.privatehandlers' uses dispatcher.channels.authorize, which needs --channels",
+        )
+
+    def test_channelsUsedLaterWithoutFlag(self) -> None:
+        """
+        A module that keeps dispatcher.channels and publishes only when a
+        message comes loads without --channels; that message is answered
+        Internal error, and the log says to start the daemon with
+        --channels (not that None has no attribute).
+        """
+        from jsonproto.daemon.handlers import ChannelsNotEnabled, loadDispatcher
+
+        dispatcher = loadDispatcher(["tests.notehandlers"])
+        self.assertFalse(dispatcher.channels)
+        reply = dispatcher.dispatch({"type": "NOTE", "text": "hi", "id": 1}, None)
+        self.assertEqual(reply, {"status": "ERROR", "message": "Internal error", "code": "internal_error", "id": 1})
+        [failure] = self.flushLoggedErrors(ChannelsNotEnabled)
+        self.assertEqual(
+            str(failure.value), "dispatcher.channels.publish: the daemon has no channels; start it with --channels"
+        )
+
+    def test_unrelatedAttributeError(self) -> None:
+        """
+        A module whose register() fails on an attribute of None of its own
+        is told that, with no word of --channels: the daemon does not
+        guess at channels from an error's text.
+        """
+        error = self.assertRaises(SystemExit, self.dispatcher, "--port", LOCAL, "--handlers", "tests.buggyhandlers")
+        self.assertEqual(
+            error.code,
+            "twistd jsonproto: --handlers 'tests.buggyhandlers': register(dispatcher) failed: "
+            "AttributeError: 'NoneType' object has no attribute 'get'",
+        )
+
+    def test_channelsWithFlag(self) -> None:
+        """
+        With --channels, dispatcher.channels is the daemon's broker.
+        """
+        from jsonproto.channels.broker import Broker
+        from jsonproto.daemon.handlers import loadDispatcher
+        from jsonproto.daemon.tap import channelsFor
+
+        config = Options()
+        config.parseOptions(["--channels"])
+        broker = channelsFor(config, reactor)
+        assert broker is not None
+        from jsonproto.channels.messages import register
+
+        dispatcher = loadDispatcher(["tests.privatehandlers"], prepare=lambda d: register(d, broker))
+        self.assertIsInstance(dispatcher.channels, Broker)
+        self.assertIs(dispatcher.channels, broker)
+
 
 class BacklogTests(TestCase):
     def test_withBacklog(self) -> None:

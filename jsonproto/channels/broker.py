@@ -1,89 +1,36 @@
 """
-One process's channels: who subscribes to what, and the fan-out of each
-publication to them.
-
-A publication is encoded once (by the engine) and framed once per framing;
-the same bytes go to every subscriber, in one write per subscriber at the
-end of the reactor's turn however many publications the turn brought.  The
-publications of a turn wait in one list (L{_Pending}), not in each
-subscriber's queue: at the end of the turn, they are joined once and the
-same bytes are written straight to each subscriber that keeps up, and
-queued only for those that cannot take them now
-(L{jsonproto.channels.outbox}).  So the cost of a publication does not
-grow with its subscribers; only the write to each does.
+One process's channels: who may subscribe to what and publish, who has,
+and what a subscriber that resumes has missed.
 
 Handlers and programs embedding jsonproto publish with L{Broker.publish};
 an authorization hook (L{Broker.authorize}) decides, per connection and
-channel, who may subscribe and publish.
+channel, who may subscribe and publish.  What is published reaches the
+subscribers through L{jsonproto.channels.fanout}, once a turn.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from jsonproto.channels.authorization import NOT_ALLOWED, Authorizer, checkAllowed
 from jsonproto.channels.engine import ChannelsUnavailable, History, IEngine, Publication
+from jsonproto.channels.fanout import Fanout, Subscription
 from jsonproto.channels.names import checkName
-from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally, Turn
-from jsonproto.dispatch import awaiting
+from jsonproto.channels.outbox import DEFAULT_MAX_QUEUED_BYTES, DISCONNECT, POLICIES, Outbox, Tally
 from jsonproto.errors import ErrorCode, RequestError
 from jsonproto.wire.codec import encode
 
 log = Logger()
 
-NOT_ALLOWED = ErrorCode("not_allowed", "Not allowed")
 CHANNELS_UNAVAILABLE = ErrorCode("channels_unavailable", "Channels unavailable")
 TOO_MANY_SUBSCRIPTIONS = ErrorCode("too_many_subscriptions", "Too many subscriptions")
 
 DEFAULT_MAX_SUBSCRIPTIONS = 100
-
-Authorizer = Callable[[Any, str, str], Any]
-"""
-C{authorizer(context, action, channel)}, C{action} being C{"subscribe"} or
-C{"publish"}: true to allow, false to refuse (C{Not allowed}); or a
-Deferred or coroutine of one.  Who may subscribe to a channel may also ask
-who is in it (C{PRESENCE}): the hook is asked C{"subscribe"} for that too.
-"""
-
-
-@dataclass(eq=False)
-class Subscription:
-    """
-    One connection's subscription to one channel.
-
-    @ivar presence: Whether it is told when others subscribe and leave.
-    @ivar held: Publications delivered while what it missed is being
-        replayed, to follow the replay.
-    @ivar epoch: The channel's epoch it was last told of (its reply, or a
-        C{RESYNC} since).
-    """
-
-    context: Any
-    channel: str
-    presence: bool = False
-    held: list[Publication] | None = None
-    lastOffset: int = 0
-    epoch: str = ""
-    outbox: Outbox | None = None
-
-
-@dataclass(eq=False)
-class _Pending:
-    """
-    Publications of one channel delivered this turn and not yet handed to
-    its subscribers, in order.  Until they are, nothing else may change
-    what those subscribers are sent: the channel's subscribers stay those
-    the publications were delivered to, and nothing is queued for any
-    subscriber (L{Broker._handOver} hands them over first).
-    """
-
-    channel: str
-    publications: list[Publication] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -108,8 +55,6 @@ class Broker:
         clients and its Python code).
     @ivar received: Publications the engine handed to this process to
         deliver (with Redis, those of every process).
-    @ivar deliveries: Publications queued for subscribers here (one per
-        subscriber each).
     @ivar tally: What the slow-subscriber policies did (L{Tally}).
     """
 
@@ -129,17 +74,21 @@ class Broker:
         self._maxSubscriptions = maxSubscriptions
         self.policyFor: Callable[[str], str] = lambda channel: policy
         self._authorizer: Authorizer | None = None
-        self._subscribers: dict[str, dict[int, Subscription]] = {}
+        self._fanout = Fanout(clock)
+        self._subscribers = self._fanout.subscribers
         self._members: dict[int, _Member] = {}
-        self._dirty: dict[int, Outbox] = {}
-        self._pending: _Pending | None = None
         self._wasAvailable: bool | None = None
-        self._flushCall: IDelayedCall | None = None
         self.publications = 0
         self.received = 0
-        self.deliveries = 0
         self.tally = Tally()
         engine.attach(self)
+
+    @property
+    def deliveries(self) -> int:
+        """
+        Publications queued for subscribers here (one per subscriber each).
+        """
+        return self._fanout.deliveries
 
     # Who may
 
@@ -150,20 +99,6 @@ class Broker:
         """
         self._authorizer = authorizer
         return authorizer
-
-    def _allowed(self, context: Any, action: str, channel: str) -> Deferred[bool]:
-        if self._authorizer is None:
-            return succeed(True)
-        result = self._authorizer(context, action, channel)
-        if inspect.isawaitable(result) and not isinstance(result, Deferred):
-            result = awaiting.toDeferred(result)
-        if isinstance(result, Deferred):
-            return result.addCallback(bool)
-        return succeed(bool(result))
-
-    def _check(self, allowed: bool, action: str, channel: str) -> None:
-        if not allowed:
-            raise RequestError(NOT_ALLOWED, f"this connection may not {action} to {channel}")
 
     # Subscribing
 
@@ -184,15 +119,14 @@ class Broker:
         if member is not None and channel not in member.channels and len(member.channels) >= self._maxSubscriptions:
             raise RequestError(TOO_MANY_SUBSCRIPTIONS, f"at most {self._maxSubscriptions} channels per connection")
         return (
-            self._allowed(context, "subscribe", channel)
-            .addCallback(self._check, "subscribe", channel)
+            checkAllowed(self._authorizer, context, "subscribe", channel)
             .addCallback(lambda _: self._subscribe(context, channel, resume, bool(presence)))
         )
 
     def _subscribe(self, context: Any, channel: str, resume: tuple[str, int] | None, presence: bool) -> Deferred[dict[str, Any]]:
         if context.connections is None or context.connections.get(context.id) is not context:
             raise RequestError(NOT_ALLOWED, "the connection has closed")
-        self._handOver(channel)
+        self._fanout.handOver(channel)
         member = self._members.get(context.id)
         if member is None:
             connection = context._connection
@@ -248,7 +182,7 @@ class Broker:
         since its reply (the reply's C{offset} and before are covered by
         the replay, or by the resync the reply told it to do).
         """
-        self._handOver()
+        self._fanout.handOver()
         held, subscription.held = subscription.held or [], None
         member = self._members.get(subscription.context.id)
         if member is None or member.channels.get(subscription.channel) is not subscription:
@@ -258,7 +192,7 @@ class Broker:
             replay, offset = [], subscription.lastOffset
         last = max(replay[-1].offset if replay else 0, offset)
         for publication in replay + [p for p in held if p.offset > last]:
-            self._queue(member, subscription, publication)
+            self._fanout.queue(subscription, publication)
 
     def unsubscribe(self, context: Any, channel: str) -> dict[str, Any]:
         """
@@ -272,7 +206,7 @@ class Broker:
         return {"channel": channel, "subscribed": False, "was": subscribed}
 
     def _remove(self, connectionId: int, channel: str) -> None:
-        self._handOver(channel)
+        self._fanout.handOver(channel)
         member = self._members[connectionId]
         subscription = member.channels.pop(channel)
         subscribers = self._subscribers.get(channel, {})
@@ -293,7 +227,7 @@ class Broker:
         if member is None:
             return
         member.outbox.closed = True
-        self._dirty.pop(context.id, None)
+        self._fanout.forget(context.id)
         for channel in list(member.channels):
             self._remove(context.id, channel)
 
@@ -311,8 +245,7 @@ class Broker:
         """
         checkName(channel)
         return (
-            self._allowed(context, "subscribe", channel)
-            .addCallback(self._check, "subscribe", channel)
+            checkAllowed(self._authorizer, context, "subscribe", channel)
             .addCallback(lambda _: self.presence(channel))
         )
 
@@ -329,16 +262,9 @@ class Broker:
         if not subscribers:
             return
         watchers = [s for s in subscribers.values() if s.presence and s.context.id != context.id]
-        if not watchers:
-            return
-        self._handOver()
-        payload = encode({"type": kind, "channel": channel, "subscriber": _describe(context)})
-        cache: list[bytes | None] = [None, None]
-        for watcher in watchers:
-            member = self._members.get(watcher.context.id)
-            if member is not None:
-                member.outbox.addMessage(channel, payload, cache)
-                self._dirtied(watcher.context.id, member.outbox)
+        if watchers:
+            payload = encode({"type": kind, "channel": channel, "subscriber": _describe(context)})
+            self._fanout.send(channel, payload, watchers)
 
     # Publishing
 
@@ -367,8 +293,7 @@ class Broker:
         """
         checkName(channel)
         return (
-            self._allowed(context, "publish", channel)
-            .addCallback(self._check, "publish", channel)
+            checkAllowed(self._authorizer, context, "publish", channel)
             .addCallback(lambda _: self.publish(channel, data))
             .addCallback(lambda p: {"channel": channel, "offset": p.offset, "epoch": p.epoch})
         )
@@ -376,86 +301,10 @@ class Broker:
     def deliver(self, publication: Publication) -> None:
         """
         A publication from the engine: for every subscriber to its channel
-        here, at the end of the turn (L{_Pending}).
+        here, at the end of the turn (L{Fanout.deliver}).
         """
         self.received += 1
-        channel = publication.channel
-        if not self._subscribers.get(channel):
-            return
-        pending = self._pending
-        if pending is None or pending.channel != channel:
-            # Another channel's first: those of the one before are queued,
-            # to go out before this one's.
-            self._handOver()
-            pending = self._pending = _Pending(channel)
-            if self._flushCall is None:
-                self._flushCall = self._clock.callLater(0, self._flush)
-        pending.publications.append(publication)
-
-    def _handOver(self, channel: str | None = None) -> None:
-        """
-        Queue the publications delivered this turn for their subscribers,
-        before something changes who those are (a subscription to
-        C{channel}) or is queued for a subscriber (C{channel} L{None}).
-        """
-        pending = self._pending
-        if pending is not None and (channel is None or channel == pending.channel):
-            self._hand(now=False)
-
-    def _hand(self, now: bool) -> None:
-        """
-        Hand this turn's publications to their subscribers: with C{now}
-        (the end of the turn), written straight to those that can take
-        them; else queued, for the end of the turn.
-        """
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        subscribers = self._subscribers.get(pending.channel)
-        if not subscribers:
-            return
-        publications = pending.publications
-        turn = Turn([p.payload for p in publications])
-        channel, last = pending.channel, publications[-1].offset
-        dirty = self._dirty
-        handed = 0
-        for subscription in list(subscribers.values()):
-            if subscription.held is not None:
-                subscription.held.extend(publications)
-                continue
-            outbox = subscription.outbox
-            if outbox is None or outbox.closed:
-                continue
-            if outbox.deliver(channel, turn, now):
-                dirty[subscription.context.id] = outbox
-            subscription.lastOffset = last
-            handed += 1
-        self.deliveries += handed * len(publications)
-        if dirty and self._flushCall is None:
-            self._flushCall = self._clock.callLater(0, self._flush)
-
-    def _queue(self, member: _Member, subscription: Subscription, publication: Publication) -> None:
-        outbox = member.outbox
-        outbox.addMessage(publication.channel, publication.payload, [None, None])
-        subscription.lastOffset = publication.offset
-        self.deliveries += 1
-        self._dirtied(subscription.context.id, outbox)
-
-    def _dirtied(self, connectionId: int, outbox: Outbox) -> None:
-        self._dirty[connectionId] = outbox
-        if self._flushCall is None:
-            self._flushCall = self._clock.callLater(0, self._flush)
-
-    def _flush(self) -> None:
-        """
-        End of the turn: write each subscriber's publications, one write
-        each.
-        """
-        self._flushCall = None
-        self._hand(now=True)
-        dirty, self._dirty = self._dirty, {}
-        for outbox in dirty.values():
-            outbox.flush()
+        self._fanout.deliver(publication)
 
     def resync(self, channel: str, epoch: str, offset: int, reason: str) -> None:
         """
@@ -464,23 +313,20 @@ class Broker:
         fetch the channel's state afresh; publications after C{offset} of
         C{epoch} follow.
         """
-        self._handOver()
+        self._fanout.handOver()
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
-        payload = encode({"type": "RESYNC", "channel": channel, "epoch": epoch, "offset": offset, "reason": reason})
-        cache: list[bytes | None] = [None, None]
-        for subscription in list(subscribers.values()):
+        subscriptions = list(subscribers.values())
+        for subscription in subscriptions:
             if subscription.held is not None:
                 # Being resumed from the history of before: nothing of it
                 # follows the resync.
                 subscription.held = [p for p in subscription.held if p.epoch == epoch and p.offset > offset]
             subscription.epoch = epoch
             subscription.lastOffset = offset
-            member = self._members.get(subscription.context.id)
-            if member is not None:
-                member.outbox.addMessage(channel, payload, cache)
-                self._dirtied(subscription.context.id, member.outbox)
+        payload = encode({"type": "RESYNC", "channel": channel, "epoch": epoch, "offset": offset, "reason": reason})
+        self._fanout.send(channel, payload, subscriptions)
 
     def engineAvailable(self, available: bool) -> None:
         """
@@ -496,10 +342,7 @@ class Broker:
         """
         The service is stopping: cancel the end-of-turn write.
         """
-        if self._flushCall is not None and self._flushCall.active():
-            self._flushCall.cancel()
-        self._flushCall = None
-        self._pending = None
+        self._fanout.stop()
 
     # Metrics
 

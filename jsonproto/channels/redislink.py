@@ -50,6 +50,31 @@ class LinkListener(Protocol):
     def messageReceived(self, name: bytes, payload: bytes) -> None: ...
 
 
+class Link(Protocol):
+    """
+    What the engine needs of its connections to Redis (L{RedisLink}; a
+    fake in tests).
+    """
+
+    @property
+    def commandsUp(self) -> bool: ...
+
+    @property
+    def subscriberUp(self) -> bool: ...
+
+    description: str
+
+    def start(self, listener: Any) -> None: ...
+
+    def stop(self) -> Deferred[Any]: ...
+
+    def eval(self, script: bytes, keys: list[bytes], args: list[Any]) -> Deferred[Any]: ...
+
+    def subscribe(self, name: bytes) -> Deferred[Any]: ...
+
+    def unsubscribe(self, name: bytes) -> Deferred[Any]: ...
+
+
 class RedisLink:
     """
     The command connection and the subscriber connection to one Redis.

@@ -11,6 +11,7 @@ Each reply goes to its own request (by order, or by C{id}); a request that
 timed out keeps its place, and its late reply is dropped, so no later
 request can be handed it.  Other messages are pushes, queued for
 L{Client.receivePush} and L{Client.pushes}, or handed to C{onMessage}.
+The socket's reads and writes, framed, are L{jsonproto.client.messagesocket}'s.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import enum
 import math
 import selectors
-import ssl
 import time
 from collections import deque
 from typing import Any, Callable, Iterator, Literal
 
-from jsonproto.client.common import ProtocolError, checkRequest, decoderFor, readMessage
+from jsonproto.client.common import ProtocolError, checkRequest, decoderFor
 from jsonproto.client.matching import Pending, ReplyMatcher, Route, describeClosing
+from jsonproto.client.messagesocket import MessageSocket
 from jsonproto.client.sockets import openSocket, startTLS
 from jsonproto.limits import Limits
 
@@ -40,8 +41,6 @@ C{timeout} the client was made with.
 """
 
 Timeout = float | None | Literal[_Default.TIMEOUT]
-
-_READ = 65536
 
 
 def checkTimeout(timeout: Any) -> float | None:
@@ -109,17 +108,15 @@ class Client:
             C{TimeoutError}, C{ssl.SSLCertVerificationError}, ...).
         """
         self._timeout = checkTimeout(timeout)
-        self._decoder, self._frame = decoderFor(framing, maxReplySize)
+        decoder, frame = decoderFor(framing, maxReplySize)
         sock = openSocket(host, port, unixPath, self._timeout)
         if tls:
             sock = startTLS(sock, serverHostname or host, ca, certificate, privateKey)
-        self._socket = sock
+        self._connection = MessageSocket(sock, decoder, frame, self._timeout, self._received)
         self._matcher = ReplyMatcher()
         # Requests made with send(), for receive() to answer in order.
         self._unreceived: deque[Pending] = deque()
         self._pushes: deque[Any] = deque()
-        # Why the connection cannot go on, once it cannot.
-        self._broken: Exception | None = None
         self.onMessage: Callable[[Any], None] | None = None
 
     def __enter__(self) -> Client:
@@ -133,16 +130,14 @@ class Client:
         Close the connection.  Replies and pushes already read can still be
         taken; anything else raises C{ConnectionError}.
         """
-        if self._broken is None:
-            self._broken = ConnectionError("the client was closed")
-        self._socket.close()
+        self._connection.close()
 
     def fileno(self) -> int:
         """
         The socket's file descriptor, for a program that waits on it with
         C{selectors} among other files, then calls L{poll}.
         """
-        return self._socket.fileno()
+        return self._connection.fileno()
 
     # Replies
 
@@ -182,8 +177,8 @@ class Client:
             server is not reading); the connection is closed.
         """
         payload = checkRequest(message)
-        self._raiseIfBroken()
-        self._write(payload)
+        self._connection.raiseIfBroken()
+        self._connection.write(payload)
 
     def receive(self, timeout: Timeout = CLIENT_TIMEOUT) -> dict[str, Any]:
         """
@@ -227,36 +222,36 @@ class Client:
             were not yet sent whole, the connection is closed.
         """
         payloads = [checkRequest(m) for m in messages]
-        self._raiseIfBroken()
+        connection = self._connection
+        connection.raiseIfBroken()
         seconds = self._seconds(timeout)
         pendings = [Pending(m) for m in messages]
         for pending in pendings:
             self._matcher.add(pending)
-        data = memoryview(b"".join(self._frame(p) for p in payloads))
-        sock = self._socket
+        data = memoryview(b"".join(connection.frame(p) for p in payloads))
         answered = 0
         try:
-            sock.setblocking(False)
+            connection.setblocking(False)
             with selectors.DefaultSelector() as selector:
-                selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                selector.register(connection, selectors.EVENT_READ | selectors.EVENT_WRITE)
                 while True:
                     while answered < len(pendings) and pendings[answered].reply is not None:
                         answered += 1
                     if answered == len(pendings):
                         break
-                    self._raiseIfBroken()
+                    connection.raiseIfBroken()
                     if not selector.select(seconds):
                         raise TimeoutError(f"no progress for {seconds:g} seconds, {answered} of {len(pendings)} replies in")
                     if data:
-                        data = data[self._sendSome(data) :]
+                        data = data[connection.sendSome(data) :]
                         if not data:
-                            selector.modify(sock, selectors.EVENT_READ)
-                    self._receiveSome()
+                            selector.modify(connection, selectors.EVENT_READ)
+                    connection.receiveSome()
         except BaseException:
             for pending in pendings:
                 pending.abandoned = pending.reply is None
             if data:
-                self._fail(ConnectionError("a pipeline stopped before all its requests were sent whole, so the connection was closed"))
+                connection.fail(ConnectionError("a pipeline stopped before all its requests were sent whole, so the connection was closed"))
             raise
         return [p.reply for p in pendings]  # type: ignore[misc]
 
@@ -278,7 +273,7 @@ class Client:
             raise RuntimeError("pushes are handed to onMessage; set it to None to receive them here")
         deadline, seconds = self._deadline(timeout)
         while not self._pushes:
-            self._readOnce(deadline, f"no push within {seconds:g} seconds")
+            self._connection.readOnce(deadline, f"no push within {seconds:g} seconds")
         return self._pushes.popleft()
 
     def pushes(self) -> Iterator[Any]:
@@ -304,46 +299,19 @@ class Client:
             pushes that came before the end can still be taken).
         @raise ProtocolError: The server sent something not jsonproto.
         """
-        self._raiseIfBroken()
-        self._socket.setblocking(False)
-        self._receiveSome()
-        self._raiseIfBroken()
-
-    # Sending
+        connection = self._connection
+        connection.raiseIfBroken()
+        connection.setblocking(False)
+        connection.receiveSome()
+        connection.raiseIfBroken()
 
     def _sendRequest(self, message: dict[str, Any]) -> Pending:
         payload = checkRequest(message)
-        self._raiseIfBroken()
+        self._connection.raiseIfBroken()
         pending = Pending(message)
         self._matcher.add(pending)
-        self._write(payload)
+        self._connection.write(payload)
         return pending
-
-    def _write(self, payload: bytes) -> None:
-        sock = self._socket
-        sock.settimeout(self._timeout)
-        try:
-            sock.sendall(self._frame(payload))
-        except TimeoutError:
-            self._fail(ConnectionError("a request could not be sent whole in time, so the connection was closed"))
-            raise TimeoutError(f"could not send the request within {self._timeout:g} seconds (the server is not reading)") from None
-        except OSError as e:
-            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
-            self._raiseIfBroken()
-
-    def _sendSome(self, data: memoryview) -> int:
-        """
-        Send what the socket takes now, without waiting.
-        """
-        try:
-            return self._socket.send(data[:_READ])
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return 0
-        except OSError as e:
-            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
-            return 0
-
-    # Receiving
 
     def _seconds(self, timeout: Timeout) -> float | None:
         return self._timeout if timeout is CLIENT_TIMEOUT else checkTimeout(timeout)
@@ -358,88 +326,27 @@ class Client:
         deadline, seconds = self._deadline(timeout)
         try:
             while pending.reply is None:
-                self._readOnce(deadline, f"no reply within {seconds:g} seconds")
+                self._connection.readOnce(deadline, f"no reply within {seconds:g} seconds")
         except TimeoutError:
             pending.abandoned = True
             raise
         return pending.reply
 
-    def _readOnce(self, deadline: float | None, timedOut: str) -> None:
+    def _received(self, message: Any) -> None:
         """
-        Wait for bytes from the server until C{deadline}, and take them.
-        """
-        self._raiseIfBroken()
-        sock = self._socket
-        if deadline is None:
-            sock.settimeout(None)
-        else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(timedOut)
-            sock.settimeout(remaining)
-        try:
-            data = self._recv()
-        except TimeoutError:
-            raise TimeoutError(timedOut) from None
-        except OSError as e:
-            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
-            return
-        self._received(data)
-
-    def _receiveSome(self) -> None:
-        """
-        Take what has arrived, on a socket that does not block.
+        A message from the server: a reply, to its request; a push, to the
+        queue or C{onMessage}; the server's last words, ending the
+        connection.
         """
         try:
-            data = self._recv()
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            route, _ = self._matcher.route(message)
+        except ProtocolError as e:
+            self._connection.fail(e)
             return
-        except OSError as e:
-            self._fail(ConnectionError(f"the connection failed: {e.strerror or e}"))
-            return
-        self._received(data)
-
-    def _recv(self) -> bytes:
-        """
-        One read, and over TLS whatever else the TLS layer has already
-        decrypted (which no selector can see).
-        """
-        sock = self._socket
-        data = sock.recv(_READ)
-        if data and isinstance(sock, ssl.SSLSocket):
-            while more := sock.pending():
-                data += sock.recv(more)
-        return data
-
-    def _received(self, data: bytes) -> None:
-        if not data:
-            self._fail(ConnectionError("the server closed the connection"))
-            return
-        self._decoder.feed(data)
-        while self._broken is None and (frame := self._decoder.nextFrame()) is not None:
-            try:
-                message = readMessage(frame, self._decoder)
-                route, _ = self._matcher.route(message)
-            except ProtocolError as e:
-                self._fail(e)
-                return
-            if route is Route.PUSH:
-                if self.onMessage is not None:
-                    self.onMessage(message)
-                else:
-                    self._pushes.append(message)
-            elif route is Route.CLOSING:
-                self._fail(ConnectionError(f"the server closed the connection: {describeClosing(message)}"))
-
-    def _fail(self, error: Exception) -> None:
-        """
-        The connection cannot go on: close it, and raise C{error} from
-        every call that would need it.
-        """
-        if self._broken is None:
-            self._broken = error
-            self._socket.close()
-
-    def _raiseIfBroken(self) -> None:
-        if self._broken is not None:
-            raise self._broken.with_traceback(None)
+        if route is Route.PUSH:
+            if self.onMessage is not None:
+                self.onMessage(message)
+            else:
+                self._pushes.append(message)
+        elif route is Route.CLOSING:
+            self._connection.fail(ConnectionError(f"the server closed the connection: {describeClosing(message)}"))

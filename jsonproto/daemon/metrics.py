@@ -212,7 +212,7 @@ def metricsSite(connections: ConnectionRegistry, dispatcher: Dispatcher, listene
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JSONProtoCollector(connections, dispatcher))
     registry.register(CertificateExpiryCollector(listeners))
-    if dispatcher.channels is not None:
+    if isinstance(dispatcher.channels, Broker):
         registry.register(ChannelsCollector(dispatcher.channels))
 
     class Metrics(Resource):

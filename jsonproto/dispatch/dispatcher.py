@@ -1,6 +1,8 @@
 """
-Routing decoded messages to handlers by their C{type}, and turning what a
-handler returns (or raises) into a reply.
+Routing decoded messages to handlers by their C{type}: the registry of
+message types, their handlers, the pushes a service declares and its open
+and close hooks.  What a handler returns (or raises) is made a reply by
+L{jsonproto.dispatch.outcomes}.
 
 One L{Dispatcher} serves every framing and every listener of a service; it
 knows nothing of bytes or connections beyond the small context a handler is
@@ -9,22 +11,18 @@ given.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-from time import perf_counter
-from typing import Any, Awaitable, Callable, Generic, TypeVar, Union
+from typing import Any, Awaitable, Callable, TypeVar, Union
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred
 
 from jsonproto.core import envelope
-from jsonproto.dispatch import awaiting, typed
+from jsonproto.dispatch import typed
+# Declaration, PushType, Message and Reply are imported from here too, as
+# they always were (the schema's writer, the thread pool, handlers modules).
+from jsonproto.dispatch.declarations import Declaration, PushType
 from jsonproto.dispatch.latency import HandlerLatency
-from jsonproto.errors import INTERNAL_ERROR, NUMBER_OUT_OF_RANGE, RequestError
+from jsonproto.dispatch.outcomes import Message, Outcomes, Reply
 
-Message = dict[str, Any]
-Reply = dict[str, Any]
 HandlerResult = Union[Reply, "Deferred[Reply]", Awaitable[Reply]]
 Handler = Callable[[Message, Any], HandlerResult]
 """
@@ -39,82 +37,7 @@ _HandlerT = TypeVar("_HandlerT", bound=Callable[..., Any])
 _FieldsT = TypeVar("_FieldsT")
 _HookT = TypeVar("_HookT", bound=Callable[..., Any])
 
-log = Logger()
-
-
-def _withId(reply: Reply, message: Message) -> Reply:
-    if "id" in message:
-        reply["id"] = message["id"]
-    return reply
-
-
 errorReply = envelope.errorReply
-
-
-def _dropped(result: Any) -> None:
-    """
-    A one-way handler's result: nobody is sent it.
-    """
-    return None
-
-
-def _okReply(result: Any, message: Message) -> Reply:
-    if not isinstance(result, dict):
-        result = typed.replyFields(result)
-    reply: Reply = {"status": "OK"}
-    reply.update(result)
-    return _withId(reply, message)
-
-
-@dataclass(frozen=True)
-class Declaration:
-    """
-    What a dispatcher knows of one message type, for describing it
-    (L{jsonproto.tools.schema}).
-
-    @ivar messageType: The C{type} of its requests.
-    @ivar handler: The function registered, as it was given.
-    @ivar request: The type its messages are checked against, or L{None}
-        for an untyped handler (any object with this C{type}).
-    @ivar reply: The type of its replies' fields, or L{None} if not
-        declared.
-    @ivar oneWay: Whether the type is one-way: its messages get no reply.
-    """
-
-    messageType: str
-    handler: Callable[..., Any]
-    request: type | None
-    reply: type | None
-    oneWay: bool
-
-
-@dataclass(frozen=True)
-class PushType(Generic[_FieldsT]):
-    """
-    A message the service pushes to its clients of its own accord, as
-    declared with L{Dispatcher.declarePush}: on the wire,
-    C{{"type": name, ...fields}}.
-
-    @ivar name: Its C{type}.
-    @ivar fields: The type of its other members, or L{None} if not declared.
-    """
-
-    name: str
-    fields: type[_FieldsT] | None
-
-    def message(self, value: _FieldsT | dict[str, Any] | None = None) -> dict[str, Any]:
-        """
-        The message to push, for C{context.send}: C{{"type": name}}, then
-        the fields of C{value} (a value of L{fields}, or a dict).
-
-        @raise TypeError: If C{value} is not of the declared type.
-        """
-        if self.fields is not None and value is not None and not isinstance(value, (self.fields, dict)):
-            raise TypeError(f"push {self.name!r} takes a {self.fields.__qualname__}, not a {type(value).__name__}")
-        message: dict[str, Any] = {"type": self.name}
-        if value is not None:
-            message.update(value if isinstance(value, dict) else typed.replyFields(value))
-        return message
 
 
 class Dispatcher:
@@ -149,14 +72,21 @@ class Dispatcher:
         self._declarations: dict[str, Declaration] = {}
         self._pushes: dict[str, PushType[Any]] = {}
         self.latency = HandlerLatency()
+        # What the pipeline calls to finish the rarer outcomes of a call (a
+        # handler that raised, or returned other than a dict; a one-way
+        # message; a reply JSON cannot carry): bound here, so that the
+        # pipeline's call costs no more than a method's.
+        outcomes = Outcomes(self.latency)
+        self.returned = outcomes.returned
+        self.returnedOneWay = outcomes.returnedOneWay
+        self.oneWayRefused = outcomes.oneWayRefused
+        self.raised = outcomes.raised
+        self.unencodable = outcomes.unencodable
         self.openHooks: list[Callable[[Any], Any]] = []
         # The channels' broker, when the service has channels
         # (jsonproto.channels.messages.register).
         self.channels: Any = None
         self.closeHooks: list[Callable[[Any, str], Any]] = []
-        # One-way messages refused, logged at most once a second per type.
-        self._refusalsLogged: dict[str, float] = {}
-        self._refusalsQuiet: dict[str, int] = {}
 
     @property
     def counts(self) -> dict[str, int]:
@@ -357,133 +287,3 @@ class Dispatcher:
             handler is asynchronous.
         """
         return envelope.answer(self, message, context)
-
-    def returned(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Reply]:
-        """
-        Finish a call whose handler returned something other than a plain
-        C{dict}: a L{Deferred}, an awaitable, a dict subclass, or a mistake.
-
-        Called by the pipeline (L{jsonproto.core.envelope.answer}), which
-        finishes the common case, a plain C{dict}, itself.
-
-        @param started: When the handler was called, or C{0.0} when this call
-            is not one of the sampled ones.
-        """
-        latency = self.latency
-        try:
-            if inspect.isawaitable(result) and not isinstance(result, Deferred):
-                result = awaiting.toDeferred(result)
-            if isinstance(result, Deferred):
-                return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
-                    _okReply, message
-                ).addErrback(self._failed, message)  # type: ignore[call-overload]  # a reply, or the failure passed on
-            if started:
-                latency.observe(messageType, perf_counter() - started)
-            return _okReply(result, message)
-        except Exception as e:
-            return self.raised(e, message, messageType, started)
-
-    def returnedOneWay(self, result: Any, message: Message, messageType: str, started: float) -> Reply | Deferred[Any] | None:
-        """
-        Finish the call of a one-way handler: nothing to send when it
-        returned (a dict or L{None}, both dropped); for an awaitable, a
-        L{Deferred} that fires with L{None} when it is done, or with the
-        error reply to log; for anything else, the error reply to log.
-        """
-        latency = self.latency
-        if result is None or isinstance(result, dict):
-            if started:
-                latency.observe(messageType, perf_counter() - started)
-            return None
-        try:
-            if inspect.isawaitable(result) and not isinstance(result, Deferred):
-                result = awaiting.toDeferred(result)
-            if isinstance(result, Deferred):
-                return result.addBoth(latency.observeLater, messageType, started or perf_counter()).addCallback(
-                    _dropped
-                ).addErrback(self._failed, message)
-            raise TypeError(f"one-way handler returned {type(result).__name__}, not a dict or None")
-        except Exception as e:
-            return self.raised(e, message, messageType, started)
-
-    def oneWayRefused(self, reply: Reply, message: Message) -> None:
-        """
-        A one-way message was refused with C{reply}, which nobody is sent:
-        log it, at most once a second for each type, with how many were
-        refused in between.
-        """
-        messageType = message.get("type")
-        label = messageType if isinstance(messageType, str) else "(invalid)"
-        now = perf_counter()
-        if now - self._refusalsLogged.get(label, -2.0) < 1.0:
-            self._refusalsQuiet[label] = self._refusalsQuiet.get(label, 0) + 1
-            return
-        self._refusalsLogged[label] = now
-        quiet = self._refusalsQuiet.pop(label, 0)
-        log.info(
-            "one-way {messageType!r} message refused: {code}: {detail}{more}",
-            messageType=label,
-            code=reply.get("code"),
-            detail=reply.get("detail") or reply.get("message"),
-            more=f" (and {quiet} more refused since the last line)" if quiet else "",
-        )
-
-    def raised(self, error: Exception, message: Message, messageType: str, started: float) -> Reply:
-        """
-        Finish a call whose handler raised C{error}: a L{RequestError} is the
-        client's to see, anything else is logged and becomes C{"Internal
-        error"}.
-        """
-        if isinstance(error, RequestError):
-            if started:
-                self.latency.observe(messageType, perf_counter() - started)
-            self.latency.countError(messageType)
-            return _withId(error.reply(), message)
-        failure = Failure(error, type(error), error.__traceback__)
-        if failure.check(CancelledError):
-            # Raised by the handler itself, not a cancellation of ours: a bug.
-            self.latency.countError(messageType)
-            return self._internalError(failure, message)
-        reply = self._failed(failure, message)
-        assert isinstance(reply, dict)
-        return reply
-
-    def _failed(self, failure: Failure, message: Message) -> Reply | Failure:
-        if failure.check(CancelledError):
-            # Whoever cancelled (a request timeout) says what to reply.
-            return failure
-        self.latency.countError(message.get("type"))
-        error = failure.value
-        if isinstance(error, RequestError):
-            return _withId(error.reply(), message)
-        return self._internalError(failure, message)
-
-    def _internalError(self, failure: Failure, message: Message) -> Reply:
-        """
-        A handler's bug: log it, and tell the client only C{"Internal
-        error"}.  A handler that used asyncio without the asyncio reactor
-        is told how to run it.
-        """
-        if awaiting.needsAsyncioReactor(failure):
-            log.failure(
-                "handler for message type {messageType!r} awaited asyncio, which needs the asyncio reactor: "
-                "run twistd -r asyncio jsonproto ...",
-                failure,
-                messageType=message.get("type"),
-            )
-        else:
-            log.failure("handler for message type {messageType!r} failed", failure, messageType=message.get("type"))
-        return _withId(INTERNAL_ERROR.reply(), message)
-
-    def unencodable(self, reply: Reply, error: RequestError) -> Reply:
-        """
-        A reply JSON cannot carry (NaN, infinity, a set, a lone surrogate):
-        the server's mistake, not the client's.  Log it, and tell the client
-        only C{"Internal error"}, with the request's id.
-        """
-        what = "it holds a number JSON cannot carry (NaN or infinity)" if error.error is NUMBER_OUT_OF_RANGE else str(error)
-        log.error("a handler's reply cannot be sent: {what}", what=what)
-        fallback = INTERNAL_ERROR.reply()
-        if "id" in reply:
-            fallback["id"] = reply["id"]
-        return fallback

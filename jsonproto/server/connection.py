@@ -2,7 +2,8 @@
 What every jsonproto connection does, whatever it speaks: it is admitted
 into its service's registry (or refused, politely, at a limit), closed when
 idle, its TLS handshake timed, and closed with a reason that reaches the
-log, in a way that loses nothing the peer has not read.
+log, in a way that loses nothing the peer has not read
+(L{jsonproto.server.closing}).
 
 Time comes from an injected L{IReactorTime}, so tests drive it with
 L{twisted.internet.task.Clock}.
@@ -28,6 +29,8 @@ from zope.interface import implementer
 from jsonproto import compat
 from jsonproto.errors import ErrorCode
 from jsonproto.limits import Limits
+# CLOSE_GRACE_PERIOD is imported from here too, as it always was.
+from jsonproto.server.closing import CLOSE_GRACE_PERIOD, closeGently, describeEnd
 from jsonproto.server.identity import ClientIdentity
 from jsonproto.server.registry import ConnectionInfo, ConnectionRefused, formatAddress
 from jsonproto.server.refusallog import refusalLog
@@ -36,14 +39,6 @@ if TYPE_CHECKING:
     from jsonproto.server.factory import TrackingFactory
 
 log = Logger()
-
-CLOSE_GRACE_PERIOD = 5.0
-"""
-Seconds a connection we have closed gets to take its last replies (and to
-close its side) before it is aborted: long enough for a reading peer, short
-enough that a peer that stopped reading cannot hold the socket.
-"""
-
 
 def recheckAfter(elapsed: float, timeout: float) -> float:
     """
@@ -56,19 +51,6 @@ def recheckAfter(elapsed: float, timeout: float) -> float:
     return timeout - elapsed if elapsed < timeout else timeout
 
 
-def _describe(reason: Failure) -> str:
-    """
-    Why a connection ended, for the log; TLS failures say so.
-    """
-    if reason.type.__module__.startswith("OpenSSL"):
-        args = getattr(reason.value, "args", ())
-        details = args[0] if args else []
-        if isinstance(details, list) and details and isinstance(details[0], tuple):
-            return "TLS failed: " + "; ".join(str(d[-1]) for d in details)
-        return f"TLS failed: {reason.value}"
-    return reason.getErrorMessage()
-
-
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
 class TrackedProtocol(protocol.Protocol):
     """
@@ -79,13 +61,10 @@ class TrackedProtocol(protocol.Protocol):
     still gets every reply to what it sent: the connection closes once the
     work in hand is written, not at once.
 
-    Closing never destroys replies the peer has not read yet.  A socket
-    closed while the peer's data is still arriving makes the kernel send a
-    reset, which discards what the peer had received but not yet read; so,
-    as HTTP servers do, the server closes only its sending side, reads and
-    discards what still comes, and closes once the peer has closed its own
-    side (or after L{CLOSE_GRACE_PERIOD}).  Over TLS the close alert plays
-    that part.
+    Closing never destroys replies the peer has not read yet: the server
+    closes only its sending side, and the whole connection once the peer
+    has closed its own (L{jsonproto.server.closing.closeGently}), or after
+    L{CLOSE_GRACE_PERIOD}.
 
     Subclasses say what "activity" is by calling L{touch}, what refusal
     looks like by overriding L{refuse}, and whether work is still under way
@@ -313,11 +292,9 @@ class TrackedProtocol(protocol.Protocol):
 
     def _finish(self) -> None:
         """
-        End the connection without losing what the peer has not read: close
-        our sending side once everything written is sent, keep reading (and
-        discarding) until the peer closes its side, then close.  Where the
-        transport cannot half-close (TLS, which sends its close alert
-        instead), close it.
+        End the connection without losing what the peer has not read
+        (L{closeGently}); abort it if it is still open after
+        L{CLOSE_GRACE_PERIOD}.
         """
         if self.closing:
             return
@@ -326,14 +303,7 @@ class TrackedProtocol(protocol.Protocol):
         if self._producing:
             self._producing = False
             transport.unregisterProducer()
-        halfClose = getattr(transport, "loseWriteConnection", None)
-        if halfClose is None or INegotiated.providedBy(transport):
-            transport.loseConnection()
-        else:
-            halfClose()
-            # Read (and discard) what still comes, so that nothing unread is
-            # left when the socket closes.
-            transport.resumeProducing()
+        closeGently(transport)
         self._startAbortTimer()
 
     def forceClose(self, reason: str, kind: str = "server") -> None:
@@ -406,7 +376,7 @@ class TrackedProtocol(protocol.Protocol):
         Why the connection ended, in words: the server's reason if it
         closed it, else what the transport said.
         """
-        return self._closeReason or _describe(reason)
+        return self._closeReason or describeEnd(reason)
 
     def sendMessage(self, message: dict[str, Any]) -> None:
         """
