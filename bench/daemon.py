@@ -1,0 +1,165 @@
+"""
+The servers a scenario starts: a twistd jsonproto on a free port, the Node
+fan-out peer, a redis-server, workers; and where each process runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+class Daemon:
+    """
+    A twistd jsonproto started for one scenario, on a free port.
+    """
+
+    def __init__(self, *options: str, pattern: bytes = rb"JSONServerFactory starting on (\d+)") -> None:
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        self._start([twistd, "--pidfile=", "-n", "jsonproto", *(options if "--port" in options else ("--port", "tcp:0:interface=127.0.0.1", *options))])
+        self.port = int(self.waitFor(pattern).group(1))
+
+    def _start(self, argv: list[str]) -> None:
+        # A file, not a pipe: a pipe nobody reads would stop the server.
+        log = tempfile.NamedTemporaryFile(prefix="jsonproto-bench-", suffix=".log", delete=False)
+        self.logPath = log.name
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        log.close()
+
+    def waitFor(self, pattern: bytes, seconds: float = 30) -> re.Match[bytes]:
+        end = time.monotonic() + seconds
+        while True:
+            with open(self.logPath, "rb") as f:
+                log = f.read()
+            match = re.search(pattern, log)
+            if match:
+                return match
+            if self.process.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"the daemon did not log {pattern!r}:\n{log.decode(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        os.unlink(self.logPath)
+
+
+def _pin(pid: int, cpu: int) -> None:
+    # Server and load generator on different cores, where there are two.
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(pid, {cpu})
+
+
+@contextlib.contextmanager
+def _loadOnCpu1() -> Iterator[None]:
+    """
+    Run this process (the load of scenarios that generate it themselves, and
+    every process it forks) on CPU 1 for a while, as C{jsonproto bench} runs.
+    """
+    if (os.cpu_count() or 1) < 2:
+        yield
+        return
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {1})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def _freePort() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class NodeServer(Daemon):
+    """
+    bench/node_fanout.js on a free port, for the fan-out beside jsonproto.
+    """
+
+    def __init__(self) -> None:
+        self.port = _freePort()
+        self._start(["node", os.path.join(HERE, "node_fanout.js"), str(self.port)])
+        self.waitFor(rb"listening")
+
+
+def _jsonprotoChannels(*options: str) -> Daemon:
+    return Daemon("--channels", "--max-connections", "0", "--max-connections-per-ip", "0", *options)
+
+
+def _redisServer() -> tuple[subprocess.Popen[bytes], int] | str:
+    """
+    A redis-server of this run's own on a free port, or why there is none.
+    """
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        return "no redis-server on PATH"
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    usage = subprocess.run([twistd, "jsonproto", "--help"], capture_output=True, text=True, cwd=REPO).stdout
+    if "--redis" not in usage:
+        return "this jsonproto has no --redis option"
+    port = _freePort()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(64).startswith(b"+PONG"):
+                return process, port
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    return "redis-server did not answer"
+
+
+class _Workers:
+    """
+    twistd jsonproto --channels --workers 2 --redis, once every worker
+    listens.
+    """
+
+    def __init__(self, redisPort: int) -> None:
+        port = _freePort()
+        self.daemon = _jsonprotoChannels(
+            "--workers", "2", "--redis", f"tcp:127.0.0.1:{redisPort}", "--port", f"tcp:{port}:interface=127.0.0.1",
+        )
+        self.port = port
+        end = time.monotonic() + 30
+        while open(self.daemon.logPath, "rb").read().count(b"starting on") < 2:
+            if self.daemon.process.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("the workers did not start listening")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.daemon.pid
+
+    def stop(self) -> None:
+        self.daemon.stop()
