@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.daemon import NodeServer, _Workers, _freePort, _jsonprotoChannels, _pin, _redisServer
-from bench.fanoutload import _fanoutLoad
+from bench.daemon import NodeServer, Workers, freePort, jsonprotoChannels, pinToCpu, redisServer
+from bench.fanoutload import fanoutLoad
 from bench.measures import percentile, rssKiB
 
 
@@ -70,10 +70,10 @@ def fanout(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
         figures: dict[str, list[float]] = {"jsonproto": [], "node": []}
         for round_ in range(1, rounds + 1):
             for kind in ("jsonproto", "node"):
-                server = _jsonprotoChannels() if kind == "jsonproto" else NodeServer()
+                server = jsonprotoChannels() if kind == "jsonproto" else NodeServer()
                 try:
-                    _pin(server.pid, 0)
-                    run = _fanoutLoad(server, subscribers, rate=rate, steady=seconds, window=16, saturate=seconds)
+                    pinToCpu(server.pid, 0)
+                    run = fanoutLoad(server, subscribers, rate=rate, steady=seconds, window=16, saturate=seconds)
                 finally:
                     server.stop()
                 run["rate"] = rate
@@ -84,7 +84,7 @@ def fanout(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
                 f"fan-out to {subscribers:,}, round {round_}: jsonproto / node deliveries/s",
                 f"{figures['jsonproto'][-1] / figures['node'][-1]:.2f}x" if figures["node"][-1] else "-",
             ))
-    redis = _redisServer()
+    redis = redisServer()
     if isinstance(redis, str):
         rows.append(("fan-out, --workers 2 with Redis", f"not run: {redis}"))
         return rows
@@ -92,9 +92,9 @@ def fanout(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
     try:
         for subscribers in sizes:
             rate = 100_000 / subscribers
-            server = _Workers(redisPort)
+            server = Workers(redisPort)
             try:
-                run = _fanoutLoad(server, subscribers, rate=rate, steady=seconds, window=16, saturate=seconds, pin=False)
+                run = fanoutLoad(server, subscribers, rate=rate, steady=seconds, window=16, saturate=seconds, pin=False)
             finally:
                 server.stop()
             run["rate"] = rate
@@ -110,8 +110,8 @@ def _slowSubscribersRun(subscribers: int, stalled: int, policy: str, queued: int
     One run of L{slowSubscribers}: the load's figures, the daemon's RSS and
     its channel metrics, scraped two seconds before the publisher stops.
     """
-    metricsPort = _freePort()
-    daemon = _jsonprotoChannels(
+    metricsPort = freePort()
+    daemon = jsonprotoChannels(
         "--max-queued-bytes", str(queued), "--slow-subscriber", policy, "--metrics", f"tcp:{metricsPort}:interface=127.0.0.1",
     )
     rss: dict[str, int] = {}
@@ -127,8 +127,8 @@ def _slowSubscribersRun(subscribers: int, stalled: int, policy: str, queued: int
             scraped["during"] = _channelMetrics(metricsPort)
 
     try:
-        _pin(daemon.pid, 0)
-        run = _fanoutLoad(daemon, subscribers, stalled=stalled, rate=10, steady=seconds, pad=4000, watch=watch)
+        pinToCpu(daemon.pid, 0)
+        run = fanoutLoad(daemon, subscribers, stalled=stalled, rate=10, steady=seconds, pad=4000, watch=watch)
         # The disconnected ones are let go after the close grace period (5 s).
         time.sleep(6)
         rss["after"] = rssKiB(daemon.pid)

@@ -65,14 +65,18 @@ class Daemon:
         os.unlink(self.logPath)
 
 
-def _pin(pid: int, cpu: int) -> None:
-    # Server and load generator on different cores, where there are two.
+def pinToCpu(pid: int, cpu: int) -> None:
+    """
+    Run process C{pid} (0: this one) on C{cpu} alone, where there are two
+    cores: the server on one and its load on the other, so that neither
+    takes the other's time.
+    """
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(pid, {cpu})
 
 
 @contextlib.contextmanager
-def _loadOnCpu1() -> Iterator[None]:
+def loadOnCpu1() -> Iterator[None]:
     """
     Run this process (the load of scenarios that generate it themselves, and
     every process it forks) on CPU 1 for a while, as C{jsonproto bench} runs.
@@ -88,7 +92,7 @@ def _loadOnCpu1() -> Iterator[None]:
         os.sched_setaffinity(0, saved)
 
 
-def _freePort() -> int:
+def freePort() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -102,16 +106,16 @@ class NodeServer(Daemon):
     """
 
     def __init__(self) -> None:
-        self.port = _freePort()
+        self.port = freePort()
         self._start(["node", os.path.join(HERE, "node_fanout.js"), str(self.port)])
         self.waitFor(rb"listening")
 
 
-def _jsonprotoChannels(*options: str) -> Daemon:
+def jsonprotoChannels(*options: str) -> Daemon:
     return Daemon("--channels", "--max-connections", "0", "--max-connections-per-ip", "0", *options)
 
 
-def _redisServer() -> tuple[subprocess.Popen[bytes], int] | str:
+def redisServer() -> tuple[subprocess.Popen[bytes], int] | str:
     """
     A redis-server of this run's own on a free port, or why there is none.
     """
@@ -123,7 +127,7 @@ def _redisServer() -> tuple[subprocess.Popen[bytes], int] | str:
     usage = subprocess.run([twistd, "jsonproto", "--help"], capture_output=True, text=True, cwd=REPO).stdout
     if "--redis" not in usage:
         return "this jsonproto has no --redis option"
-    port = _freePort()
+    port = freePort()
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -139,15 +143,15 @@ def _redisServer() -> tuple[subprocess.Popen[bytes], int] | str:
     return "redis-server did not answer"
 
 
-class _Workers:
+class Workers:
     """
     twistd jsonproto --channels --workers 2 --redis, once every worker
     listens.
     """
 
     def __init__(self, redisPort: int) -> None:
-        port = _freePort()
-        self.daemon = _jsonprotoChannels(
+        port = freePort()
+        self.daemon = jsonprotoChannels(
             "--workers", "2", "--redis", f"tcp:127.0.0.1:{redisPort}", "--port", f"tcp:{port}:interface=127.0.0.1",
         )
         self.port = port

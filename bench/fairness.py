@@ -12,9 +12,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.daemon import Daemon, _loadOnCpu1, _pin
+from bench.daemon import Daemon, loadOnCpu1, pinToCpu
 from bench.measures import cpuPercent, cpuTicks, openSockets, percentile, rssKiB, waitingSeconds
-from bench.probe import PROBE_REQUEST, Probe, _serve
+from bench.probe import PROBE_REQUEST, Probe, serveEvent
 
 
 def _flood(port: int, count: int, request: bytes, control: Connection) -> None:
@@ -49,7 +49,7 @@ def _flood(port: int, count: int, request: bytes, control: Connection) -> None:
                 running = False
                 break
             s = key.fileobj
-            data, sent, over = _serve(s, events, chunk[offsets[s]:])
+            data, sent, over = serveEvent(s, events, chunk[offsets[s]:])
             offsets[s] = (offsets[s] + sent) % len(chunk)
             replies += data.count(b"\n")
             if over:  # the server closed it
@@ -76,7 +76,7 @@ def _fairnessRun(request: bytes, flooders: int, seconds: float, warmup: float, p
     load = None
     stopped = False
     try:
-        _pin(daemon.pid, 0)
+        pinToCpu(daemon.pid, 0)
         listening = openSockets(daemon.pid)
         if flooders:
             control, theirs = multiprocessing.get_context("fork").Pipe()
@@ -150,7 +150,7 @@ def fairness(seconds: float, warmup: float, probeTimeout: float = 5.0) -> list[t
     ones.  Fair turns keep the probe's times near the baseline's.
     """
     rows = []
-    with _loadOnCpu1():
+    with loadOnCpu1():
         for variant, request in (("valid SUM", PROBE_REQUEST), ("invalid `x`", b"x\n")):
             for flooders in (0, 8, 32, 128):
                 run = _fairnessRun(request, flooders, seconds, warmup, probeTimeout)

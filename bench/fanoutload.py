@@ -17,8 +17,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.daemon import _loadOnCpu1
-from bench.measures import _treeSum, cpuPercent, cpuTicks, waitingSeconds
+from bench.daemon import loadOnCpu1
+from bench.measures import treeSum, cpuPercent, cpuTicks, waitingSeconds
 
 
 # Channels: fan-out, and slow subscribers
@@ -287,7 +287,7 @@ def _publisherLoad(port: int, control: Connection) -> None:
     control.send({"stamps": stamps, "sent": sent, "replies": replies, "errors": errors})
 
 
-def _fanoutLoad(
+def fanoutLoad(
     server: Any,
     subscribers: int,
     stalled: int = 0,
@@ -316,7 +316,7 @@ def _fanoutLoad(
     loads: list[tuple[Any, Connection]] = []
     publisher = None
     try:
-        with _loadOnCpu1() if pin else contextlib.nullcontext():
+        with loadOnCpu1() if pin else contextlib.nullcontext():
             for i in range(processes):
                 mine, theirs = context.Pipe()
                 share = subscribers // processes + (1 if i < subscribers % processes else 0)
@@ -354,8 +354,8 @@ def _fanoutLoad(
                 watch(now - start)
             for mark, at in (("from", measureFrom), ("to", end)):
                 if mark not in ticks and now >= at:
-                    ticks[mark] = _treeSum(server.pid, cpuTicks)
-                    waited[mark] = _treeSum(server.pid, waitingSeconds)
+                    ticks[mark] = treeSum(server.pid, cpuTicks)
+                    waited[mark] = treeSum(server.pid, waitingSeconds)
                     ticks[mark + "Load"] = sum(cpuTicks(p.pid) for p, _ in loads) + cpuTicks(publisher[0].pid)
             time.sleep(0.2)
         results = [control.recv() if control.poll(60) else None for _, control in loads]

@@ -88,7 +88,7 @@ def openSockets(pid: int) -> int:
     return count
 
 
-def _processTree(pid: int) -> list[int]:
+def processTree(pid: int) -> list[int]:
     """
     C{pid} and its children (a supervisor's workers), for their CPU time.
     """
@@ -100,13 +100,13 @@ def _processTree(pid: int) -> list[int]:
     return pids
 
 
-def _treeSum(pid: int, measure: Any) -> Any:
+def treeSum(pid: int, measure: Any) -> Any:
     """
     C{measure(p)} summed over a process and its children (a figure of a
     process that went away meanwhile counts nothing).
     """
     total = 0
-    for p in _processTree(pid):
+    for p in processTree(pid):
         with contextlib.suppress(OSError):
             total += measure(p)
     return total

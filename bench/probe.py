@@ -66,7 +66,7 @@ class Probe:
         self.sock.close()
 
 
-def _serve(s: socket.socket, events: int, outgoing: memoryview) -> tuple[bytes, int, bool]:
+def serveEvent(s: socket.socket, events: int, outgoing: memoryview) -> tuple[bytes, int, bool]:
     """
     Serve one selector event of a non-blocking socket: read what has come
     (when readable), then send what C{outgoing} holds (when writable).

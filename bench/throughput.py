@@ -12,7 +12,8 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.daemon import Daemon, REPO, _freePort, _pin
+from bench.daemon import Daemon, freePort, pinToCpu
+from bench.realistic import MESSAGES
 
 
 def throughput(
@@ -26,14 +27,14 @@ def throughput(
         port = ["--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={tls}"]
     elif "--workers" in daemonOptions:
         # Workers share one port, which must be fixed in advance.
-        port = ["--port", f"tcp:{_freePort()}:interface=127.0.0.1"]
+        port = ["--port", f"tcp:{freePort()}:interface=127.0.0.1"]
     else:
         port = []
     # All the load comes from 127.0.0.1: the per-address bound is off.
     daemon = Daemon("--max-connections", "0", "--max-connections-per-ip", "0", *port, *daemonOptions, pattern=rb"starting on (\d+)" if not tls else rb"\(TLS\) starting on (\d+)")
     try:
         if pin:
-            _pin(daemon.pid, 0)
+            pinToCpu(daemon.pid, 0)
         endpoint = f"tls:localhost:{daemon.port}" if tls else f"127.0.0.1:{daemon.port}"
         command = [os.path.join(os.path.dirname(sys.executable), "jsonproto"), "bench", endpoint, "--json", *clientOptions]
         if "--workers" not in daemonOptions:
@@ -42,7 +43,7 @@ def throughput(
         if tls:
             command += ["--ca", tls]
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=300, preexec_fn=(lambda: _pin(0, 1)) if pin else None
+            command, capture_output=True, text=True, timeout=300, preexec_fn=(lambda: pinToCpu(0, 1)) if pin else None
         )
         if result.returncode != 0:
             raise RuntimeError(f"{name}: jsonproto bench failed: {result.stderr.strip()}")
@@ -62,9 +63,6 @@ def realistic(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
     the server's CPU per reply between the two.
     """
     seconds = ["--duration", "1" if quick else "4", "--warmup", "0.5" if quick else "1"]
-    sys.path.insert(0, REPO)
-    from bench.realistic import MESSAGES
-
     rows: list[tuple[str, str]] = []
     perReply: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as work:

@@ -9,9 +9,9 @@ import selectors
 import socket
 import time
 
-from bench.daemon import Daemon, _loadOnCpu1, _pin
+from bench.daemon import Daemon, loadOnCpu1, pinToCpu
 from bench.measures import rssKiB, unreadBytes
-from bench.probe import Probe, _serve
+from bench.probe import Probe, serveEvent
 
 
 def unfinishedMessages(clients: int, size: int = 1 << 20, seconds: float = 60) -> list[tuple[str, str]]:
@@ -30,8 +30,8 @@ def unfinishedMessages(clients: int, size: int = 1 << 20, seconds: float = 60) -
     )
     sockets: list[socket.socket] = []
     try:
-        with _loadOnCpu1():
-            _pin(daemon.pid, 0)
+        with loadOnCpu1():
+            pinToCpu(daemon.pid, 0)
             probe = Probe(daemon.port, 10)
             if probe.roundTrip() is None:
                 raise RuntimeError(f"the probe got no first reply: {probe.failure}")
@@ -63,7 +63,7 @@ def unfinishedMessages(clients: int, size: int = 1 << 20, seconds: float = 60) -
                         break
                 for key, events in selector.select(0.1):
                     s = key.fileobj  # type: ignore[assignment]
-                    data, n, over = _serve(s, events, line[sent[s]:])
+                    data, n, over = serveEvent(s, events, line[sent[s]:])
                     sent[s] += n
                     if data:
                         outcome.setdefault(s, "error reply" if b'"ERROR"' in data else "other reply")
