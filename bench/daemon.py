@@ -1,6 +1,8 @@
 """
-The servers a scenario starts: a twistd jsonproto on a free port, the Node
-fan-out peer, a redis-server, workers; and where each process runs.
+The servers a scenario starts: a twistd jsonproto on a free port, the
+peers it is measured against (the Node fan-out server, the realistic
+service for Node and for uvloop), a redis-server, workers; and where each
+process runs.
 """
 
 from __future__ import annotations
@@ -26,16 +28,24 @@ class Daemon:
     A twistd jsonproto started for one scenario, on a free port.
     """
 
-    def __init__(self, *options: str, pattern: bytes = rb"JSONServerFactory starting on (\d+)") -> None:
+    def __init__(
+        self, *options: str, pattern: bytes = rb"JSONServerFactory starting on (\d+)", cpu: int | None = None
+    ) -> None:
+        """
+        @param cpu: The one CPU the daemon runs on, from its start (so that
+            every thread it starts runs there too), or L{None}: any.
+        """
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        self._start([twistd, "--pidfile=", "-n", "jsonproto", *(options if "--port" in options else ("--port", "tcp:0:interface=127.0.0.1", *options))])
+        self._start([twistd, "--pidfile=", "-n", "jsonproto", *(options if "--port" in options else ("--port", "tcp:0:interface=127.0.0.1", *options))], cpu)
         self.port = int(self.waitFor(pattern).group(1))
 
-    def _start(self, argv: list[str]) -> None:
+    def _start(self, argv: list[str], cpu: int | None = None) -> None:
         # A file, not a pipe: a pipe nobody reads would stop the server.
         log = tempfile.NamedTemporaryFile(prefix="jsonproto-bench-", suffix=".log", delete=False)
         self.logPath = log.name
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=None if cpu is None else (lambda: pinToCpu(0, cpu))
+        )
         log.close()
 
     def waitFor(self, pattern: bytes, seconds: float = 30) -> re.Match[bytes]:
@@ -109,6 +119,52 @@ class NodeServer(Daemon):
         self.port = freePort()
         self._start(["node", os.path.join(HERE, "node_fanout.js"), str(self.port)])
         self.waitFor(rb"listening")
+
+
+PEER_PYTHON = os.environ.get("JSONPROTO_PEER_PYTHON", "/tmp/jsonproto-perf/peer-venv/bin/python")
+"""
+The Python with uvloop and orjson that runs the uvloop peer (the peers'
+own virtualenv: the project's does not have uvloop), unless
+C{JSONPROTO_PEER_PYTHON} names another.
+"""
+
+PEERS = {
+    "node": ["node", os.path.join(HERE, "peers", "realistic_node.js")],
+    "uvloop": [PEER_PYTHON, os.path.join(HERE, "peers", "realistic_uvloop.py")],
+}
+"""
+The commands that start the realistic service of L{bench.realistic} as
+each peer, less the port.
+"""
+
+
+def missingPeer(kind: str) -> str | None:
+    """
+    Why peer C{kind} of L{PEERS} cannot run on this machine, or L{None}
+    when it can.
+    """
+    import shutil
+
+    if kind == "node":
+        return None if shutil.which("node") else "no node on PATH"
+    check = subprocess.run([PEER_PYTHON, "-c", "import uvloop, orjson"], capture_output=True) if os.access(PEER_PYTHON, os.X_OK) else None
+    if check is None or check.returncode != 0:
+        return (
+            f"{PEER_PYTHON} does not run, or lacks uvloop and orjson: make one with "
+            "python3 -m venv DIR && DIR/bin/pip install uvloop orjson, and set JSONPROTO_PEER_PYTHON=DIR/bin/python"
+        )
+    return None
+
+
+class PeerServer(Daemon):
+    """
+    The realistic service as peer C{kind} of L{PEERS}, on a port the kernel
+    picks.
+    """
+
+    def __init__(self, kind: str, cpu: int | None = None) -> None:
+        self._start([*PEERS[kind], "0"], cpu)
+        self.port = int(self.waitFor(rb"listening on (\d+)").group(1))
 
 
 def jsonprotoChannels(*options: str) -> Daemon:
