@@ -102,6 +102,19 @@ def loadOnCpu1() -> Iterator[None]:
         os.sched_setaffinity(0, saved)
 
 
+def writeCertificate(directory: str) -> tuple[str, str]:
+    """
+    A self-signed certificate for localhost and 127.0.0.1, written into
+    C{directory} by C{jsonproto cert}.
+
+    @return: The certificate's file and its private key's.
+    """
+    certificate, key = os.path.join(directory, "server.pem"), os.path.join(directory, "server.key")
+    jsonproto = os.path.join(os.path.dirname(sys.executable), "jsonproto")
+    subprocess.run([jsonproto, "cert", "localhost", "127.0.0.1", "-o", certificate, "--key-output", key], check=True, capture_output=True)
+    return certificate, key
+
+
 def freePort() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -12,19 +12,22 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.daemon import Daemon, freePort, pinToCpu
+from bench.daemon import Daemon, freePort, pinToCpu, writeCertificate
 from bench.realistic import MESSAGES
 
 
 def throughput(
-    name: str, daemonOptions: list[str], clientOptions: list[str], tls: str | None = None, pin: bool = True
+    name: str, daemonOptions: list[str], clientOptions: list[str], tls: tuple[str, str] | None = None, pin: bool = True
 ) -> dict[str, Any]:
     """
     One jsonproto bench run against a fresh daemon, server on CPU 0 and the
     client on CPU 1 (unless C{pin} is false: then both float over every core).
+
+    @param tls: Listen on C{jsonproto-tls:} with this certificate and key
+        (L{writeCertificate}), and connect over TLS.
     """
     if tls:
-        port = ["--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={tls}"]
+        port = ["--port", f"jsonproto-tls:0:interface=127.0.0.1:privateKey={tls[1]}:certKey={tls[0]}"]
     elif "--workers" in daemonOptions:
         # Workers share one port, which must be fixed in advance.
         port = ["--port", f"tcp:{freePort()}:interface=127.0.0.1"]
@@ -41,7 +44,7 @@ def throughput(
             # With workers the daemon's own process only supervises.
             command += ["--server-pid", str(daemon.pid)]
         if tls:
-            command += ["--ca", tls]
+            command += ["--ca", tls[0]]
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=300, preexec_fn=(lambda: pinToCpu(0, 1)) if pin else None
         )
@@ -100,8 +103,7 @@ def throughputScenarios(quick: bool) -> list[tuple[str, str]]:
         big = os.path.join(work, "big.json")
         with open(big, "w") as f:
             json.dump({"type": "GREETING", "name": "x" * 204800}, f)
-        key = os.path.join(work, "key.pem")
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "jsonproto"), "cert", "localhost", "127.0.0.1", "-o", key], check=True, capture_output=True)
+        key = writeCertificate(work)
         runs = [
             throughput("ping-pong, 50 connections", [], ["--conns", "50", "--pipeline", "1", *seconds]),
             throughput("pipelined, 50 x 64", [], ["--conns", "50", "--pipeline", "64", *seconds]),
