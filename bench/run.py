@@ -26,13 +26,19 @@ if __package__ in (None, ""):
 from bench.channels import fanout, slowSubscribers
 from bench.daemon import HERE
 from bench.fairness import fairness
+from bench.idle import idleConnections
 from bench.measures import cpuName
 from bench.memory import slowReaders, soak
 from bench.throughput import realistic, throughputScenarios
+from bench.tlscost import tlsAgainstPlain
 from bench.unfinished import unfinishedMessages
+from bench.versus import realisticPeers
 
 
-SCENARIOS = ("throughput", "realistic", "slow-readers", "soak", "fairness", "unfinished", "fanout", "slow-subscribers")
+SCENARIOS = (
+    "throughput", "realistic", "realistic-peers", "idle-connections", "tls",
+    "slow-readers", "soak", "fairness", "unfinished", "fanout", "slow-subscribers",
+)
 
 
 def main() -> None:
@@ -55,6 +61,9 @@ def main() -> None:
         "unfinished": lambda: unfinishedMessages(50 if args.quick else 300),
         "fanout": lambda: fanout(args.quick),
         "realistic": lambda: realistic(args.quick),
+        "realistic-peers": lambda: realisticPeers(args.quick),
+        "idle-connections": lambda: idleConnections(2_000 if args.quick else 10_000),
+        "tls": lambda: tlsAgainstPlain(args.quick),
         "slow-subscribers": lambda: slowSubscribers(args.quick),
     }
     rows: list[tuple[str, str]] = []
