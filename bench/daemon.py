@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -100,6 +102,19 @@ def loadOnCpu1() -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, saved)
+
+
+def stopLoadProcess(process: Any, control: Connection) -> None:
+    """
+    Tell a load process to stop (over its C{control} pipe, if it still
+    listens), wait for it a while, and kill it if it will not.
+    """
+    with contextlib.suppress(OSError):
+        control.send("stop")
+    process.join(10)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def writeCertificate(directory: str) -> tuple[str, str]:

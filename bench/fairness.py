@@ -4,7 +4,6 @@ A probe's reply times while many connections flood the daemon.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import selectors
 import socket
@@ -12,7 +11,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.daemon import Daemon, loadOnCpu1, pinToCpu
+from bench.daemon import Daemon, loadOnCpu1, pinToCpu, stopLoadProcess
 from bench.measures import cpuPercent, cpuTicks, openSockets, percentile, rssKiB, waitingSeconds
 from bench.probe import PROBE_REQUEST, Probe, serveEvent
 
@@ -74,7 +73,6 @@ def _fairnessRun(request: bytes, flooders: int, seconds: float, warmup: float, p
         "--send-timeout", "0",
     )
     load = None
-    stopped = False
     try:
         pinToCpu(daemon.pid, 0)
         listening = openSockets(daemon.pid)
@@ -127,19 +125,13 @@ def _fairnessRun(request: bytes, flooders: int, seconds: float, warmup: float, p
         probe.close()
         if load:
             control.send("stop")
-            stopped = True
             if control.poll(30):
                 run["flood"] = control.recv()
         return run
     finally:
         if load:
-            if not stopped:
-                with contextlib.suppress(OSError):
-                    control.send("stop")
-            load.join(10)
-            if load.is_alive():
-                load.kill()
-                load.join()
+            # A second "stop", after the one that asked for the report, is never read.
+            stopLoadProcess(load, control)
         daemon.stop()
 
 

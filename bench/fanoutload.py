@@ -14,7 +14,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.daemon import loadOnCpu1
+from bench.daemon import loadOnCpu1, stopLoadProcess
 from bench.measures import cpuPercent, cpuTicks, treeSum, waitingSeconds
 from bench.subscribers import FANOUT_CHANNEL, subscriberLoad
 
@@ -169,12 +169,7 @@ def fanoutLoad(
             raise RuntimeError("a load process did not report")
     finally:
         for process, control in loads + ([publisher] if publisher else []):
-            with contextlib.suppress(OSError):
-                control.send("stop")
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            stopLoadProcess(process, control)
     stamps, sent = published["stamps"], published["sent"]
     latencies, undelivered = [], 0
     for n in range(1, steadyCount + 1):
