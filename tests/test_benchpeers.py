@@ -155,17 +155,19 @@ class JsonprotoTests(_SameReplies, SynchronousTestCase):
         return Daemon("--handlers", "bench.realistic")
 
 
-class NodePeerTests(_SameReplies, SynchronousTestCase):
+class _PeerTests(_SameReplies):
+    peer: str
+
     def start(self) -> Daemon:
-        missing = missingPeer("node")
+        missing = missingPeer(self.peer)
         if missing:
             raise SkipTest(missing)
-        return PeerServer("node")
+        return PeerServer(self.peer)
 
 
-class UvloopPeerTests(_SameReplies, SynchronousTestCase):
-    def start(self) -> Daemon:
-        missing = missingPeer("uvloop")
-        if missing:
-            raise SkipTest(missing)
-        return PeerServer("uvloop")
+class NodePeerTests(_PeerTests, SynchronousTestCase):
+    peer = "node"
+
+
+class UvloopPeerTests(_PeerTests, SynchronousTestCase):
+    peer = "uvloop"
