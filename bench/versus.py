@@ -11,10 +11,12 @@ import json
 import os
 import socket
 import tempfile
+import time
 from typing import Callable
 
 from bench.daemon import Daemon, PeerServer, missingPeer
 from bench.loadgen import LOADGEN, loadClient, missingLoadgen, runLoad
+from bench.measures import waitingSeconds
 from bench.realistic import CHECKED, PUSHED
 
 SERVERS = ("jsonproto", "node", "uvloop")
@@ -99,26 +101,40 @@ def realisticPeers(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
         ]
         for mode, unit, measure in modes:
             figures: dict[str, list[float]] = {kind: [] for kind in servers}
+            waiting: dict[str, list[float]] = {kind: [] for kind in servers}
             for _ in range(rounds):
                 for kind in servers:
                     server = startServer(kind)
                     try:
+                        waited, started = waitingSeconds(server.pid), time.monotonic()
                         figures[kind].append(measure(server))
+                        waiting[kind].append(100 * (waitingSeconds(server.pid) - waited) / (time.monotonic() - started))
                     finally:
                         server.stop()
-            rows += _rows(mode, unit, figures)
+            rows += _rows(mode, unit, figures, waiting)
     return rows
 
 
-def _rows(mode: str, unit: str, figures: dict[str, list[float]]) -> list[tuple[str, str]]:
+def _rows(mode: str, unit: str, figures: dict[str, list[float]], waiting: dict[str, list[float]]) -> list[tuple[str, str]]:
+    """
+    A mode's rows: each server's mean, jsonproto's ratio to the best peer,
+    and, to judge how far to trust them, each round's figure and how long
+    each server was kept from its CPU by other work on the machine.
+    """
     means = {kind: sum(values) / len(values) for kind, values in figures.items()}
     peers = {kind: mean for kind, mean in means.items() if kind != "jsonproto"}
     rounds = len(next(iter(figures.values())))
+    servers = " / ".join(means)
     rows = [(
-        f"realistic, {mode}: {unit}, {' / '.join(means)} (mean of {rounds} rounds)",
+        f"realistic, {mode}: {unit}, {servers} (mean of {rounds} rounds)",
         " / ".join(f"{mean:,.0f}" for mean in means.values()),
     )]
     if peers:
         best = max(peers, key=lambda kind: peers[kind])
         rows.append((f"realistic, {mode}: jsonproto / best peer ({best})", f"{means['jsonproto'] / peers[best]:.2f}x"))
+    rows.append((
+        f"realistic, {mode}: each round, {servers}; the server waiting for a CPU, highest round (%)",
+        " / ".join(", ".join(f"{v:,.0f}" for v in values) for values in figures.values())
+        + "; " + " / ".join(f"{max(values):.0f}" for values in waiting.values()),
+    ))
     return rows

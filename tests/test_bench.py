@@ -71,10 +71,16 @@ class PeerRowsTests(SynchronousTestCase):
         Each mode's rows give every server's mean over the rounds, and
         jsonproto's ratio to the best of the peers, which they name.
         """
-        rows = _rows("pipelined", "requests/s", {"jsonproto": [90.0, 110.0], "node": [150.0, 250.0], "uvloop": [120.0, 80.0]})
+        rows = _rows(
+            "pipelined", "requests/s",
+            {"jsonproto": [90.0, 110.0], "node": [150.0, 250.0], "uvloop": [120.0, 80.0]},
+            {"jsonproto": [1.0, 12.4], "node": [0.0, 0.2], "uvloop": [3.0, 2.0]},
+        )
         self.assertEqual(rows, [
             ("realistic, pipelined: requests/s, jsonproto / node / uvloop (mean of 2 rounds)", "100 / 200 / 100"),
             ("realistic, pipelined: jsonproto / best peer (node)", "0.50x"),
+            ("realistic, pipelined: each round, jsonproto / node / uvloop; the server waiting for a CPU, highest round (%)",
+             "90, 110 / 150, 250 / 120, 80; 12 / 0 / 3"),
         ])
 
     def test_noPeer(self) -> None:
@@ -83,7 +89,7 @@ class PeerRowsTests(SynchronousTestCase):
         ratio is made up.
         """
         self.assertEqual(
-            _rows("ping-pong", "requests/s", {"jsonproto": [10.0, 20.0]}),
+            _rows("ping-pong", "requests/s", {"jsonproto": [10.0, 20.0]}, {"jsonproto": [0.0, 1.0]})[:-1],
             [("realistic, ping-pong: requests/s, jsonproto (mean of 2 rounds)", "15")],
         )
 
