@@ -77,7 +77,7 @@ clean:
 	rm -rf .venv .venv-* build dist *.egg-info _trial_temp* docs/_build twisted/plugins/dropin.cache
 
 bench: $(BUILT)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 $(VENV)/.typecheck: $(STAMP) setup.cfg
 	$(BIN)/python -m pip install --quiet -e '.[typecheck]' --config-settings editable_mode=compat
