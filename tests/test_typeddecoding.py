@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.core.budget import BufferBudget
-from jsonproto.core.envelope import answerTyped
+from jsonproto.core.envelope import answerTyped, readStraight
 from jsonproto.core.pipeline import FLUSH, BLOCKED, Pipeline
 from jsonproto.core.traffic import Traffic
 from jsonproto.dispatch.dispatcher import Dispatcher
@@ -68,7 +68,7 @@ class Ack(msgspec.Struct):
     seen: int
 
 
-def typedDispatcher(straight: bool, later: list[Deferred[Any]]) -> Dispatcher:
+def typedDispatcher(straight: bool, later: list[Deferred[Any]], seen: list[Any] | None = None) -> Dispatcher:
     """
     The seed's types and typed handlers of every kind and outcome; with
     C{straight} false, a dispatcher that never lets requests be decoded
@@ -79,6 +79,7 @@ def typedDispatcher(straight: bool, later: list[Deferred[Any]]) -> Dispatcher:
         decodesTyped = False  # type: ignore[assignment]
 
     d = Dispatcher() if straight else Converting()
+    seen = [] if seen is None else seen
     registerSeed(d)
 
     def reading(message: Reading, context: Any) -> dict[str, Any]:
@@ -123,6 +124,20 @@ def typedDispatcher(straight: bool, later: list[Deferred[Any]]) -> Dispatcher:
     }.items():
         d.register(name, handler)
     d.register("UNTYPED", lambda message, context: {"got": message})
+
+    def note(message: Point, context: Any) -> None:
+        seen.append(msgspec.to_builtins(message))
+
+    def noteLater(message: Point, context: Any) -> Deferred[Any]:
+        result: Deferred[Any] = Deferred()
+        later.append(result)
+        return result
+
+    d.register("NOTE", note, oneWay=True)
+    d.register("NOTE_REFUSED", refused, oneWay=True)
+    d.register("NOTE_BUGGY", buggy, oneWay=True)
+    d.register("NOTE_LATER", noteLater, oneWay=True)
+    d.register("NOTE_WRONG", lambda message, context: [message.x], oneWay=True, request=Point)
     return d
 
 
@@ -131,7 +146,8 @@ def converse(straight: bool, reads: list[bytes]) -> dict[str, Any]:
     Feed C{reads} to a pipeline and say all anyone could observe.
     """
     later: list[Deferred[Any]] = []
-    d = typedDispatcher(straight, later)
+    seen: list[Any] = []
+    d = typedDispatcher(straight, later, seen)
     traffic = Traffic()
     errors: dict[str, int] = {}
     pipeline: Any = None
@@ -168,6 +184,7 @@ def converse(straight: bool, reads: list[bytes]) -> dict[str, Any]:
         "errors": errors,
         "counts": d.counts,
         "handlerErrors": d.latency.errors,
+        "oneWaySeen": seen,
     }
 
 
@@ -232,6 +249,14 @@ MESSAGES: list[bytes] = [
     b'{"type":"FLOATY","x":1}',
     b'{"type":"FLOATY","x":0}',
     b'{"type":"UNTYPED","x":1}',
+    b'{"type":"NOTE","x":1,"y":2}',
+    b'{"type":"NOTE","x":1,"id":"n"}',
+    b'{"type":"NOTE","x":true}',
+    b'{"type":"NOTE","x":1,"junk":"\xff"}',
+    b'{"type":"NOTE_REFUSED","x":1}',
+    b'{"type":"NOTE_BUGGY","x":1}',
+    b'{"type":"NOTE_LATER","x":1}',
+    b'{"type":"NOTE_WRONG","x":1}',
 ]
 
 
@@ -243,7 +268,7 @@ class StraightDecodingTests(SynchronousTestCase):
 
     def assertSame(self, reads: list[bytes]) -> None:
         self.assertEqual(converse(True, reads), converse(False, reads))
-        self.flushLoggedErrors(ValueError)
+        self.flushLoggedErrors(ValueError, TypeError)
 
     def test_eachMessage(self) -> None:
         """
@@ -255,7 +280,7 @@ class StraightDecodingTests(SynchronousTestCase):
 
     @settings(max_examples=200, deadline=None)
     @given(
-        st.sampled_from(["SUM", "GREETING", "READING", "POINT", "STRICT", "NAMED", "NOPE"]),
+        st.sampled_from(["SUM", "GREETING", "READING", "POINT", "STRICT", "NAMED", "NOTE", "NOPE"]),
         st.dictionaries(
             st.sampled_from(["a", "b", "name", "device", "celsius", "unit", "tags", "samples", "x", "y", "n", "id", "zz"]),
             st.recursive(
@@ -293,6 +318,9 @@ class StraightDecodingTests(SynchronousTestCase):
             b"[1]",
         ):
             self.assertIsNone(answer(notTaken), notTaken)
+        note = readStraight(d.handlers, d.oneWayHandlers, b'{"type":"NOTE","x":1}')
+        assert note is not None
+        self.assertEqual((note.oneWay, note.messageType, note.value), (True, "NOTE", Point(1, 0)))
 
     def test_untypedDispatcher(self) -> None:
         """

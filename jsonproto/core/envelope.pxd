@@ -20,5 +20,19 @@ cdef dict _withId(dict reply, dict message)
 cdef dict _okReply(dict result, bint hasId, object messageId)
 cdef bint _heldToCodecRules(bytes frame) except -1
 
-@cython.locals(started=double, messageType=str, typedRequest=TypedRequest)
+@cython.final
+cdef class Straight:
+    cdef public str messageType
+    cdef public bint hasId
+    cdef public object messageId
+    cdef public TypedRequest handler
+    cdef public object value
+    cdef public bint oneWay
+
+@cython.locals(messageType=str, typedRequest=TypedRequest, oneWay=bint)
+cpdef Straight readStraight(dict handlers, dict oneWayHandlers, bytes frame)
+
+@cython.locals(started=double, messageType=str)
+cpdef object answerStraight(Straight straight, HandlerLatency latency, object dispatcher, bytes frame, object context)
+
 cpdef object answerTyped(dict handlers, HandlerLatency latency, object dispatcher, bytes frame, object context)

@@ -170,17 +170,39 @@ def _heldToCodecRules(frame: bytes) -> bool:
     return True
 
 
-def answerTyped(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, frame: bytes, context: Any) -> Any:
+class Straight:
     """
-    Answer a request to a typed handler from its bytes, decoded straight
-    into the handler's type (L{TypedRequest.decode}), when it is one and
-    fits: the reply is the one L{answer} gives the same message, counted
-    alike, at about half the cost.
+    A message read straight into its handler's type (L{readStraight}).
 
-    @return: The reply, or what the caller waits on (as L{answer}), or
-        L{None} for a message not taken this way: it is not a typed
-        handler's, or does not fit its type, or is not a request at all.
-        Then it must be answered the ordinary way, which says what is wrong.
+    @ivar messageType: Its C{type}.
+    @ivar hasId: Whether it has an C{id}; C{messageId} is that id.
+    @ivar handler: Its type's handler, a L{TypedRequest}.
+    @ivar value: The message as a value of the handler's type.
+    @ivar oneWay: Whether its type is one-way.
+    """
+
+    __slots__ = ("messageType", "hasId", "messageId", "handler", "value", "oneWay")
+
+    def __init__(self, messageType: str, messageId: Any, handler: TypedRequest, value: Any, oneWay: bool) -> None:
+        self.messageType = messageType
+        self.hasId = messageId is not UNSET
+        self.messageId = messageId
+        self.handler = handler
+        self.value = value
+        self.oneWay = oneWay
+
+
+def readStraight(handlers: dict[str, Any], oneWayHandlers: dict[str, Any], frame: bytes) -> Straight | None:
+    """
+    Read a message to a typed handler (a request's, or a one-way type's)
+    from its bytes straight into the handler's type
+    (L{TypedRequest.decode}), when it is one and fits: one pass over the
+    bytes, where the ordinary way decodes them to a dict and converts that.
+
+    @return: The message read, or L{None} for one not taken this way: it is
+        not a typed handler's, or does not fit its type, or is not a
+        request at all.  Then it must be answered the ordinary way, which
+        says what is wrong.
     """
     if len(frame) > STRAIGHT_BYTES:
         return None
@@ -189,7 +211,11 @@ def answerTyped(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: A
     except (MsgspecError, RecursionError):
         return None
     messageType: str = envelope.type
+    oneWay = False
     handler = handlers.get(messageType)
+    if handler is None and oneWayHandlers:
+        handler = oneWayHandlers.get(messageType)
+        oneWay = True
     if type(handler) is not TypedRequest:
         return None
     typedRequest: TypedRequest = handler
@@ -199,17 +225,41 @@ def answerTyped(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: A
         value = typedRequest.decode(frame)
     except (MsgspecError, RecursionError):
         return None
+    return Straight(messageType, envelope.id, typedRequest, value, oneWay)
+
+
+def answerStraight(straight: Straight, latency: HandlerLatency, dispatcher: Any, frame: bytes, context: Any) -> Any:
+    """
+    Answer a request read straight into its type (L{readStraight}; from
+    C{frame}): the reply L{answer} gives the same message, counted alike.
+
+    @return: The reply, or what the caller waits on (as L{answer}).
+    """
+    messageType = straight.messageType
     started = latency.countCall(messageType)
     try:
-        result = typedRequest.function(value, context)
+        result = straight.handler.function(straight.value, context)
     except Exception as e:
         return dispatcher.raised(e, decodeOrRefuse(frame), messageType, started)
     if type(result) is not dict:
         return dispatcher.returned(result, decodeOrRefuse(frame), messageType, started)
     if started:
         latency.finished(messageType, started)
-    messageId = envelope.id
-    return _okReply(result, messageId is not UNSET, messageId)
+    return _okReply(result, straight.hasId, straight.messageId)
+
+
+def answerTyped(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, frame: bytes, context: Any) -> Any:
+    """
+    Answer a request to a typed handler from its bytes, when it can be read
+    straight into the handler's type (L{readStraight}, L{answerStraight}).
+
+    @return: The reply, or what the caller waits on (as L{answer}), or
+        L{None} for a message not taken this way.
+    """
+    straight = readStraight(handlers, {}, frame)
+    if straight is None or straight.oneWay:
+        return None
+    return answerStraight(straight, latency, dispatcher, frame, context)
 
 
 def _withId(reply: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:

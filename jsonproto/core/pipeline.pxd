@@ -2,7 +2,7 @@
 
 cimport cython
 
-from jsonproto.core.envelope cimport _answer, answerTyped, checkPush, errorReply
+from jsonproto.core.envelope cimport Straight, _answer, answerStraight, checkPush, errorReply, readStraight
 from jsonproto.core.traffic cimport Traffic
 from jsonproto.dispatch.latency cimport HandlerLatency
 from jsonproto.wire.codec cimport decodeOrRefuse, encode
@@ -11,6 +11,9 @@ from jsonproto.wire.framing cimport FrameQueue, encodeInt32
 
 cdef Py_ssize_t _BATCH_BYTES
 cdef Py_ssize_t _TIME_CHECK_EVERY
+
+
+cdef object _decoded(object message, object frame)
 
 
 @cython.final
@@ -64,10 +67,13 @@ cdef class Pipeline:
     cdef _charge(self, Py_ssize_t held)
     @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
     cpdef int run(self) except -1
+    @cython.locals(straight=Straight)
     cdef _answerFrame(self, bytes frame)
     cdef object _answerRPC(self, object value, Owed group)
     cdef _answerBatch(self, list batch)
     cdef object _answerOneWay(self, object handler, dict message, bint answered=*)
+    @cython.locals(started=double)
+    cdef object _callOneWay(self, object call, object argument, str messageType, object message, object frame, bint answered)
     cdef _drop(self, object reply, object message)
     cdef _refuseFrame(self, object frame)
     cdef _wait(self, object pending, object message)

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from jsonproto.core.budget import BufferBudget
 from jsonproto.core import jsonrpc
-from jsonproto.core.envelope import _answer, answerTyped, checkPush, errorReply
+from jsonproto.core.envelope import Straight, _answer, answerStraight, checkPush, errorReply, readStraight
 from jsonproto.core.traffic import Traffic
 from jsonproto.dispatch.latency import UNKNOWN
 from jsonproto.errors import (
@@ -123,6 +123,17 @@ class Owed:
         self.index = 0
         self.replies: list[Any] | None = None
         self.missing = 0
+
+
+def _decoded(message: Any, frame: bytes | None) -> Any:
+    """
+    C{message}, or, where it was read straight into a type and not
+    decoded (L{None}), its C{frame} decoded.
+    """
+    if message is not None:
+        return message
+    assert frame is not None
+    return decodeOrRefuse(frame)
 
 
 class Pipeline:
@@ -339,8 +350,12 @@ class Pipeline:
         if self._logMessage is not None:
             self._logMessage("sent", frame)
         if self._typedFirst and not self.refusing:
-            result = answerTyped(self._handlers, self._latency, self._dispatcher, frame, self._context)
-            if result is not None:
+            straight = readStraight(self._handlers, self._oneWay, frame)
+            if straight is not None:
+                if straight.oneWay:
+                    self._callOneWay(straight.handler.function, straight.value, straight.messageType, None, frame, False)
+                    return
+                result = answerStraight(straight, self._latency, self._dispatcher, frame, self._context)
                 if type(result) is dict:
                     self._emit(result, None)
                 else:
@@ -456,19 +471,35 @@ class Pipeline:
             send, rather than dropped.
         @return: That error reply, or L{None}.
         """
-        messageType: str = message["type"]
+        return self._callOneWay(handler, message, message["type"], message, None, answered)
+
+    def _callOneWay(
+        self, call: Any, argument: Any, messageType: str, message: Any, frame: bytes | None, answered: bool
+    ) -> Any:
+        """
+        L{_answerOneWay}, calling C{call} with C{argument}: the decoded
+        C{message}, or a value read straight into the handler's type
+        (L{readStraight}) from C{frame}, with C{message} L{None}; the
+        message is then decoded only if an error or an outcome still to
+        come needs it.
+        """
         started = self._latency.countCall(messageType)
         try:
-            result = handler(message, self._context)
+            result = call(argument, self._context)
         except Exception as e:
+            message = _decoded(message, frame)
             refused = self._dispatcher.raised(e, message, messageType, started)
             if answered:
                 return refused
             self._drop(refused, message)
             return None
+        if result is not None and type(result) is not dict:
+            message = _decoded(message, frame)
+        # (A plain outcome, None or a dict, needs no message.)
         outcome = self._dispatcher.returnedOneWay(result, message, messageType, started)
         if outcome is None:
             return None
+        message = _decoded(message, frame)
         if type(outcome) is dict:
             if answered and outcome.get("status") == "ERROR":
                 return outcome

@@ -102,10 +102,14 @@ class Dispatcher:
     def decodesTyped(self) -> bool:
         """
         Whether a typed handler can take its messages straight from their
-        bytes (L{typed.TypedRequest.decode}): the pipeline offers requests
+        bytes (L{typed.TypedRequest.decode}): the pipeline offers messages
         to them first.
         """
-        return any(type(call) is typed.TypedRequest and call.decode is not None for call in self._handlers.values())
+        return any(
+            type(call) is typed.TypedRequest and call.decode is not None
+            for handlers in (self._handlers, self._oneWayHandlers)
+            for call in handlers.values()
+        )
 
     def register(
         self,
