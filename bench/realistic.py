@@ -5,11 +5,12 @@ non-ASCII text, an enum and bounds, about 200 bytes), answered by a typed
 handler as a user would write it; beside it the same handler untyped,
 checking nothing, which prices the checks; and the same again checked by
 hand, as a user who declares no type writes it.  The peers under
-C{bench/peers/} (Node, and asyncio on uvloop) serve the hand-checked
-types with the same rules and the same replies.
+C{bench/peers/} (Node, and asyncio on uvloop) check the same rules by
+hand, for the typed C{READING} and the hand-checked C{READING_CHECKED}
+alike, with the same replies.
 
-A device may also stream its readings one-way (C{PUSH_READING}: checked
-by hand the same way, no reply); the server keeps each device's latest,
+A device may also stream its readings one-way (C{PUSH_READING}: typed,
+no reply); the server keeps each device's latest,
 and C{LATEST} tells it, with how many readings the device has pushed.
 
     twistd -n jsonproto --handlers bench.realistic
@@ -111,20 +112,20 @@ def readingChecked(message: dict[str, Any], context: Any) -> dict[str, Any]:
     return readingRaw(message, context)
 
 
-def pushReading(message: dict[str, Any], context: Any) -> None:
+def pushReading(message: Reading, context: Any) -> None:
     """
-    A reading streamed one-way: checked, then kept as its device's latest.
+    A reading streamed one-way: checked (it is typed), then kept as its
+    device's latest.
     """
-    checkReading(message)
-    device = message["device"]
+    device = message.device
     known = latest.get(device)
     if known is None:
         if len(latest) >= MAX_DEVICES:
             raise RequestError(INVALID_FIELD, f"device: more than {MAX_DEVICES} devices")
         known = latest[device] = {"readings": 0}
     known["readings"] += 1
-    known["at"] = message["at"]
-    known["celsius"] = message["celsius"]
+    known["at"] = message.at
+    known["celsius"] = message.celsius
 
 
 def latestReading(message: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """
-The realistic service (L{bench.realistic}, checked by hand) served by
-jsonproto and by its peers under C{bench/peers/}, Node and uvloop, written
+The realistic service (L{bench.realistic}) served by jsonproto, through
+its typed handlers (READING, and PUSH_READING one-way), and by its peers under C{bench/peers/}, Node and uvloop, written
 for speed: ping-pong, pipelined, and a one-way stream, each server fresh,
 on CPU 0, the load on CPU 1, the servers taking turns round after round.
+The peers check the same rules by hand, as they check READING_CHECKED.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 from bench.daemon import Daemon, PeerServer, missingPeer
 from bench.loadgen import LOADGEN, loadClient, missingLoadgen, runLoad
 from bench.measures import waitingSeconds
-from bench.realistic import CHECKED, PUSHED
+from bench.realistic import MESSAGES, PUSHED
 
 SERVERS = ("jsonproto", "node", "uvloop")
 
@@ -53,7 +54,7 @@ def readingsKept(port: int) -> int:
 def _requestLoad(files: dict[str, str], depth: int, seconds: list[str]) -> Callable[[Daemon], float]:
     def measure(server: Daemon) -> float:
         run = runLoad([LOADGEN, "--port", str(server.port), "--conns", "50", "--depth", str(depth),
-                       "--msg-file", files["checked"], "--expect", '"OK"', "--quiet", *seconds])
+                       "--msg-file", files["reading"], "--expect", '"OK"', "--quiet", *seconds])
         if run.get("errors"):
             raise RuntimeError(f"loadgen counted {run['errors']} errors")
         return float(run["rps"])
@@ -90,7 +91,7 @@ def realisticPeers(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
     seconds = ["--duration", "1" if quick else "4", "--warmup", "0.5" if quick else "1"]
     with tempfile.TemporaryDirectory() as work:
         files = {}
-        for name, message in (("checked", CHECKED), ("pushed", PUSHED), ("latest", LATEST)):
+        for name, message in (("reading", MESSAGES["typed"]), ("pushed", PUSHED), ("latest", LATEST)):
             files[name] = os.path.join(work, f"{name}.json")
             with open(files[name], "wb") as f:
                 f.write(message)

@@ -65,6 +65,10 @@ const handlers = {
     for (const s of samples) sum += s;
     return { device: m.device, count: samples.length, mean: samples.length ? sum / samples.length : null };
   },
+  // The typed READING of jsonproto's side: the same checks, by hand.
+  READING(m) {
+    return handlers.READING_CHECKED(m);
+  },
   LATEST(m) {
     if (!isDevice(m.device)) throw fieldError('device must be a string of 1 to 64 characters');
     return Object.assign({ device: m.device }, latest.get(m.device) || { readings: 0 });

@@ -90,7 +90,8 @@ def pushReading(m):
     known["celsius"] = m["celsius"]
 
 
-HANDLERS = {"READING_CHECKED": readingChecked, "LATEST": latestReading}
+# READING is the typed READING of jsonproto's side: the same checks, by hand.
+HANDLERS = {"READING_CHECKED": readingChecked, "READING": readingChecked, "LATEST": latestReading}
 ONE_WAY = {"PUSH_READING": pushReading}
 
 
