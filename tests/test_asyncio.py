@@ -20,16 +20,11 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from tests.docrun import freePort
 from tests.e2e import daemonLog, twistd
 from tests.test_twistd import DEADLINE, readUntil
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def startRedis(test: SynchronousTestCase) -> int:

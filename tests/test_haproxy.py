@@ -18,6 +18,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.docrun import freePort
 from tests.e2e import startDaemon
 
 CONFIG = """
@@ -38,14 +39,6 @@ backend daemons
     server a 127.0.0.1:{a} send-proxy-v2
     server b 127.0.0.1:{b} send-proxy-v2
 """
-
-
-def freePort() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def ask(port: int) -> tuple[int, dict[str, Any]]:

@@ -32,17 +32,12 @@ from jsonproto.daemon.options import Options
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
 from jsonproto.server.factory import JSONServerFactory
+from tests.docrun import freePort
 from tests.e2e import daemonLog, twistd
 from tests.support import connect, line, readLines
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 DEADLINE = float(os.environ.get("JSONPROTO_TEST_DEADLINE", 20))
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def waitUntil(condition: Callable[[], bool], what: str, seconds: float = DEADLINE) -> None:

@@ -166,6 +166,23 @@ def converse(modules: dict[str, ModuleType], framing: str, envelope: str, reads:
         budget=BufferBudget(total=3000, perHost=0),
         envelope=envelope,
     )
+    return {
+        "observed": observe(pipeline, later, reads, (pipelineModule.FLUSH, pipelineModule.BLOCKED)),
+        "traffic": (traffic.messagesIn, traffic.messagesOut, traffic.bytesIn, traffic.bytesOut),
+        "errors": errors,
+        "counts": d.counts,
+        "handlerErrors": d.latency.errors,
+        "close": (pipeline.closeReason, pipeline.closeKind),
+        "buffered": (pipeline.bufferedBytes, pipeline.midMessage, pipeline.busy, pipeline.owed),
+    }
+
+
+def observe(pipeline: Any, later: list[Deferred[Any]], reads: list[bytes], runAgain: tuple[int, ...]) -> list[Any]:
+    """
+    Feed C{reads} to C{pipeline}, running it after each until it returns
+    an outcome other than C{runAgain}'s, completing what handlers leave
+    pending (C{later}) as it goes; what it returned and wrote, in order.
+    """
     observed: list[Any] = []
     for data in reads:
         pipeline.receive(data)
@@ -176,17 +193,9 @@ def converse(modules: dict[str, ModuleType], framing: str, envelope: str, reads:
             while later:
                 later.pop(0).callback({"later": True})
             observed.append(pipeline.takeOutput())
-            if outcome not in (pipelineModule.FLUSH, pipelineModule.BLOCKED):
+            if outcome not in runAgain:
                 break
-    return {
-        "observed": observed,
-        "traffic": (traffic.messagesIn, traffic.messagesOut, traffic.bytesIn, traffic.bytesOut),
-        "errors": errors,
-        "counts": d.counts,
-        "handlerErrors": d.latency.errors,
-        "close": (pipeline.closeReason, pipeline.closeKind),
-        "buffered": (pipeline.bufferedBytes, pipeline.midMessage, pipeline.busy, pipeline.owed),
-    }
+    return observed
 
 
 def frame(framing: str, message: bytes) -> bytes:

@@ -16,6 +16,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.docrun import freePort
 from tests.e2e import REPO, daemonLog, twistd
 
 DEADLINE = 30.0
@@ -389,17 +390,6 @@ class WorkersTests(SynchronousTestCase):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=DEADLINE)
         os.unlink(process.logPath)  # type: ignore[attr-defined]
-
-
-def freePort() -> int:
-    """
-    A port nothing listens on now, for a daemon that must be told one.
-    """
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
 
 
 def readAll(client: socket.socket) -> bytes:

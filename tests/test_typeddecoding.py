@@ -26,6 +26,7 @@ from jsonproto.dispatch.seed import register as registerSeed
 from jsonproto.errors import INVALID_FIELD, RequestError
 from jsonproto.limits import Limits
 from jsonproto.wire.framing import LineDecoder
+from tests.test_twins import observe
 
 MAX = 4000
 
@@ -167,19 +168,8 @@ def converse(straight: bool, reads: list[bytes]) -> dict[str, Any]:
         errorCounts=errors,
         budget=BufferBudget(total=100_000, perHost=0),
     )
-    observed: list[Any] = []
-    for data in reads:
-        pipeline.receive(data)
-        for _ in range(1000):
-            outcome = pipeline.run()
-            observed.append((outcome, pipeline.takeOutput()))
-            while later:
-                later.pop(0).callback({"later": True})
-            observed.append(pipeline.takeOutput())
-            if outcome not in (FLUSH, BLOCKED):
-                break
     return {
-        "observed": observed,
+        "observed": observe(pipeline, later, reads, (FLUSH, BLOCKED)),
         "traffic": (traffic.messagesIn, traffic.messagesOut, traffic.bytesIn, traffic.bytesOut),
         "errors": errors,
         "counts": d.counts,
