@@ -248,6 +248,26 @@ class StreamingTests(TestCase):
         self.assertTrue(err.startswith("jsonproto: line 2 is not JSON:"), err)
 
     @inlineCallbacks
+    def test_numbersJSONCannotCarry(self) -> None:
+        """
+        C{NaN} and C{1e999}, which Python's parser takes and no JSON peer
+        may, are named in one line like any line that is not JSON, and the
+        lines after them are still sent.
+        """
+        lines = io.StringIO('{"type":"SUM","a":1e999,"b":1}\n{"type":"SUM","a":NaN,"b":1}\n{"type":"SUM","a":2,"b":2}\n')
+        status, out, err = yield run("send", f"127.0.0.1:{self.port}", stdin=lines)
+        self.assertEqual((status, [json.loads(l)["result"] for l in out.splitlines()]), (2, [4]))
+        self.assertEqual(
+            err.splitlines(),
+            [
+                "jsonproto: line 1 is not JSON as a request must be: Number out of range",
+                "jsonproto: line 2 is not JSON as a request must be: Invalid JSON: NaN is not a JSON number",
+            ],
+        )
+        status, out, err = yield run("send", f"127.0.0.1:{self.port}", '{"type":"SUM","a":NaN,"b":1}')
+        self.assertEqual((status, out, err.count("\n")), (2, "", 1))
+
+    @inlineCallbacks
     def test_serverCloses(self) -> None:
         """
         The server's "Too many errors" is not printed as the reply to the

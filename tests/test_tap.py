@@ -205,6 +205,9 @@ class OptionsTests(TestCase):
         chosen = self.parse("--per-ip-exempt", "10.0.0.0/8, fd00::/8")["per-ip-exempt"]
         self.assertEqual([host in chosen for host in ("10.1.2.3", "fd00::1", "127.0.0.1")], [True, True, False])
         self.assertUsageError(["--per-ip-exempt", "10.0.0.0/33"], "--per-ip-exempt", "'10.0.0.0/33'")
+        self.assertUsageError(["--per-ip-exempt", "127.0.0.1/8"], "--per-ip-exempt", "'127.0.0.1/8'", "host bits")
+        self.assertUsageError(["--per-ip-exempt", ""], "--per-ip-exempt", '"none"')
+        self.assertUsageError(["--per-ip-exempt", "10.0.0.0/8,"], "--per-ip-exempt", "''")
 
 
 class HandlersTests(TestCase):

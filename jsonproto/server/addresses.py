@@ -68,18 +68,23 @@ class Networks:
     @classmethod
     def parse(cls, text: str) -> Networks:
         """
-        Networks from a comma-separated list, or C{none} for none.
+        Networks from a comma-separated list, or C{none} for none.  Since
+        this is what an operator typed, a network with host bits set
+        (C{127.0.0.1/8}), an empty item or an empty list is refused rather
+        than guessed at.
 
         @raise ValueError: If an item is not a network, naming it.
         """
         if text.strip() == "none":
             return cls()
-        items = [item for item in text.split(",") if item.strip()]
+        items = [item.strip() for item in text.split(",")]
+        if not any(items):
+            raise ValueError('give IP networks, comma-separated, or "none" for none')
         for item in items:
             try:
-                ipaddress.ip_network(item.strip(), strict=False)
-            except ValueError:
-                raise ValueError(f"{item.strip()!r} is not an IP address or network (such as 127.0.0.0/8 or ::1)") from None
+                ipaddress.ip_network(item, strict=True)
+            except ValueError as e:
+                raise ValueError(f"{item!r} is not an IP address or network, such as 127.0.0.0/8 or ::1 ({e})") from None
         return cls(items)
 
     def __contains__(self, host: object) -> bool:

@@ -21,6 +21,8 @@ import time
 from typing import Any, Callable, TextIO
 
 from jsonproto.client import Client, ProtocolError, ReplyTooLong
+from jsonproto.errors import RequestError
+from jsonproto.wire import codec
 
 EXIT_OK, EXIT_ERROR_REPLY, EXIT_FAILURE = 0, 1, 2
 
@@ -39,9 +41,14 @@ def parseRequest(text: str, where: str) -> dict[str, Any]:
     @raise CommandError: It is not JSON, or not a request.
     """
     try:
-        message = json.loads(text)
+        json.loads(text)
     except ValueError as e:
         raise CommandError(f"{where} is not JSON: {e}") from None
+    try:
+        # Held to the rules the server holds it to: no NaN, no 1e999.
+        message = codec.decode(text.encode("utf-8", "surrogatepass"))
+    except RequestError as e:
+        raise CommandError(f"{where} is not JSON as a request must be: {e}") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise CommandError(f"{where} is not a request: it needs to be a JSON object with a string \"type\"")
     if isinstance(message.get("id"), (bool, list, dict)):
