@@ -69,10 +69,12 @@ class JSONProtoService(MultiService):
         if self.logLevel is not None and not self._levelFiltered:
             filterLevel(self.logLevel)
             self._levelFiltered = True
-        super().startService()
         from jsonproto.core import compiled
 
+        # Before the listeners start, so that it is in the log before any
+        # line about serving.
         log.info("core: {implementation}", implementation=compiled.implementation())
+        super().startService()
         if threading.current_thread() is threading.main_thread():
             callFromThread = getattr(self.clock, "callFromThread", None)
             if callFromThread is not None:
