@@ -145,7 +145,8 @@ class TwistdTests(SynchronousTestCase):
         # Operators can tell from the log which core answers.
         from jsonproto.core import compiled
 
-        self.assertIn(f"core: {compiled.implementation()}".encode(), daemonLog(process))
+        # (Written once the service starts, which may be just after the listener logs its port.)
+        self.assertEqual(readUntil(process, rb"core: (\w+)").group(1).decode(), compiled.implementation())
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
             client.sendall(b'{"type":"SUM","a":10,"b":20,"id":"x"}\n')
             reply = client.makefile("rb").readline()
