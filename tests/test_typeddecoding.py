@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.core.budget import BufferBudget
-from jsonproto.core.envelope import answerTyped, readStraight
+from jsonproto.core.envelope import answerStraight, readStraight
 from jsonproto.core.pipeline import FLUSH, BLOCKED, Pipeline
 from jsonproto.core.traffic import Traffic
 from jsonproto.dispatch.dispatcher import Dispatcher
@@ -67,6 +67,16 @@ class Named(TypedDict):
 class Ack(msgspec.Struct):
     ok: bool
     seen: int
+
+
+def answerTyped(d: Dispatcher, frame: bytes) -> Any:
+    """
+    A request answered the straight way, or L{None} if it is not taken.
+    """
+    straight = readStraight(d.handlers, {}, frame)
+    if straight is None:
+        return None
+    return answerStraight(straight, d.latency, d, frame, None)
 
 
 def typedDispatcher(straight: bool, later: list[Deferred[Any]], seen: list[Any] | None = None) -> Dispatcher:
@@ -297,7 +307,7 @@ class StraightDecodingTests(SynchronousTestCase):
         """
         d = typedDispatcher(True, [])
         self.assertTrue(d.decodesTyped)
-        answer = lambda frame: answerTyped(d.handlers, d.latency, d, frame, None)  # noqa: E731
+        answer = lambda frame: answerTyped(d, frame)  # noqa: E731
         self.assertEqual(answer(b'{"type":"SUM","a":1,"b":2,"id":"i"}'), {"status": "OK", "result": 3, "id": "i"})
         for notTaken in (
             b'{"type":"SUM","a":true,"b":2}',
@@ -328,6 +338,6 @@ class StraightDecodingTests(SynchronousTestCase):
         """
         d = typedDispatcher(True, [])
         d.register("LATER", lambda message, context: succeed({"done": True}), request=Point)
-        result = answerTyped(d.handlers, d.latency, d, b'{"type":"LATER","x":1,"id":5}', None)
+        result = answerTyped(d, b'{"type":"LATER","x":1,"id":5}')
         self.assertIsInstance(result, Deferred)
         self.assertEqual(self.successResultOf(result), {"status": "OK", "done": True, "id": 5})

@@ -35,4 +35,3 @@ cpdef Straight readStraight(dict handlers, dict oneWayHandlers, bytes frame)
 @cython.locals(started=double, messageType=str)
 cpdef object answerStraight(Straight straight, HandlerLatency latency, object dispatcher, bytes frame, object context)
 
-cpdef object answerTyped(dict handlers, HandlerLatency latency, object dispatcher, bytes frame, object context)

@@ -248,20 +248,6 @@ def answerStraight(straight: Straight, latency: HandlerLatency, dispatcher: Any,
     return _okReply(result, straight.hasId, straight.messageId)
 
 
-def answerTyped(handlers: dict[str, Any], latency: HandlerLatency, dispatcher: Any, frame: bytes, context: Any) -> Any:
-    """
-    Answer a request to a typed handler from its bytes, when it can be read
-    straight into the handler's type (L{readStraight}, L{answerStraight}).
-
-    @return: The reply, or what the caller waits on (as L{answer}), or
-        L{None} for a message not taken this way.
-    """
-    straight = readStraight(handlers, {}, frame)
-    if straight is None or straight.oneWay:
-        return None
-    return answerStraight(straight, latency, dispatcher, frame, context)
-
-
 def _withId(reply: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
     if "id" in message:
         reply["id"] = message["id"]

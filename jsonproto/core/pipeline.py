@@ -189,7 +189,7 @@ class Pipeline:
         if envelope not in ENVELOPES:
             raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}, not {envelope!r}")
         self._rpc = envelope == "jsonrpc"
-        # Requests to typed handlers are first offered to answerTyped: with
+        # Messages to typed handlers are first offered to readStraight: with
         # the dispatcher's typed handlers as registered by now (one added
         # later is answered the ordinary way, at the ordinary cost).
         self._typedFirst = not self._rpc and bool(getattr(dispatcher, "decodesTyped", False))

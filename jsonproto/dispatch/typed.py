@@ -223,7 +223,7 @@ class TypedRequest:
         (msgspec's JSON decoder for it), or L{None} for a type that refuses
         unknown fields, which would refuse the envelope's.  The pipeline
         takes this way for a message that fits
-        (L{jsonproto.core.envelope.answerTyped}): one pass over the bytes in
+        (L{jsonproto.core.envelope.readStraight}): one pass over the bytes in
         place of decoding to a dict and converting that; any message it
         does not take goes the way of every other.
     """
