@@ -65,7 +65,7 @@ cdef class Pipeline:
 
     cpdef receive(self, bytes data)
     cdef _charge(self, Py_ssize_t held)
-    @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
+    @cython.locals(handled=Py_ssize_t, owed=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
     cpdef int run(self) except -1
     @cython.locals(straight=Straight)
     cdef _answerFrame(self, bytes frame)
@@ -78,6 +78,7 @@ cdef class Pipeline:
     cdef _refuseFrame(self, object frame)
     cdef _wait(self, object pending, object message)
     cpdef complete(self, Owed owed, object reply)
+    cdef object _owing(self)
     cdef _place(self, Owed owed)
     cdef bytes _frameBatch(self, list replies)
     cdef _emit(self, dict reply, object message)

@@ -219,7 +219,9 @@ class Pipeline:
         self._logMessage = logMessage
         self._out: list[bytes] = []
         self._outBytes = 0
-        self._owed: deque[Owed] = deque()
+        # Replies owed, in order (L{Owed}); None while there are none: an
+        # empty deque costs 760 bytes, a third of an idle connection's.
+        self._owed: deque[Owed] | None = None
         # One-way handlers still running.
         self._detached = 0
         self._errorCost = 0.0
@@ -307,7 +309,7 @@ class Pipeline:
         now, and replies waiting behind them.  L{run} answers nothing more
         while C{Limits.maxPending} are.
         """
-        return len(self._owed)
+        return len(self._owed) if self._owed is not None else 0
 
     # Answering
 
@@ -325,7 +327,8 @@ class Pipeline:
         handled = 0
         turnStarted = 0.0
         while True:
-            if len(self._owed) + self._detached >= self._maxPending:
+            owed = len(self._owed) if self._owed is not None else 0
+            if owed + self._detached >= self._maxPending:
                 return BLOCKED
             if self._outBytes >= _BATCH_BYTES:
                 return FLUSH
@@ -452,7 +455,7 @@ class Pipeline:
             self._place(group)
             return
         group.missing = len(waiting)
-        self._owed.append(group)
+        self._owing().append(group)
         for index, pending, message in waiting:
             member = Owed()
             member.group = group
@@ -547,7 +550,7 @@ class Pipeline:
         Keep the reply's place until its handler finishes.
         """
         owed = Owed()
-        self._owed.append(owed)
+        self._owing().append(owed)
         self._awaitReply(owed, pending, message)
 
     def complete(self, owed: Owed, reply: dict[str, Any] | None) -> None:
@@ -580,8 +583,18 @@ class Pipeline:
             assert frame is not None
             self._out.append(frame)
             self._outBytes += len(frame)
+        if not queue:
+            self._owed = None
         if self._errorCode is not None:
             self._errorReplied(self._errorCode)
+
+    def _owing(self) -> deque[Owed]:
+        """
+        The replies owed, made when the first is.
+        """
+        if self._owed is None:
+            self._owed = deque()
+        return self._owed
 
     # Bytes out
 
@@ -592,7 +605,7 @@ class Pipeline:
         frame = owed.frame
         assert frame is not None
         if self._owed:
-            self._owed.append(owed)
+            self._owing().append(owed)
         else:
             self._out.append(frame)
             self._outBytes += len(frame)
@@ -620,7 +633,7 @@ class Pipeline:
         if self._owed:
             owed = Owed()
             owed.frame = frame
-            self._owed.append(owed)
+            self._owing().append(owed)
         else:
             self._out.append(frame)
             self._outBytes += len(frame)
