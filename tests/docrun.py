@@ -326,14 +326,22 @@ class Server:
                     os.kill(pid, signal.SIGKILL)
                     raise AssertionError(f"{self.description} did not stop on SIGTERM:\n{self.log()}")
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signalNumber)
-            try:
-                self.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
+        # The port listens before the reactor runs (twistd binds it in
+        # privilegedStartService), and on Twisted 21.7 a signal that comes
+        # before the reactor has installed its handlers can be lost: a user
+        # pressing Ctrl-C would press it again, and so does this, once a
+        # second, until STOP_SECONDS have passed.
+        deadline = time.monotonic() + STOP_SECONDS
+        while self.process.poll() is None:
+            if time.monotonic() >= deadline:
                 self.process.kill()
                 self.process.wait()
-                raise AssertionError(f"{self.description} did not stop on signal {signalNumber}:\n{self.log()}") from None
+                raise AssertionError(f"{self.description} did not stop on signal {signalNumber}:\n{self.log()}")
+            self.process.send_signal(signalNumber)
+            try:
+                self.process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
         return self.process.returncode
 
     def discard(self) -> None:
