@@ -326,11 +326,13 @@ class Server:
                     os.kill(pid, signal.SIGKILL)
                     raise AssertionError(f"{self.description} did not stop on SIGTERM:\n{self.log()}")
             return None
-        # The port listens before the reactor runs (twistd binds it in
-        # privilegedStartService), and on Twisted 21.7 a signal that comes
-        # before the reactor has installed its handlers can be lost: a user
-        # pressing Ctrl-C would press it again, and so does this, once a
-        # second, until STOP_SECONDS have passed.
+        # Once, in CI on Twisted 21.7.0, a daemon sent SIGINT just after its
+        # port began to listen did not stop (twistd listens before the
+        # reactor runs and installs its handlers; the cause is not proven,
+        # and it did not recur in 45 tries on an idle machine).  A user
+        # would press Ctrl-C again, and so does this, once a second, until
+        # STOP_SECONDS have passed; while draining, the daemon only logs a
+        # repeated signal (JSONProtoService._quietRepeatedSignals).
         deadline = time.monotonic() + STOP_SECONDS
         while self.process.poll() is None:
             if time.monotonic() >= deadline:
