@@ -65,8 +65,8 @@ cdef class Pipeline:
 
     cpdef receive(self, bytes data)
     cdef _charge(self, Py_ssize_t held)
+    cdef inline Py_ssize_t _owedCount(self) except -1
     @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)
-    cdef inline Py_ssize_t _owedCount(self)
     cpdef int run(self) except -1
     @cython.locals(straight=Straight)
     cdef _answerFrame(self, bytes frame)
