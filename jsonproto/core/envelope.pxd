@@ -29,6 +29,9 @@ cdef class Straight:
     cdef public object value
     cdef public bint oneWay
 
+@cython.locals(straight=Straight)
+cdef Straight _straight(str messageType, object messageId, TypedRequest handler, object value, bint oneWay)
+
 @cython.locals(messageType=str, typedRequest=TypedRequest, oneWay=bint)
 cpdef Straight readStraight(dict handlers, dict oneWayHandlers, bytes frame)
 
