@@ -18,7 +18,7 @@ from jsonproto.server.registry import ConnectionRegistry, formatAddress
 from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.server.factory import JSONServerFactory
-from jsonproto.server.protocol import DRAIN_TURN
+from jsonproto.server.drain import DRAIN_TURN
 from tests.support import LogCatcher, connect, int32, line, noPendingCalls, readInt32, readLines
 
 

@@ -23,7 +23,7 @@ from jsonproto.server.echo import EchoFactory
 from jsonproto.limits import Limits
 from jsonproto.core.pipeline import BATCH_BYTES
 from jsonproto.server.factory import JSONServerFactory
-from jsonproto.server.protocol import DRAIN_TURN
+from jsonproto.server.drain import DRAIN_TURN
 from jsonproto.daemon.service import JSONProtoService
 from jsonproto.dispatch.threads import WorkerPool
 from tests.support import (

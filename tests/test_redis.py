@@ -26,8 +26,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from jsonproto.channels import messages
 from jsonproto.channels.broker import Broker
 from jsonproto.channels.engine import ChannelsUnavailable, MemoryEngine, Publication, publicationPayload
-from jsonproto.channels.redis import HISTORY_GONE, NEW_EPOCH, RedisEngine, completePayload, position, publicationHead
+from jsonproto.channels.redis import RedisEngine, completePayload, position, publicationHead
 from jsonproto.channels.redislink import RedisLink
+from jsonproto.channels.redisorder import HISTORY_GONE, NEW_EPOCH
 from jsonproto.daemon.options import Options
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits

@@ -12,9 +12,9 @@ and does what needs Twisted:
     - flow control: the protocol is a push producer for its transport, and
       stops reading (and answering) while the transport's write buffer is
       full, while too many requests are in flight, or while the other
-      connections have their turn;
+      connections have their turn (L{jsonproto.server.flowcontrol});
     - the timers of a slow sender and of a peer that takes no replies;
-    - the drain when the service stops.
+    - the drain when the service stops (L{jsonproto.server.drain}).
 
 These classes are not Twisted's C{LineOnlyReceiver} or
 C{Int32StringReceiver}: the pipeline's decoders are linear in the bytes
@@ -30,11 +30,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import classImplements, implementer
+from zope.interface import classImplements
 
 from jsonproto import compat
 from jsonproto.core.envelope import errorReply
@@ -42,6 +42,8 @@ from jsonproto.core.pipeline import BLOCKED, CLOSE, FLUSH, YIELD, Owed, Pipeline
 from jsonproto.errors import INTERNAL_ERROR, REQUEST_TIMED_OUT, ErrorCode
 from jsonproto.interfaces import IPipeline
 from jsonproto.server.connection import TrackedProtocol, recheckAfter
+from jsonproto.server.drain import Drain
+from jsonproto.server.flowcontrol import OPENING, TOO_MANY_PENDING, TURN, FlowControl
 from jsonproto.server.lifecycle import runHooks
 from jsonproto.wire import codec, framing
 
@@ -53,23 +55,6 @@ log = Logger()
 # The core is Twisted-free, and so declares no interface itself; this
 # adapter drives it through IPipeline.
 classImplements(Pipeline, IPipeline)
-
-# Why reading is paused; a connection reads only when none holds.
-_OUTPUT_BLOCKED = 1
-_TOO_MANY_PENDING = 2
-_TURN = 4
-_OPENING = 8
-
-# Stages of a drain.
-_ANSWERING = 1  # answering what had arrived when the drain began
-_REFUSING = 2  # answering "Shutting down" to anything later
-
-DRAIN_TURN = 0.01
-"""
-Seconds between looks at a draining connection: time for the reactor to
-read what is already waiting in the socket, short enough not to delay
-shutdown.
-"""
 
 
 def _looksLikeClientHello(data: bytes) -> bool:
@@ -85,11 +70,11 @@ def _excerpt(payload: bytes, limit: int = 500) -> str:
     return text if len(payload) <= limit else f"{text}... ({len(payload)} bytes)"
 
 
-@implementer(IPushProducer)
-class JSONMessageProtocol(TrackedProtocol):
+class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
     """
     The framing-independent part: a connection's L{Pipeline}, fed, written
-    and flow-controlled.
+    and flow-controlled (L{FlowControl}), and drained when the service
+    stops (L{Drain}).
 
     Subclasses supply C{decoderType} (bytes to frames) and
     C{lengthPrefixed} (whether replies get a 4-byte length, else a newline).
@@ -103,21 +88,12 @@ class JSONMessageProtocol(TrackedProtocol):
     # Publications waiting for this connection (jsonproto.channels.outbox),
     # once it subscribes to a channel.
     outbox: Any = None
-    # Why reading is paused (a set of the reasons above), and whether the
-    # transport is paused now.
-    _paused = 0
-    _transportPaused = False
     # Running the pipeline; and whether something asked to run it meanwhile.
     _running = False
     _runAgain = False
-    _drainStage = 0
-    _readDuringDrain = False
     # When the unfinished message at the end of the buffer began.
     _partialSince: float | None = None
     _messageCall: IDelayedCall | None = None
-    _sendCall: IDelayedCall | None = None
-    _drainCall: IDelayedCall | None = None
-    _turnCall: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -210,8 +186,8 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         running = runHooks(hooks, (self.info,), "open", self.clock)
         if running is not None:
-            self._pause(_OPENING)
-            running.addCallback(lambda _: self._resume(_OPENING))
+            self._pause(OPENING)
+            running.addCallback(lambda _: self._resume(OPENING))
 
     def _partialMessage(self, completed: bool) -> None:
         """
@@ -242,33 +218,23 @@ class JSONMessageProtocol(TrackedProtocol):
                 self._runAgain = False
                 outcome = pipeline.run()
                 self._flush()
-                if self._paused & ~_TURN or self.closing or not self.connected:
+                if self._paused & ~TURN or self.closing or not self.connected:
                     return
                 if outcome != FLUSH and not self._runAgain:
                     break
         finally:
             self._running = False
         if outcome == YIELD:
-            # The other connections' turn: carry on in the next one.
-            self._pause(_TURN)
-            if self._turnCall is None:
-                self._turnCall = self.clock.callLater(0, self._nextTurn)
+            self._yieldTurn()
             return
         self._readIfUnpaused()
         if outcome == BLOCKED:
-            self._pause(_TOO_MANY_PENDING)
+            self._pause(TOO_MANY_PENDING)
         elif outcome == CLOSE:
             assert pipeline.closeReason is not None and pipeline.closeKind is not None
             self.closeWhenDone(pipeline.closeReason, pipeline.closeKind)
         else:
             self.workDone()
-
-    def _nextTurn(self) -> None:
-        self._turnCall = None
-        self._paused &= ~_TURN
-        if not self._paused and self.connected and not self.closing:
-            # Reading resumes once the pipeline runs out of messages.
-            self._run()
 
     def _flush(self) -> None:
         """
@@ -319,18 +285,11 @@ class JSONMessageProtocol(TrackedProtocol):
         assert pipeline is not None
         pipeline.complete(owed, reply)
         self._flush()
-        if self._paused & _TOO_MANY_PENDING and pipeline.owed < self.limits.maxPending:
-            self._resume(_TOO_MANY_PENDING)
+        if self._paused & TOO_MANY_PENDING and pipeline.owed < self.limits.maxPending:
+            self._resume(TOO_MANY_PENDING)
         elif not self._running:
             # A close may have been waiting for this reply.
             self.workDone()
-
-    def canTakePublications(self) -> bool:
-        """
-        Whether publications can be written now: the connection is open and
-        its transport's buffer has room.
-        """
-        return bool(self.connected) and not self.closing and not self._paused & _OUTPUT_BLOCKED
 
     def writePublications(self, data: bytes) -> None:
         """
@@ -350,63 +309,6 @@ class JSONMessageProtocol(TrackedProtocol):
             return
         pipeline.push(message)
         self._flush()
-
-    # Flow control: IPushProducer, driven by the transport's write buffer
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's write buffer is full: the peer is not reading.
-        Stop reading and answering until it drains, and give up on the peer
-        if it does not within the send timeout.
-        """
-        self._pause(_OUTPUT_BLOCKED)
-        if self.limits.sendTimeout and self._sendCall is None:
-            self._sendCall = self.clock.callLater(self.limits.sendTimeout, self._sendTimedOut)
-
-    def resumeProducing(self) -> None:
-        """
-        The transport's write buffer has drained.
-        """
-        if self._sendCall is not None:
-            self._sendCall.cancel()
-            self._sendCall = None
-        self._resume(_OUTPUT_BLOCKED)
-        if self.outbox is not None:
-            self.outbox.flush()
-
-    def stopProducing(self) -> None:
-        """
-        The transport is closing; connectionLost does the rest.
-        """
-
-    def _pause(self, reason: int) -> None:
-        if not self._paused and reason != _TURN and self.info is not None:
-            self.info.pauses += 1
-        self._paused |= reason
-        if not self._transportPaused and not self.closing:
-            self._transportPaused = True
-            self.transport.pauseProducing()
-
-    def _resume(self, reason: int) -> None:
-        if not self._paused & reason:
-            return
-        self._paused &= ~reason
-        if self._paused or not self.connected or self.closing:
-            return
-        # Answer what is held first; reading resumes when it runs out.
-        self._run()
-
-    def _readIfUnpaused(self) -> None:
-        """
-        Resume reading from the transport if no reason to pause holds.
-        """
-        if self._transportPaused and not self._paused and self.connected and not self.closing:
-            self._transportPaused = False
-            self.transport.resumeProducing()
-
-    def _sendTimedOut(self) -> None:
-        self._sendCall = None
-        self.forceClose(f"the peer took none of its replies for {self.limits.sendTimeout:g} seconds", "send_timeout")
 
     # Slow senders
 
@@ -430,39 +332,13 @@ class JSONMessageProtocol(TrackedProtocol):
     def _finish(self) -> None:
         if self.pipeline is not None:
             self.pipeline.halt()
-        self._paused = 0
-        self._transportPaused = False
         super()._finish()
-
-    def drain(self, reason: str) -> None:
-        """
-        The service is stopping.  Requests the peer had already sent (read
-        within the first L{DRAIN_TURN}) are answered normally; later ones
-        get "Shutting down".  Once a turn passes with nothing read, the
-        connection closes after the replies it owes.
-        """
-        self._closeWhenDone = reason
-        self._drainStage = _ANSWERING
-        self._readDuringDrain = False
-        self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
-
-    def _drainTurn(self) -> None:
-        self._drainStage = _REFUSING
-        if self.pipeline is not None:
-            self.pipeline.refusing = True
-        if self._readDuringDrain:
-            self._readDuringDrain = False
-            self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
-            return
-        self._drainCall = None
-        self.closeWhenDone(self._closeWhenDone or "the server is shutting down", "shutdown")
 
     def cancelTimers(self) -> None:
         super().cancelTimers()
-        for call in (self._messageCall, self._sendCall, self._drainCall, self._turnCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._messageCall = self._sendCall = self._drainCall = self._turnCall = None
+        if self._messageCall is not None and self._messageCall.active():
+            self._messageCall.cancel()
+        self._messageCall = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
