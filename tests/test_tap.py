@@ -435,7 +435,7 @@ class DaemonTests(TestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         description = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
-        for arguments in (["--port", description], ["--port", LOCAL, "--echo", description], ["--metrics", description]):
+        for arguments in (["--port", description], ["--port", LOCAL, "--echo", description], ["--port", LOCAL, "--metrics", description]):
             config = Options()
             config.parseOptions(arguments)
             error = self.assertRaises(SystemExit, makeService, config, reactor)
