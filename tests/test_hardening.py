@@ -327,6 +327,39 @@ class _Hardening:
         transport.finishClose()
         self.successResultOf(drained)
 
+    def test_drainOutlastsOwedWork(self) -> None:
+        """
+        A connection whose owed work is done before the drain's first turn
+        ends stays open for the rest of that turn: a request still waiting
+        in the socket is answered, not thrown away unanswered, and one sent
+        later gets "Shutting down".  The close counts as C{shutdown} in
+        C{jsonproto_server_closes_total}, not as C{server}.
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
+        proto, transport = connect(factory)
+        proto.dataReceived(self.frame({"type": "SLOW", "id": 1}))
+        drained = connections.closeAll("the server is shutting down")
+        self.slow[0].callback({})  # done within the first turn
+        proto.dataReceived(self.sums(1, 2))  # already waiting in the socket
+        self.clock.advance(DRAIN_TURN)
+        proto.dataReceived(self.sums(1, 3))  # sent after the drain began
+        self.clock.advance(DRAIN_TURN)
+        self.clock.advance(DRAIN_TURN)
+        self.assertEqual(
+            self.read(transport.value()),
+            [
+                {"status": "OK", "id": 1},
+                {"status": "OK", "result": 2, "id": 2},
+                {"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": 3},
+            ],
+        )
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(connections.closedBy, {"shutdown": 1})
+        transport.finishClose()
+        self.successResultOf(drained)
+        noPendingCalls(self, self.clock)
+
     def test_shutdownTimeout(self) -> None:
         """
         Connections still open when the shutdown timeout passes are

@@ -52,6 +52,7 @@ class Drain(_Host):
     _drainStage = 0
     _readDuringDrain = False
     _drainCall: IDelayedCall | None = None
+    _drainReason = "the server is shutting down"
 
     def drain(self, reason: str) -> None:
         """
@@ -60,7 +61,10 @@ class Drain(_Host):
         get "Shutting down".  Once a turn passes with nothing read, the
         connection closes after the replies it owes.
         """
-        self._closeWhenDone = reason
+        # Not yet a close when done: one now would close the connection as
+        # soon as its owed work is done, before the turn has read what is
+        # waiting in the socket, and count it as a C{server} close.
+        self._drainReason = reason
         self._drainStage = ANSWERING
         self._readDuringDrain = False
         self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
@@ -74,7 +78,7 @@ class Drain(_Host):
             self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
             return
         self._drainCall = None
-        self.closeWhenDone(self._closeWhenDone or "the server is shutting down", "shutdown")
+        self.closeWhenDone(self._closeWhenDone or self._drainReason, "shutdown")
 
     def cancelTimers(self) -> None:
         super().cancelTimers()
