@@ -59,8 +59,12 @@ class Drain(_Host):
         The service is stopping.  Requests the peer had already sent (read
         within the first L{DRAIN_TURN}) are answered normally; later ones
         get "Shutting down".  Once a turn passes with nothing read, the
-        connection closes after the replies it owes.
+        connection closes after the replies it owes.  A drain while one
+        is under way changes nothing: a second turn would run beside the
+        first, tracked by nothing, and fire after the connection closed.
         """
+        if self._drainStage:
+            return
         # Not yet a close when done: one now would close the connection as
         # soon as its owed work is done, before the turn has read what is
         # waiting in the socket, and count it as a C{server} close.
