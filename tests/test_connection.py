@@ -317,6 +317,29 @@ class CloseAllTests(SynchronousTestCase):
         self.successResultOf(drained)
         noPendingCalls(self, clock)
 
+    def test_closeAllTwice(self) -> None:
+        """
+        Closing every connection again while they drain (an application's
+        own stop, run twice) changes nothing: each closes when the first
+        drain says, and leaves no timer behind, which would fire on a
+        closed connection and fail the application's tests as a dirty
+        reactor.
+        """
+        clock = Clock()
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(defaultDispatcher(), connections=connections, clock=clock)
+        proto, transport = connect(factory)
+        drained = connections.closeAll("the server is shutting down")
+        clock.advance(DRAIN_TURN / 2)
+        again = connections.closeAll("the server is shutting down")
+        clock.advance(DRAIN_TURN / 2)
+        self.assertTrue(transport.disconnecting)
+        transport.finishClose()
+        self.successResultOf(drained)
+        self.successResultOf(again)
+        self.assertEqual(connections.closedBy, {"shutdown": 1})
+        noPendingCalls(self, clock)
+
     def test_drainEmpty(self) -> None:
         """
         With no connections the drain is over at once.

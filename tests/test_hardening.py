@@ -297,24 +297,27 @@ class _Hardening:
 
     # Shutting down
 
-    def test_drain(self) -> None:
+    def drainOwingSlowReply(self, replyInFirstTurn: bool) -> None:
         """
-        As the server stops: requests read in the first turn are answered
-        normally; later ones get "Shutting down" (with their id); the
-        connection closes once the slow reply it owes is written.
+        Drain a connection that owes a slow reply, computed within the
+        drain's first turn or only once its turns have run out, and check
+        what the client gets and how the close is counted.
         """
         connections = ConnectionRegistry()
         factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
         proto, transport = connect(factory)
         proto.dataReceived(self.frame({"type": "SLOW", "id": 1}))
         drained = connections.closeAll("the server is shutting down")
+        if replyInFirstTurn:
+            self.slow[0].callback({})
         proto.dataReceived(self.sums(1, 2))  # already waiting in the socket
         self.clock.advance(DRAIN_TURN)
         proto.dataReceived(self.sums(1, 3))  # sent after the drain began
         self.clock.advance(DRAIN_TURN)
         self.clock.advance(DRAIN_TURN)
-        self.assertFalse(transport.disconnecting)
-        self.slow[0].callback({})
+        if not replyInFirstTurn:
+            self.assertFalse(transport.disconnecting)
+            self.slow[0].callback({})
         self.assertEqual(
             self.read(transport.value()),
             [
@@ -324,8 +327,28 @@ class _Hardening:
             ],
         )
         self.assertTrue(transport.disconnecting)
+        self.assertEqual(connections.closedBy, {"shutdown": 1})
         transport.finishClose()
         self.successResultOf(drained)
+        noPendingCalls(self, self.clock)
+
+    def test_drain(self) -> None:
+        """
+        As the server stops: requests read in the first turn are answered
+        normally; later ones get "Shutting down" (with their id); the
+        connection closes once the slow reply it owes is written.
+        """
+        self.drainOwingSlowReply(replyInFirstTurn=False)
+
+    def test_drainOutlastsOwedWork(self) -> None:
+        """
+        A connection whose owed work is done before the drain's first turn
+        ends stays open for the rest of that turn: a request still waiting
+        in the socket is answered, not thrown away unanswered, and one sent
+        later gets "Shutting down".  The close counts as C{shutdown} in
+        C{jsonproto_server_closes_total}, not as C{server}.
+        """
+        self.drainOwingSlowReply(replyInFirstTurn=True)
 
     def test_shutdownTimeout(self) -> None:
         """

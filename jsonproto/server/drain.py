@@ -52,15 +52,23 @@ class Drain(_Host):
     _drainStage = 0
     _readDuringDrain = False
     _drainCall: IDelayedCall | None = None
+    _drainReason = "the server is shutting down"
 
     def drain(self, reason: str) -> None:
         """
         The service is stopping.  Requests the peer had already sent (read
         within the first L{DRAIN_TURN}) are answered normally; later ones
         get "Shutting down".  Once a turn passes with nothing read, the
-        connection closes after the replies it owes.
+        connection closes after the replies it owes.  A drain while one
+        is under way changes nothing: a second turn would run beside the
+        first, tracked by nothing, and fire after the connection closed.
         """
-        self._closeWhenDone = reason
+        if self._drainStage:
+            return
+        # Not yet a close when done: one now would close the connection as
+        # soon as its owed work is done, before the turn has read what is
+        # waiting in the socket, and count it as a C{server} close.
+        self._drainReason = reason
         self._drainStage = ANSWERING
         self._readDuringDrain = False
         self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
@@ -74,7 +82,7 @@ class Drain(_Host):
             self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
             return
         self._drainCall = None
-        self.closeWhenDone(self._closeWhenDone or "the server is shutting down", "shutdown")
+        self.closeWhenDone(self._closeWhenDone or self._drainReason, "shutdown")
 
     def cancelTimers(self) -> None:
         super().cancelTimers()
