@@ -20,7 +20,9 @@ COMPILED = (
     "jsonproto.core.jsonrpc",
     "jsonproto.dispatch.latency",
     "jsonproto.dispatch.typed",
+    "jsonproto.core.output",
     "jsonproto.core.pipeline",
+    "jsonproto.core.rpcpipeline",
 )
 
 try:

@@ -72,7 +72,8 @@ class IHandlerContext(Interface):
 class IPipeline(Interface):
     """
     One connection's messages without I/O: bytes in, framed replies out
-    (L{jsonproto.core.pipeline.Pipeline}, and its compiled twin).
+    (L{jsonproto.core.pipeline.Pipeline} and its JSON-RPC subclass
+    L{jsonproto.core.rpcpipeline.RPCPipeline}, and their compiled twins).
     """
 
     traffic = Attribute("Traffic: messages and bytes in and out.")

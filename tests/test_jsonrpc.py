@@ -17,9 +17,12 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from jsonproto.core.pipeline import ENVELOPES, Pipeline
+from jsonproto.core.rpcpipeline import RPCPipeline
 from jsonproto.dispatch.seed import defaultDispatcher
 from jsonproto.limits import Limits
 from jsonproto.server.factory import JSONServerFactory
+from jsonproto.server.protocol import PIPELINES
 from tests import rpchandlers
 from tests.e2e import startDaemon
 from tests.support import connect, readInt32, readLines
@@ -227,6 +230,28 @@ class LineRPCTests(_RPC, SynchronousTestCase):
 class Int32RPCTests(_RPC, SynchronousTestCase):
     framing = "int32"
     read = staticmethod(readInt32)
+
+
+class PipelineChoiceTests(SynchronousTestCase):
+    """
+    Each envelope a factory accepts gets its own pipeline.
+    """
+
+    def test_everyEnvelope(self) -> None:
+        """
+        Every envelope C{--envelope} accepts has a pipeline: one missing
+        would let the daemon start, and then fail every connection.
+        """
+        self.assertEqual(sorted(PIPELINES), sorted(ENVELOPES))
+
+    def test_jsonrpcConnection(self) -> None:
+        """
+        A connection to a JSON-RPC listener is answered by L{RPCPipeline},
+        one to a jsonproto listener by the plain L{Pipeline}.
+        """
+        for envelope, expected in [("jsonrpc", RPCPipeline), ("jsonproto", Pipeline)]:
+            proto, _ = connect(JSONServerFactory(defaultDispatcher(), envelope=envelope, clock=Clock()))
+            self.assertIs(type(proto.pipeline), expected, envelope)
 
 
 class ClientLibraryTests(TestCase):

@@ -170,6 +170,7 @@ class SourceDistributionTests(SynchronousTestCase):
         unpacked = os.path.join(work, built[: -len(".tar.gz")])
         for path in [
             "LICENSE", "README.md", "jsonproto/py.typed", "jsonproto/core/pipeline.pxd",
+            "jsonproto/core/output.pxd", "jsonproto/core/rpcpipeline.pxd",
             "tests/__init__.py", "tests/support.py", "tests/e2e.py",
             "tests/samplehandlers.py", "tests/slowhandlers.py", "tests/peerhandlers.py",
             "docs/operations.md", "docs/conf.py",

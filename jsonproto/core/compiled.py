@@ -27,7 +27,9 @@ COMPILED = (
     "jsonproto.core.jsonrpc",
     "jsonproto.dispatch.latency",
     "jsonproto.dispatch.typed",
+    "jsonproto.core.output",
     "jsonproto.core.pipeline",
+    "jsonproto.core.rpcpipeline",
 )
 """
 The modules Cython compiles, in the order they depend on each other.

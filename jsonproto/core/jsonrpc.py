@@ -9,7 +9,7 @@ C{result} object, except that a reply whose only field is C{result} (the
 seed's SUM: C{{"result": 30}}) has that value as its C{result} (C{30}).  This module only translates: a request
 into the jsonproto message its handler sees (L{request}), and the jsonproto
 reply into a JSON-RPC response (L{response}).  The pipeline
-(L{jsonproto.core.pipeline}) does the rest: batches, notifications, order.
+(L{jsonproto.core.rpcpipeline}) does the rest: batches, notifications, order.
 
 Error codes: the specification's own where it has one, else one of its
 implementation-defined server codes (-32000 to -32099), with jsonproto's

@@ -12,7 +12,10 @@ their handlers finish in.  In between, every rule a message is held to:
 with the limits a connection answers to (message size, requests in flight,
 the error budget, the work done in one turn, the shared budget for
 unfinished messages) and the counters it keeps (L{Traffic}, and the
-dispatcher's counts by type).
+dispatcher's counts by type).  This module takes a message as far as its
+handler's result; the way out, from the result to framed bytes in order,
+and the error budget, are its base's (L{jsonproto.core.output}), and
+JSON-RPC 2.0's envelope is a subclass's (L{jsonproto.core.rpcpipeline}).
 
 Nothing here knows of Twisted, sockets or timers.  The protocol adapter
 (L{jsonproto.server.protocol}) feeds the pipeline, writes what it produces,
@@ -27,26 +30,16 @@ this source, and L{jsonproto.core.compiled} says which one a process runs.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Callable
 
 from jsonproto.core.budget import BufferBudget
-from jsonproto.core import jsonrpc
-from jsonproto.core.envelope import Straight, _answer, answerStraight, checkPush, errorReply, readStraight
+from jsonproto.core.envelope import Straight, _answer, answerStraight, errorReply, readStraight
+from jsonproto.core.output import Owed, PipelineOutput
 from jsonproto.core.traffic import Traffic
-from jsonproto.dispatch.latency import UNKNOWN
-from jsonproto.errors import (
-    MESSAGE_TOO_LONG,
-    UNKNOWN_TYPE,
-    SERVER_BUSY,
-    SERVER_SIDE_CODES,
-    SHUTTING_DOWN,
-    TOO_MANY_ERRORS,
-    RequestError,
-)
+from jsonproto.errors import MESSAGE_TOO_LONG, SERVER_BUSY, SHUTTING_DOWN, RequestError
 from jsonproto.limits import Limits
-from jsonproto.wire.codec import decodeOrRefuse, encode
-from jsonproto.wire.framing import ABANDONED, TOO_LONG, Decoder, encodeInt32
+from jsonproto.wire.codec import decodeOrRefuse
+from jsonproto.wire.framing import ABANDONED, TOO_LONG, Decoder
 
 IDLE = 0
 """
@@ -79,7 +72,8 @@ once the replies it is owed are written.
 
 ENVELOPES = ("jsonproto", "jsonrpc")
 """
-What a message looks like: jsonproto's own envelope, or JSON-RPC 2.0.
+What a message looks like: jsonproto's own envelope (L{Pipeline}), or
+JSON-RPC 2.0 (L{jsonproto.core.rpcpipeline.RPCPipeline}).
 """
 
 BATCH_BYTES = 64 * 1024
@@ -100,31 +94,6 @@ _BATCH_BYTES = BATCH_BYTES
 _TIME_CHECK_EVERY = TIME_CHECK_EVERY
 
 
-class Owed:
-    """
-    A reply owed to a request whose handler has not finished: its place in
-    the order of replies.  C{frame} is L{None} until L{Pipeline.complete}.
-    A one-way message's handler still running has one too, with no place
-    in the order (C{oneWay}): what it finishes with is dropped.
-    """
-
-    __slots__ = ("frame", "oneWay", "message", "group", "index", "replies", "missing")
-
-    def __init__(self) -> None:
-        self.frame: bytes | None = None
-        self.oneWay = False
-        # A one-way message, for the log if its handler fails.
-        self.message: Any = None
-        # A JSON-RPC batch's place holds its replies as they come
-        # (C{replies}, C{missing} still to come); each request of it still
-        # being answered has an Owed of its own, whose C{group} is the
-        # batch's and C{index} its place in it.
-        self.group: Owed | None = None
-        self.index = 0
-        self.replies: list[Any] | None = None
-        self.missing = 0
-
-
 def _decoded(message: Any, frame: bytes | None) -> Any:
     """
     C{message}, or, where it was read straight into a type and not
@@ -136,9 +105,11 @@ def _decoded(message: Any, frame: bytes | None) -> Any:
     return decodeOrRefuse(frame)
 
 
-class Pipeline:
+class Pipeline(PipelineOutput):
     """
-    One connection's messages, from bytes in to framed replies out.
+    One connection's messages, from bytes in to framed replies out, in
+    jsonproto's envelope (L{jsonproto.core.envelope}); what becomes of a
+    reply is L{PipelineOutput}'s.
 
     @ivar traffic: The connection's counts of messages and bytes.
     @ivar refusing: Set while the service drains: messages read from now on
@@ -163,7 +134,6 @@ class Pipeline:
         budget: BufferBudget | None = None,
         host: str | None = None,
         logMessage: Callable[[str, bytes], None] | None = None,
-        envelope: str = "jsonproto",
     ) -> None:
         """
         @param decoder: Cuts the byte stream into messages (the framing).
@@ -183,52 +153,25 @@ class Pipeline:
         @param host: The client's address, which the budget counts by.
         @param logMessage: Called with C{"sent"} or C{"was sent"} and each
             message in and out, when messages are logged.
-        @param envelope: C{"jsonproto"}, or C{"jsonrpc"} for JSON-RPC 2.0
-            (L{jsonproto.core.jsonrpc}).
         """
-        if envelope not in ENVELOPES:
-            raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}, not {envelope!r}")
-        self._rpc = envelope == "jsonrpc"
+        PipelineOutput.__init__(self, lengthPrefixed, dispatcher, limits, traffic, now, awaitReply, errorCounts, logMessage)
         # Messages to typed handlers are first offered to readStraight: with
         # the dispatcher's typed handlers as registered by now (one added
         # later is answered the ordinary way, at the ordinary cost).
-        self._typedFirst = not self._rpc and bool(getattr(dispatcher, "decodesTyped", False))
-        self.traffic = traffic
+        self._typedFirst = bool(getattr(dispatcher, "decodesTyped", False))
         self.refusing = False
-        self.closeReason: str | None = None
-        self.closeKind: str | None = None
         self._decoder = decoder
-        self._lengthPrefixed = lengthPrefixed
         self._closesOnTooLong = lengthPrefixed
-        self._dispatcher = dispatcher
         self._handlers = dispatcher.handlers
         self._oneWay = dispatcher.oneWayHandlers
         self._latency = dispatcher.latency
         self._context = context
         self._maxMessageSize = limits.maxMessageSize
         self._maxPending = limits.maxPending
-        self._maxErrors = limits.maxErrors
-        self._errorDecay = limits.errorDecay
         self._turnBudget = limits.turnBudget
-        self._now = now
-        self._awaitReply = awaitReply
-        self._errorCounts = errorCounts if errorCounts is not None else {}
         self._budget = budget
         self.host = host
         self._held = 0
-        self._logMessage = logMessage
-        self._out: list[bytes] = []
-        self._outBytes = 0
-        # Replies owed, in order (L{Owed}); None while there are none: an
-        # empty deque costs 760 bytes, nearly a quarter of an idle
-        # connection's memory.
-        self._owed: deque[Owed] | None = None
-        # One-way handlers still running.
-        self._detached = 0
-        self._errorCost = 0.0
-        self._errorTime = 0.0
-        self._errorCode: str | None = None
-        self._stopped = False
 
     # Bytes in
 
@@ -374,12 +317,6 @@ class Pipeline:
         if self.refusing:
             self._emit(errorReply(SHUTTING_DOWN, message), message)
             return
-        if self._rpc:
-            if type(message) is list:
-                self._answerBatch(message)
-            else:
-                self._answerRPC(message, None)
-            return
         if self._oneWay and type(message) is dict:
             handler = self._oneWay.get(message.get("type"))
             if handler is not None:
@@ -390,81 +327,6 @@ class Pipeline:
             self._emit(result, message)
         else:
             self._wait(result, message)
-
-    def _answerRPC(self, value: Any, group: Owed | None) -> Any:
-        """
-        Answer one JSON-RPC request: into the output (or its batch, when
-        C{group} is one), or nothing for a notification.
-
-        @return: The reply, if it is ready and belongs to a batch; L{None}
-            for a notification; else what the caller waits for.
-        """
-        message, rpcId, notification = jsonrpc.request(value)
-        if notification:
-            if "status" in message:
-                self._drop(message, value)
-                return None
-            handler = self._handlers.get(message["type"]) or self._oneWay.get(message["type"])
-            if handler is None:
-                self._latency.count(UNKNOWN)
-                self._drop(UNKNOWN_TYPE.reply(), message)
-            else:
-                self._answerOneWay(handler, message)
-            return None
-        if "status" in message:
-            result: Any = message
-            if rpcId is not None:
-                result["id"] = rpcId
-        elif self._oneWay and message["type"] in self._oneWay:
-            # The specification wants every request answered: a one-way
-            # method gets an empty result, or the error it was refused with.
-            result = self._answerOneWay(self._oneWay[message["type"]], message, True)
-            if result is None:
-                result = {"status": "OK"}
-            result["id"] = rpcId
-        else:
-            result = _answer(self._handlers, self._latency, self._dispatcher, message, self._context)
-        if group is not None:
-            return result
-        if type(result) is dict:
-            self._emit(result, message)
-        else:
-            self._wait(result, message)
-        return None
-
-    def _answerBatch(self, batch: list[Any]) -> None:
-        """
-        Answer a JSON-RPC batch with one array of responses, in the order
-        of its requests (notifications, which get none, left out), once all
-        are ready; an empty batch is one Invalid Request.
-        """
-        if not batch:
-            self._emit(jsonrpc.INVALID_RPC.reply("an empty batch"), None)
-            return
-        group = Owed()
-        group.replies = []
-        waiting = []
-        for value in batch:
-            result = self._answerRPC(value, group)
-            if result is None:
-                continue
-            if type(result) is not dict:
-                waiting.append((len(group.replies), result, value))
-            group.replies.append(result)
-        if not group.replies:
-            return
-        if not waiting:
-            group.frame = self._frameBatch(group.replies)
-            self._place(group)
-            return
-        group.missing = len(waiting)
-        self._owing().append(group)
-        for index, pending, message in waiting:
-            member = Owed()
-            member.group = group
-            member.index = index
-            self._detached += 1
-            self._awaitReply(member, pending, message)
 
     def _answerOneWay(self, handler: Any, message: dict[str, Any], answered: bool = False) -> Any:
         """
@@ -518,17 +380,6 @@ class Pipeline:
         self._awaitReply(owed, outcome, message)
         return None
 
-    def _drop(self, reply: Any, message: Any) -> None:
-        """
-        The reply to a one-way message, which nobody is sent: an error is
-        logged, counted, and charged to the error budget like one sent.
-        """
-        if type(reply) is not dict or reply.get("status") != "ERROR":
-            return
-        self._dispatcher.oneWayRefused(reply, message)
-        code = reply.get("code")
-        self._errorReplied(code if type(code) is str else "none")
-
     def _refuseFrame(self, frame: Any) -> None:
         """
         Answer a message the decoder could not hand out whole: too long, or
@@ -547,189 +398,3 @@ class Pipeline:
             self._emit(SERVER_BUSY.reply("the server's memory for unfinished messages is spent"), None)
             if self._closesOnTooLong and not self._stopped:
                 self._stop("a message could not be held: the buffer budget is spent", "buffer_budget")
-
-    def _wait(self, pending: Any, message: Any) -> None:
-        """
-        Keep the reply's place until its handler finishes.
-        """
-        owed = Owed()
-        self._owing().append(owed)
-        self._awaitReply(owed, pending, message)
-
-    def complete(self, owed: Owed, reply: dict[str, Any] | None) -> None:
-        """
-        A reply that was waited for is ready: frame it in its place, and
-        move every reply now ready at the head of the order to the output.
-        (A one-way message's outcome is dropped: see L{_drop}.)
-        """
-        if owed.oneWay:
-            self._detached -= 1
-            self._drop(reply, owed.message)
-            return
-        assert reply is not None
-        group = owed.group
-        if group is not None:
-            # One request of a batch: the batch's frame once it is whole.
-            self._detached -= 1
-            assert group.replies is not None
-            group.replies[owed.index] = reply
-            group.missing -= 1
-            if group.missing:
-                return
-            group.frame = self._frameBatch(group.replies)
-            self._errorCode = None
-        else:
-            owed.frame = self._frame(reply)
-        queue = self._owed
-        while queue and queue[0].frame is not None:
-            frame = queue.popleft().frame
-            assert frame is not None
-            self._out.append(frame)
-            self._outBytes += len(frame)
-        if not queue:
-            self._owed = None
-        if self._errorCode is not None:
-            self._errorReplied(self._errorCode)
-
-    def _owing(self) -> deque[Owed]:
-        """
-        The replies owed, made when the first is.
-        """
-        if self._owed is None:
-            self._owed = deque()
-        return self._owed
-
-    # Bytes out
-
-    def _place(self, owed: Owed) -> None:
-        """
-        Put a framed reply into the output, or behind the replies owed.
-        """
-        frame = owed.frame
-        assert frame is not None
-        if self._owed:
-            self._owed.append(owed)
-        else:
-            self._out.append(frame)
-            self._outBytes += len(frame)
-
-    def _frameBatch(self, replies: list[Any]) -> bytes:
-        """
-        The framed JSON-RPC array answering a batch, counted as one message
-        out; each error among its replies is counted and charged.
-        """
-        payload = encode([jsonrpc.response(reply, reply.get("id")) for reply in replies])
-        self.traffic.messagesOut += 1
-        if self._logMessage is not None:
-            self._logMessage("was sent", payload)
-        for reply in replies:
-            if reply.get("status") == "ERROR":
-                code = reply.get("code")
-                self._errorReplied(code if type(code) is str else "none")
-        return encodeInt32(payload) if self._lengthPrefixed else payload + b"\n"
-
-    def _emit(self, reply: dict[str, Any], message: Any) -> None:
-        """
-        Encode and frame a reply, into the output or behind replies owed.
-        """
-        frame = self._frame(reply)
-        if self._owed:
-            owed = Owed()
-            owed.frame = frame
-            self._owed.append(owed)
-        else:
-            self._out.append(frame)
-            self._outBytes += len(frame)
-        if self._errorCode is not None:
-            self._errorReplied(self._errorCode)
-
-    def _frame(self, reply: dict[str, Any]) -> bytes:
-        """
-        The framed bytes of one reply, counted as a message out; notes the
-        reply's error code, if it is an error reply, in C{_errorCode}.
-        """
-        try:
-            payload = encode(jsonrpc.response(reply, reply.get("id")) if self._rpc else reply)
-        except RequestError as e:
-            # A handler's reply JSON cannot carry (NaN, a set): the server's
-            # mistake, logged by the dispatcher.
-            reply = self._dispatcher.unencodable(reply, e)
-            payload = encode(jsonrpc.response(reply, reply.get("id")) if self._rpc else reply)
-        self.traffic.messagesOut += 1
-        if self._logMessage is not None:
-            self._logMessage("was sent", payload)
-        if reply.get("status") == "ERROR":
-            code = reply.get("code")
-            self._errorCode = code if type(code) is str else "none"
-        else:
-            self._errorCode = None
-        if self._lengthPrefixed:
-            return encodeInt32(payload)
-        return payload + b"\n"
-
-    def push(self, message: dict[str, Any]) -> None:
-        """
-        Frame a message the server sends of its own accord, into the output
-        now: it may overtake replies still being computed.
-
-        @raise ValueError: If it carries C{status}, which would make clients
-            take it for a reply.
-        @raise RequestError: If JSON cannot carry it.
-        """
-        checkPush(message)
-        payload = encode(message)
-        self.traffic.messagesOut += 1
-        if self._logMessage is not None:
-            self._logMessage("was sent", payload)
-        frame = encodeInt32(payload) if self._lengthPrefixed else payload + b"\n"
-        self._out.append(frame)
-        self._outBytes += len(frame)
-
-    def takeOutput(self) -> bytes:
-        """
-        The framed replies ready to write, in order, as one string (empty if
-        none); they are counted as sent.
-        """
-        if not self._out:
-            return b""
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
-        self._outBytes = 0
-        self.traffic.bytesOut += len(data)
-        return data
-
-    # The error budget
-
-    def _errorReplied(self, code: str) -> None:
-        """
-        Count an error reply by its code and charge the client's error
-        budget with it, unless the error is the server's own.  Past the
-        budget, the connection ends, after telling the client why.
-        """
-        counts = self._errorCounts
-        counts[code] = counts.get(code, 0) + 1
-        if not self._maxErrors or code in SERVER_SIDE_CODES or self._stopped:
-            return
-        now = self._now()
-        cost = self._errorCost - (now - self._errorTime) * self._errorDecay
-        self._errorCost = (cost if cost > 0.0 else 0.0) + 1.0
-        self._errorTime = now
-        if self._errorCost > self._maxErrors:
-            why = f"more than {self._maxErrors} bad messages, with {self._errorDecay:g} forgiven a second"
-            self._stop(why, "too_many_errors")
-            self._emit(TOO_MANY_ERRORS.reply(why), None)
-
-    def halt(self) -> None:
-        """
-        Answer nothing more (the connection is closing for a reason of its
-        own); the replies already owed are still produced.
-        """
-        self._stopped = True
-
-    def _stop(self, reason: str, kind: str) -> None:
-        """
-        Answer nothing more: the connection closes once its replies are out.
-        """
-        self._stopped = True
-        self.closeReason = reason
-        self.closeKind = kind

@@ -38,7 +38,9 @@ from zope.interface import classImplements
 
 from jsonproto import compat
 from jsonproto.core.envelope import errorReply
-from jsonproto.core.pipeline import BLOCKED, CLOSE, FLUSH, YIELD, Owed, Pipeline
+from jsonproto.core.output import Owed
+from jsonproto.core.pipeline import BLOCKED, CLOSE, FLUSH, YIELD, Pipeline
+from jsonproto.core.rpcpipeline import RPCPipeline
 from jsonproto.errors import INTERNAL_ERROR, REQUEST_TIMED_OUT, ErrorCode
 from jsonproto.interfaces import IPipeline
 from jsonproto.server.connection import TrackedProtocol, recheckAfter
@@ -55,6 +57,12 @@ log = Logger()
 # The core is Twisted-free, and so declares no interface itself; this
 # adapter drives it through IPipeline.
 classImplements(Pipeline, IPipeline)
+
+PIPELINES: dict[str, type[Pipeline]] = {"jsonproto": Pipeline, "jsonrpc": RPCPipeline}
+"""
+The pipeline a connection gets, by its factory's envelope
+(L{jsonproto.core.pipeline.ENVELOPES}).
+"""
 
 
 def _looksLikeClientHello(data: bytes) -> bool:
@@ -107,7 +115,7 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
         if info is None:
             return
         registry = factory.connections
-        self.pipeline = Pipeline(
+        self.pipeline = PIPELINES[factory.envelope](
             self.decoderType(self.limits.maxMessageSize),
             self.lengthPrefixed,
             factory.dispatcher,
@@ -120,7 +128,6 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
             budget=registry.buffers,
             host=registry.limitedHost(info.host),
             logMessage=self._logMessage if factory.logMessages else None,
-            envelope=factory.envelope,
         )
         self.registerProducer(self)
         if not self.proxied:
