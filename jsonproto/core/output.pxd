@@ -8,6 +8,9 @@ from jsonproto.wire.codec cimport encode
 from jsonproto.wire.framing cimport encodeInt32
 
 
+cpdef object errorCodeOf(dict reply)
+
+
 @cython.final
 cdef class Owed:
     cdef public object frame
@@ -23,7 +26,7 @@ cdef class Owed:
 # it calls its own (Pipeline is not final): the split costs no call.  None
 # is declared inline: from another module an inline method is called through
 # the vtable all the same, and within this one the C compiler inlines none of
-# these, so _frame writes out what _framed and _noteError do.
+# these, so _frame writes out what _framed does.
 cdef class PipelineOutput:
     cdef public Traffic traffic
     cdef public object closeReason

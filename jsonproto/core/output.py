@@ -55,6 +55,18 @@ class Owed:
         self.missing = 0
 
 
+def errorCodeOf(reply: dict[str, Any]) -> str | None:
+    """
+    The code an error reply is counted and charged under: its C{code}, or
+    C{"none"} if it has none that is a string; L{None} for a reply that is
+    no error.
+    """
+    if reply.get("status") != "ERROR":
+        return None
+    code = reply.get("code")
+    return code if type(code) is str else "none"
+
+
 class PipelineOutput:
     """
     The replies of one connection, from a handler's result to framed bytes
@@ -151,11 +163,13 @@ class PipelineOutput:
         The reply to a one-way message, which nobody is sent: an error is
         logged, counted, and charged to the error budget like one sent.
         """
-        if type(reply) is not dict or reply.get("status") != "ERROR":
+        if type(reply) is not dict:
+            return
+        code = errorCodeOf(reply)
+        if code is None:
             return
         self._dispatcher.oneWayRefused(reply, message)
-        code = reply.get("code")
-        self._errorReplied(code if type(code) is str else "none")
+        self._errorReplied(code)
 
     # Bytes out
 
@@ -198,16 +212,13 @@ class PipelineOutput:
             # mistake, logged by the dispatcher.
             reply = self._dispatcher.unencodable(reply, e)
             payload = encode(reply)
-        # What _framed and _noteError do, written out: every reply passes
-        # here, and the C compiler does not inline calls to them.
+        # What _framed does, written out: every reply passes here, and the
+        # C compiler does not inline a method (the error code's rule is one
+        # function, errorCodeOf, for a call of 19 instructions a reply).
         self.traffic.messagesOut += 1
         if self._logMessage is not None:
             self._logMessage("was sent", payload)
-        if reply.get("status") == "ERROR":
-            code = reply.get("code")
-            self._errorCode = code if type(code) is str else "none"
-        else:
-            self._errorCode = None
+        self._errorCode = errorCodeOf(reply)
         if self._lengthPrefixed:
             return encodeInt32(payload)
         return payload + b"\n"
@@ -218,11 +229,7 @@ class PipelineOutput:
         (L{None} if it is no error), to be charged once it is placed: for
         a subclass's L{_frame}.
         """
-        if reply.get("status") == "ERROR":
-            code = reply.get("code")
-            self._errorCode = code if type(code) is str else "none"
-        else:
-            self._errorCode = None
+        self._errorCode = errorCodeOf(reply)
         return 0
 
     def _framed(self, payload: bytes) -> bytes:

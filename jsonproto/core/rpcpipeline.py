@@ -20,7 +20,7 @@ from typing import Any
 
 from jsonproto.core import jsonrpc
 from jsonproto.core.envelope import _answer, errorReply
-from jsonproto.core.output import Owed
+from jsonproto.core.output import Owed, errorCodeOf
 from jsonproto.core.pipeline import Pipeline
 from jsonproto.dispatch.latency import UNKNOWN
 from jsonproto.errors import SHUTTING_DOWN, UNKNOWN_TYPE, RequestError
@@ -176,7 +176,7 @@ class RPCPipeline(Pipeline):
         """
         frame = self._framed(encode([jsonrpc.response(reply, reply.get("id")) for reply in replies]))
         for reply in replies:
-            if reply.get("status") == "ERROR":
-                code = reply.get("code")
-                self._errorReplied(code if type(code) is str else "none")
+            code = errorCodeOf(reply)
+            if code is not None:
+                self._errorReplied(code)
         return frame
