@@ -15,7 +15,8 @@ production server needs, and says why:
     - Twisted's PROXY protocol wrapper is private, and loses replies when a
       client half-closes (L{HalfCloseableProxyWrapper});
     - the epoll reactor's loop, without its legacy logging context, reads
-      the reactor's private table (L{EPollReactor}).
+      the reactor's private table, and repeats a TCP connection's read
+      (L{EPollReactor}).
 
 Each is guarded: it checks that the installed Twisted still has what it
 relies on and raises L{TwistedChanged} naming it if not, and
@@ -30,11 +31,13 @@ Nothing else in the package may touch a private name of Twisted.
 from __future__ import annotations
 
 import errno
+import select
 from typing import Any, NamedTuple
 
-from twisted.internet import abstract, endpoints, epollreactor, tcp
+from twisted.internet import abstract, endpoints, epollreactor, main, tcp
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamServerEndpoint
 from twisted.protocols.haproxy import _wrapper as _haproxy
+from twisted.python import log
 from zope.interface import implementer
 
 
@@ -303,24 +306,53 @@ def check() -> None:
 # only costs: four Python calls and a dictionary per event, about a tenth of
 # the daemon's CPU in ping-pong.  The loop that skips it reads the reactor's
 # private table of selectables and its poller.
+#
+# A TCP connection that is only readable, the event of every request, is
+# read here as tcp.Connection.doRead reads it, without the three Python
+# calls between the loop and the protocol (_doReadOrWrite, doRead,
+# _dataReceived) and the fileno() check before them (a closed socket leaves
+# epoll's interest list, so no event names it; were one to, its recv would
+# fail and close it): 8% of the daemon's instructions per ping-pong
+# exchange (docs/operations.md).  Every other event goes through Twisted's
+# own _doReadOrWrite.
+
+_EPOLLIN = select.EPOLLIN
+_RECV_CODE = {"socket", "recv", "bufferSize", "_dataReceived"}
+_RECEIVED_CODE = {"protocol", "dataReceived", "CONNECTION_DONE"}
+
 
 def checkReactor() -> None:
     """
-    @raise TwistedChanged: If the epoll reactor's loop no longer works the
-        way L{EPollReactor} repeats it.
+    @raise TwistedChanged: If the epoll reactor's loop, or a TCP
+        connection's read, no longer works the way L{EPollReactor} repeats
+        it.
     """
     reactor = epollreactor.EPollReactor.__new__(epollreactor.EPollReactor)
-    for name in ("_doReadOrWrite", "doPoll"):
+    for name in ("_doReadOrWrite", "_disconnectSelectable", "doPoll"):
         _require(hasattr(reactor, name), f"EPollReactor has no {name}")
     code = epollreactor.EPollReactor.doPoll.__code__.co_names
     _require({"_poller", "_selectables", "_doReadOrWrite"} <= set(code), "EPollReactor.doPoll no longer polls _poller for _selectables")
+    _require(epollreactor.EPollReactor._POLL_IN == select.EPOLLIN, "EPollReactor no longer reads on EPOLLIN")
+    _require(tcp.Server.doRead is tcp.Connection.doRead, "tcp.Server reads otherwise than tcp.Connection")
+    _require(_RECV_CODE <= set(tcp.Connection.doRead.__code__.co_names), "tcp.Connection.doRead no longer receives from its socket")
+    _require(
+        _RECEIVED_CODE <= set(tcp.Connection._dataReceived.__code__.co_names),
+        "tcp.Connection._dataReceived no longer passes data to its protocol",
+    )
 
 
 class EPollReactor(epollreactor.EPollReactor):
     """
     Twisted's epoll reactor, dispatching events without the legacy logging
-    context.
+    context, and reading TCP connections without the calls in between.
+
+    @raise TwistedChanged: When made on a Twisted whose loop or TCP read no
+        longer works the way this one repeats it (L{checkReactor}).
     """
+
+    def __init__(self) -> None:
+        checkReactor()
+        super().__init__()
 
     def doPoll(self, timeout: float | None) -> None:
         if timeout is None:
@@ -335,7 +367,29 @@ class EPollReactor(epollreactor.EPollReactor):
         doReadOrWrite = self._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)
-            if selectable is not None:
+            if selectable is None:
+                continue
+            if event != _EPOLLIN or type(selectable) is not tcp.Server:
                 doReadOrWrite(selectable, fd, event)
+                continue
+            inRead = True
+            try:
+                try:
+                    data = selectable.socket.recv(selectable.bufferSize)
+                except OSError as err:
+                    if err.args[0] == errno.EWOULDBLOCK:
+                        continue
+                    why: Any = main.CONNECTION_LOST
+                else:
+                    # What dataReceived returns is a reason to close, as for
+                    # Twisted (which deprecates, but honours, returning one).
+                    why = selectable.protocol.dataReceived(data) if data else main.CONNECTION_DONE  # type: ignore[func-returns-value]
+            except BaseException as raised:
+                # As Twisted's loop does: logged, and the reason to close.
+                why = raised
+                inRead = False
+                log.err()
+            if why:
+                self._disconnectSelectable(selectable, why, inRead)
 
     doIteration = doPoll

@@ -6,7 +6,7 @@ it, instead of the daemon misbehaving quietly.
 
 from __future__ import annotations
 
-from twisted.internet import endpoints
+from twisted.internet import endpoints, epollreactor, tcp
 from twisted.logger import LogPublisher
 from twisted.protocols.haproxy import proxyEndpoint
 from twisted.trial.unittest import SynchronousTestCase
@@ -81,3 +81,54 @@ class LogObserverTests(SynchronousTestCase):
         self.assertEqual(observers, [first, second])
         observers.clear()
         self.assertEqual(compat.logObservers(publisher), [first, second])
+
+
+class CheckTests(SynchronousTestCase):
+    """
+    L{compat.check} passes on the installed Twisted, and each piece of the
+    reactor's loop and TCP read that L{compat.EPollReactor} repeats fails
+    it loudly when it changes.
+    """
+
+    def test_installed(self) -> None:
+        """
+        Every check passes against the installed Twisted.
+        """
+        compat.check()
+
+    def assertChanged(self, what: str) -> None:
+        error = self.assertRaises(compat.TwistedChanged, compat.checkReactor)
+        self.assertIn(what, str(error))
+        self.assertRaises(compat.TwistedChanged, compat.EPollReactor)
+
+    def test_doReadReplaced(self) -> None:
+        """
+        A TCP server transport that reads otherwise than tcp.Connection
+        fails the check, and the reactor refuses to be made.
+        """
+        self.patch(tcp.Server, "doRead", lambda self: None)
+        self.assertChanged("tcp.Server reads otherwise than tcp.Connection")
+
+    def test_doReadRewritten(self) -> None:
+        """
+        A tcp.Connection.doRead that no longer receives from its socket
+        fails the check.
+        """
+        self.patch(tcp.Connection, "doRead", lambda self: self._dataReceived(b""))
+        self.patch(tcp.Server, "doRead", tcp.Connection.doRead)
+        self.assertChanged("tcp.Connection.doRead no longer receives from its socket")
+
+    def test_dataReceivedRewritten(self) -> None:
+        """
+        A tcp.Connection._dataReceived that no longer hands data to its
+        protocol fails the check.
+        """
+        self.patch(tcp.Connection, "_dataReceived", lambda self, data: None)
+        self.assertChanged("tcp.Connection._dataReceived no longer passes data to its protocol")
+
+    def test_pollInChanged(self) -> None:
+        """
+        A reactor that no longer reads on EPOLLIN fails the check.
+        """
+        self.patch(epollreactor.EPollReactor, "_POLL_IN", 0)
+        self.assertChanged("EPollReactor no longer reads on EPOLLIN")

@@ -2,17 +2,20 @@
 jsonproto's epoll reactor (jsonproto.compat.EPollReactor, which twistd
 jsonproto runs on) dispatches events as Twisted's epoll reactor does: what
 a selectable's doRead or doWrite returns or raises decides whether, and
-why, it is disconnected.
+why, it is disconnected; and it reads a TCP connection that is only
+readable itself, with the same outcomes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from typing import Any
 
 from twisted.internet import error
-from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -147,3 +150,157 @@ class EPollReactorTests(SynchronousTestCase):
         self.assertEqual(selectable.calls, [])
         [reason] = selectable.lost
         self.assertTrue(reason.check(error.ConnectionFdescWentAway))
+
+
+class _Recording(Protocol):
+    """
+    A server protocol recording what it is given, answering C{reply(data)}
+    (None unless a test sets it) as its C{dataReceived}'s return value.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.lost: list[Failure] = []
+        self.reply: Any = lambda data: None
+
+    def dataReceived(self, data: bytes) -> Any:
+        self.received.append(data)
+        return self.reply(data)
+
+    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:  # type: ignore[assignment]
+        self.lost.append(reason)
+
+
+class _WouldBlockOnce:
+    """
+    A socket whose first C{recv} finds nothing to read (as a spurious
+    wakeup does), standing in for a connection's own.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.blocked = False
+
+    def recv(self, size: int) -> bytes:
+        if not self.blocked:
+            self.blocked = True
+            raise BlockingIOError(errno.EWOULDBLOCK, "would block")
+        return self._sock.recv(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ConnectionReadTests(SynchronousTestCase):
+    """
+    A TCP connection that is only readable is read by the loop itself
+    (without Twisted's _doReadOrWrite), with every outcome of
+    tcp.Connection.doRead kept: data to the protocol, a peer's close, a
+    protocol's exception or returned reason as why it is disconnected.
+    On real sockets on 127.0.0.1.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = EPollReactor()
+        self.addCleanup(closeReactor, self.reactor)
+        self.protocols: list[_Recording] = []
+        factory = Factory()
+        factory.protocol = _Recording
+        factory.buildProtocol = self._build  # type: ignore[method-assign]
+        self.port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(self._stop)
+        self.passedOn: list[Any] = []
+        original = self.reactor._doReadOrWrite
+
+        def recording(selectable: Any, fd: int, event: int) -> None:
+            self.passedOn.append(selectable)
+            original(selectable, fd, event)
+
+        self.reactor._doReadOrWrite = recording  # type: ignore[method-assign]
+        self.client = socket.create_connection(("127.0.0.1", self.port.getHost().port))
+        self.addCleanup(self.client.close)
+        self.server = self.until(lambda: self.protocols and self.protocols[0])
+
+    def _build(self, addr: Any) -> _Recording:
+        protocol = _Recording()
+        self.protocols.append(protocol)
+        return protocol
+
+    def _stop(self) -> None:
+        for protocol in self.protocols:
+            if protocol.transport is not None and not protocol.lost:
+                protocol.transport.abortConnection()
+        self.port.stopListening()
+        self.until(lambda: not self.port.connected and all(p.lost for p in self.protocols))
+
+    def until(self, condition: Any) -> Any:
+        """
+        Run the reactor's loop, a bounded number of times, until
+        C{condition()} is true; return what it returned.
+        """
+        for _ in range(200):
+            result = condition()
+            if result:
+                return result
+            self.reactor.iterate(0.05)
+        self.fail("the reactor never got there")
+
+    def test_data(self) -> None:
+        """
+        What the peer sends reaches the protocol, read by the loop itself:
+        the connection is not handed to _doReadOrWrite (the listening port,
+        which accepted it, is).
+        """
+        self.passedOn.clear()
+        self.client.sendall(b"hello")
+        self.until(lambda: self.server.received)
+        self.assertEqual(self.server.received, [b"hello"])
+        self.assertNotIn(self.server.transport, self.passedOn)
+        self.assertEqual(self.server.lost, [])
+
+    def test_peerCloses(self) -> None:
+        """
+        A peer that closes its side disconnects the connection cleanly.
+        """
+        self.client.close()
+        [reason] = self.until(lambda: self.server.lost)
+        self.assertTrue(reason.check(error.ConnectionDone))
+        self.assertEqual(self.server.received, [])
+
+    def test_wouldBlock(self) -> None:
+        """
+        A read that finds nothing after all (EWOULDBLOCK) changes nothing:
+        the connection stays, and what arrives next is read.
+        """
+        stand_in = _WouldBlockOnce(self.server.transport.socket)
+        self.server.transport.socket = stand_in
+        self.client.sendall(b"late")
+        self.until(lambda: stand_in.blocked)
+        self.assertEqual((self.server.received, self.server.lost), ([], []))
+        self.until(lambda: self.server.received)
+        self.assertEqual(self.server.received, [b"late"])
+
+    def test_protocolRaises(self) -> None:
+        """
+        An exception from the protocol's dataReceived is logged, and is
+        why the connection is disconnected.
+        """
+
+        def broken(data: bytes) -> None:
+            raise ZeroDivisionError()
+
+        self.server.reply = broken
+        self.client.sendall(b"x")
+        [reason] = self.until(lambda: self.server.lost)
+        self.assertTrue(reason.check(ZeroDivisionError))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_protocolReturnsReason(self) -> None:
+        """
+        A reason the protocol's dataReceived returns disconnects the
+        connection with it, as Twisted's doRead does.
+        """
+        self.server.reply = lambda data: CONNECTION_LOST
+        self.client.sendall(b"x")
+        [reason] = self.until(lambda: self.server.lost)
+        self.assertTrue(reason.check(error.ConnectionLost))
