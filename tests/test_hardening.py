@@ -143,6 +143,21 @@ class _Hardening:
         self.assertEqual([r["id"] for r in self.read(transport.value())], [0, 1, 2, 3, 4, 5, 6])
         self.assertEqual(transport.producerState, "producing")
 
+    def test_halfCloseBehindMaxPending(self) -> None:
+        """
+        A peer that sends more than max-pending requests and shuts down its
+        sending side gets every reply, and then the connection closes: the
+        close waits for the requests the limit held back, and happens once
+        they are answered.
+        """
+        proto, transport = connect(self.factory(maxPending=1, requestTimeout=0, idleTimeout=0))
+        proto.dataReceived(self.frame({"type": "SLOW", "id": "s"}) + self.sums(2, 1))
+        proto.readConnectionLost()
+        self.assertFalse(proto.closing)
+        self.slow[0].callback({})
+        self.assertEqual([r["id"] for r in self.read(transport.value())], ["s", 1, 2])
+        self.assertTrue(proto.closing)
+
     def test_requestTimeout(self) -> None:
         """
         A handler slower than the request timeout is cancelled and its
