@@ -6,6 +6,8 @@ it, instead of the daemon misbehaving quietly.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import endpoints, epollreactor, tcp
 from twisted.logger import LogPublisher
 from twisted.protocols.haproxy import proxyEndpoint
@@ -114,8 +116,14 @@ class CheckTests(SynchronousTestCase):
         A tcp.Connection.doRead that no longer receives from its socket
         fails the check.
         """
-        self.patch(tcp.Connection, "doRead", lambda self: self._dataReceived(b""))
-        self.patch(tcp.Server, "doRead", tcp.Connection.doRead)
+
+        def rewritten(self: Any) -> Any:
+            return self._dataReceived(b"")
+
+        # tcp.Server first: patched after tcp.Connection, it would record
+        # the rewritten doRead it inherits as its original, and keep it.
+        self.patch(tcp.Server, "doRead", rewritten)
+        self.patch(tcp.Connection, "doRead", rewritten)
         self.assertChanged("tcp.Connection.doRead no longer receives from its socket")
 
     def test_dataReceivedRewritten(self) -> None:
