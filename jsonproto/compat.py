@@ -372,24 +372,26 @@ class EPollReactor(epollreactor.EPollReactor):
             if event != _EPOLLIN or type(selectable) is not tcp.Server:
                 doReadOrWrite(selectable, fd, event)
                 continue
-            inRead = True
+            # What doRead would return (a reason to close, or None), and
+            # what Twisted's loop does with it.
             try:
-                try:
-                    data = selectable.socket.recv(selectable.bufferSize)
-                except OSError as err:
-                    if err.args[0] == errno.EWOULDBLOCK:
-                        continue
-                    why: Any = main.CONNECTION_LOST
-                else:
-                    # What dataReceived returns is a reason to close, as for
-                    # Twisted (which deprecates, but honours, returning one).
-                    why = selectable.protocol.dataReceived(data) if data else main.CONNECTION_DONE  # type: ignore[func-returns-value]
+                data = selectable.socket.recv(selectable.bufferSize)
+            except OSError as err:
+                if err.args[0] != errno.EWOULDBLOCK:
+                    self._disconnectSelectable(selectable, main.CONNECTION_LOST, True)
+                continue
+            if not data:
+                self._disconnectSelectable(selectable, main.CONNECTION_DONE, True)
+                continue
+            try:
+                # A returned reason closes, as for Twisted (which deprecates,
+                # but honours, returning one).
+                why = selectable.protocol.dataReceived(data)  # type: ignore[func-returns-value]
             except BaseException as raised:
-                # As Twisted's loop does: logged, and the reason to close.
-                why = raised
-                inRead = False
                 log.err()
+                self._disconnectSelectable(selectable, raised, False)
+                continue
             if why:
-                self._disconnectSelectable(selectable, why, inRead)
+                self._disconnectSelectable(selectable, why, True)
 
     doIteration = doPoll

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import error
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -167,7 +167,7 @@ class _Recording(Protocol):
         self.received.append(data)
         return self.reply(data)
 
-    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost.append(reason)
 
 

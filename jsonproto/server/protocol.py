@@ -117,7 +117,8 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
     # Running the pipeline; and whether something asked to run it meanwhile.
     _running = False
     _runAgain = False
-    # Until the first bytes the pipeline is to see (after any PROXY header).
+    # Whether the next read is the first the pipeline sees (after any PROXY
+    # header): only that one is checked for a TLS ClientHello.
     _firstRead = True
     # When the unfinished message at the end of the buffer began.
     _partialSince: float | None = None
