@@ -16,6 +16,7 @@ cdef class LineDecoder(FrameQueue):
     cdef list _partial
     cdef Py_ssize_t _partialLength
     cdef bint _discarding
+    @cython.locals(pieces=list, last=Py_ssize_t, index=Py_ssize_t, first=bytes)
     cpdef feed(self, bytes data)
     cdef _keepTail(self, bytes tail)
     cpdef abandon(self)
@@ -30,8 +31,8 @@ cdef class Int32Decoder(FrameQueue):
     cpdef abandon(self)
 
 
-@cython.locals(end=Py_ssize_t, size=Py_ssize_t, line=bytes)
-cpdef Py_ssize_t cutLines(list frames, bytes data, Py_ssize_t start, Py_ssize_t maxLength, object tooLong) except -1
+@cython.locals(size=Py_ssize_t)
+cdef void _addLine(list frames, bytes line, Py_ssize_t maxLength, object tooLong) except *
 
 cpdef bytes encodeLine(bytes payload)
 cpdef bytes encodeInt32(bytes payload)

@@ -150,29 +150,31 @@ class LineDecoder(FrameQueue):
         """
         Take the bytes of one read.
         """
-        newline = data.find(b"\n")
-        if newline < 0:
-            # Part of a long line: a memchr, not a split.
+        # One split of the read: the lines it ends, then the start of an
+        # unfinished one (b"" when the read ends with a newline).  A read
+        # that holds no newline comes back whole, not copied.
+        pieces = data.split(b"\n")
+        last = len(pieces) - 1
+        if last == 0:
+            # Part of a long line.
             self._keepTail(data)
             return
         frames = self._startFeed()
-        # Where this read's own lines begin: past the first newline when it
-        # ends a line begun in an earlier read.
-        start = newline + 1
         if self._discarding:
             # The over-long line ends here; its TOO_LONG is already out.
             self._discarding = False
         elif self._partial:
-            self._partial.append(data[:start])
+            # This read ends a line begun in an earlier one.
+            self._partial.append(pieces[0])
             first = b"".join(self._partial)
             self._partial = []
             self._partialLength = 0
-            cutLines(frames, first, 0, self.maxLength, TOO_LONG)
+            _addLine(frames, first, self.maxLength, TOO_LONG)
         else:
-            start = 0
-        end = cutLines(frames, data, start, self.maxLength, TOO_LONG)
-        if end < len(data):
-            self._keepTail(data[end:])
+            _addLine(frames, pieces[0], self.maxLength, TOO_LONG)
+        for index in range(1, last):
+            _addLine(frames, pieces[index], self.maxLength, TOO_LONG)
+        self._keepTail(pieces[last])
 
     def _keepTail(self, tail: bytes) -> None:
         """
@@ -225,28 +227,21 @@ class LineDecoder(FrameQueue):
             self._startFeed().append(ABANDONED)
 
 
-def cutLines(frames: list[Frame], data: bytes, start: int, maxLength: int, tooLong: Frame) -> int:
+def _addLine(frames: list[Frame], line: bytes, maxLength: int, tooLong: Frame) -> None:
     """
-    Append to C{frames} each complete line of C{data} from C{start}: without
-    its C{\\n} or a C{\\r} before it, blank lines skipped, a line longer than
-    C{maxLength} as C{tooLong}.
-
-    @return: Where the unfinished line after the last C{\\n} begins.
+    Append to C{frames} one line, its C{\\n} already cut off: without a
+    C{\\r} at its end, skipped when blank, C{tooLong} when longer than
+    C{maxLength}.
     """
-    end = data.rfind(b"\n", start) + 1
-    if end == 0:
-        return start
-    for line in data[start : end - 1].split(b"\n"):
-        size = len(line)
-        if size and line[size - 1] == 13:  # \r
-            line = line[: size - 1]
-            size -= 1
-        # Blank: empty, or (rarely) all whitespace, which starts with a byte
-        # no greater than a space.
-        if not size or (line[0] <= 32 and line.isspace()):
-            continue
-        frames.append(line if size <= maxLength else tooLong)
-    return end
+    size = len(line)
+    if size and line[size - 1] == 13:  # \r
+        line = line[: size - 1]
+        size -= 1
+    # Blank: empty, or (rarely) all whitespace, which starts with a byte no
+    # greater than a space.
+    if not size or (line[0] <= 32 and line.isspace()):
+        return
+    frames.append(line if size <= maxLength else tooLong)
 
 
 _LENGTH: Final = struct.Struct("!I")
