@@ -16,7 +16,7 @@ cdef class LineDecoder(FrameQueue):
     cdef list _partial
     cdef Py_ssize_t _partialLength
     cdef bint _discarding
-    @cython.locals(pieces=list, last=Py_ssize_t, index=Py_ssize_t, first=bytes)
+    @cython.locals(pieces=list, last=Py_ssize_t, index=Py_ssize_t, start=Py_ssize_t)
     cpdef feed(self, bytes data)
     cdef _keepTail(self, bytes tail)
     cpdef abandon(self)
@@ -32,7 +32,7 @@ cdef class Int32Decoder(FrameQueue):
 
 
 @cython.locals(size=Py_ssize_t)
-cdef void _addLine(list frames, bytes line, Py_ssize_t maxLength, object tooLong) except *
+cdef void _addLine(list frames, bytes line, Py_ssize_t maxLength) except *
 
 cpdef bytes encodeLine(bytes payload)
 cpdef bytes encodeInt32(bytes payload)

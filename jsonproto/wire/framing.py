@@ -160,20 +160,20 @@ class LineDecoder(FrameQueue):
             self._keepTail(data)
             return
         frames = self._startFeed()
+        # The lines from pieces[start] to the tail are frames.
+        start = 0
         if self._discarding:
             # The over-long line ends here; its TOO_LONG is already out.
             self._discarding = False
+            start = 1
         elif self._partial:
             # This read ends a line begun in an earlier one.
             self._partial.append(pieces[0])
-            first = b"".join(self._partial)
+            pieces[0] = b"".join(self._partial)
             self._partial = []
             self._partialLength = 0
-            _addLine(frames, first, self.maxLength, TOO_LONG)
-        else:
-            _addLine(frames, pieces[0], self.maxLength, TOO_LONG)
-        for index in range(1, last):
-            _addLine(frames, pieces[index], self.maxLength, TOO_LONG)
+        for index in range(start, last):
+            _addLine(frames, pieces[index], self.maxLength)
         self._keepTail(pieces[last])
 
     def _keepTail(self, tail: bytes) -> None:
@@ -227,10 +227,10 @@ class LineDecoder(FrameQueue):
             self._startFeed().append(ABANDONED)
 
 
-def _addLine(frames: list[Frame], line: bytes, maxLength: int, tooLong: Frame) -> None:
+def _addLine(frames: list[Frame], line: bytes, maxLength: int) -> None:
     """
     Append to C{frames} one line, its C{\\n} already cut off: without a
-    C{\\r} at its end, skipped when blank, C{tooLong} when longer than
+    C{\\r} at its end, skipped when blank, L{TOO_LONG} when longer than
     C{maxLength}.
     """
     size = len(line)
@@ -241,7 +241,7 @@ def _addLine(frames: list[Frame], line: bytes, maxLength: int, tooLong: Frame) -
     # greater than a space.
     if not size or (line[0] <= 32 and line.isspace()):
         return
-    frames.append(line if size <= maxLength else tooLong)
+    frames.append(line if size <= maxLength else TOO_LONG)
 
 
 _LENGTH: Final = struct.Struct("!I")
