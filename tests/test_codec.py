@@ -167,6 +167,40 @@ class EncodeTests(SynchronousTestCase):
             self.assertIs(e.error, INTERNAL_ERROR)
 
 
+class NewlineEncodeTests(SynchronousTestCase):
+    """
+    C{encode(value, newline=True)} is the line framing's frame of a reply:
+    the same JSON, ended with a newline, however it was written.
+    """
+
+    def test_sameJSONWithNewline(self) -> None:
+        """
+        Every reply is written as without the option, then a newline: those
+        orjson writes, and those the standard library must write (a big
+        integer, a null beside a float in a list, a long reply).
+        """
+        for value in [
+            {"status": "OK", "reply": "Hello, Zoë!"},
+            {"n": 2**100},
+            {"a": None, "b": [1.5]},
+            {"text": "x" * 10000, "n": None},
+            [1, {"a": "b"}],
+        ]:
+            self.assertEqual(codec.encode(value, newline=True), codec.encode(value) + b"\n")
+
+    def test_refusedAlike(self) -> None:
+        """
+        What cannot be JSON is refused with the newline as without it.
+        """
+        for value, error in [
+            ({"result": float("nan")}, NUMBER_OUT_OF_RANGE),
+            ({"a": None, "b": [float("inf")]}, NUMBER_OUT_OF_RANGE),
+            ({"result": {1, 2}}, INTERNAL_ERROR),
+        ]:
+            e = self.assertRaises(RequestError, codec.encode, value, newline=True)
+            self.assertIs(e.error, error)
+
+
 class StandardLibraryDecodeTests(DecodeTests):
     """
     The same rules held by the standard library's parser, which reads

@@ -290,7 +290,7 @@ class _FramingTests:
         [replied] = logged.matching("was sent {")
         self.assertEqual(received["connectionId"], self.proto.info.id)
         self.assertIn('"a":2', received["text"])
-        self.assertIn('"result":4', replied["text"])
+        self.assertEqual(replied["text"], '{"status":"OK","result":4}')
 
     def test_replyAfterLost(self) -> None:
         """

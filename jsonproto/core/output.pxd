@@ -26,7 +26,7 @@ cdef class Owed:
 # it calls its own (Pipeline is not final): the split costs no call.  None
 # is declared inline: from another module an inline method is called through
 # the vtable all the same, and within this one the C compiler inlines none of
-# these, so _frame writes out what _framed does.
+# these.
 cdef class PipelineOutput:
     cdef public Traffic traffic
     cdef public object closeReason
@@ -57,7 +57,8 @@ cdef class PipelineOutput:
     cdef _emit(self, dict reply, object message)
     cdef bytes _frame(self, dict reply)
     cdef int _noteError(self, dict reply) except -1
-    cdef bytes _framed(self, bytes payload)
+    cdef bytes _encoded(self, object value)
+    cdef bytes _framed(self, bytes encoded)
     cpdef push(self, dict message)
     cpdef bytes takeOutput(self)
     cdef _errorReplied(self, str code)

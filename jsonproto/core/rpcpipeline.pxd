@@ -3,7 +3,7 @@
 from jsonproto.core.envelope cimport _answer, errorReply
 from jsonproto.core.output cimport Owed
 from jsonproto.core.pipeline cimport Pipeline
-from jsonproto.wire.codec cimport decodeOrRefuse, encode
+from jsonproto.wire.codec cimport decodeOrRefuse
 
 
 cdef class RPCPipeline(Pipeline):

@@ -24,7 +24,7 @@ from jsonproto.core.output import Owed, errorCodeOf
 from jsonproto.core.pipeline import Pipeline
 from jsonproto.dispatch.latency import UNKNOWN
 from jsonproto.errors import SHUTTING_DOWN, UNKNOWN_TYPE, RequestError
-from jsonproto.wire.codec import decodeOrRefuse, encode
+from jsonproto.wire.codec import decodeOrRefuse
 
 
 class RPCPipeline(Pipeline):
@@ -160,12 +160,12 @@ class RPCPipeline(Pipeline):
         L{PipelineOutput._frame}).
         """
         try:
-            payload = encode(jsonrpc.response(reply, reply.get("id")))
+            payload = self._encoded(jsonrpc.response(reply, reply.get("id")))
         except RequestError as e:
             # A handler's reply JSON cannot carry (NaN, a set): the server's
             # mistake, logged by the dispatcher.
             reply = self._dispatcher.unencodable(reply, e)
-            payload = encode(jsonrpc.response(reply, reply.get("id")))
+            payload = self._encoded(jsonrpc.response(reply, reply.get("id")))
         self._noteError(reply)
         return self._framed(payload)
 
@@ -174,7 +174,7 @@ class RPCPipeline(Pipeline):
         The framed JSON-RPC array answering a batch, counted as one message
         out; each error among its replies is counted and charged.
         """
-        frame = self._framed(encode([jsonrpc.response(reply, reply.get("id")) for reply in replies]))
+        frame = self._framed(self._encoded([jsonrpc.response(reply, reply.get("id")) for reply in replies]))
         for reply in replies:
             code = errorCodeOf(reply)
             if code is not None:

@@ -9,7 +9,7 @@ cdef object _refused(bytes payload, str reason)
 @cython.locals(size=Py_ssize_t, position=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t)
 cpdef bint mayHoldBigInteger(bytes payload) except -1
 
-cpdef bytes encode(object value)
+cpdef bytes encode(object value, bint newline=*)
 
 @cython.locals(flat=bint, number=double)
 cdef bint _wroteNoNaN(object value, bytes encoded) except -1

@@ -28,7 +28,7 @@ import re
 import sys
 from typing import Any
 
-from orjson import JSONDecodeError, dumps as _dumps, loads as _loads
+from orjson import OPT_APPEND_NEWLINE, JSONDecodeError, dumps as _dumps, loads as _loads
 
 from jsonproto.errors import (
     INTERNAL_ERROR,
@@ -260,10 +260,14 @@ def _decodeStrictly(payload: bytes) -> Any:
     return value
 
 
-def encode(value: Any) -> bytes:
+def encode(value: Any, newline: bool = False) -> bytes:
     """
     Serialise one reply as compact strict JSON in UTF-8, the way the seed's
     C{JSON.stringify} writes it.
+
+    @param newline: End it with a newline, the line framing's terminator
+        (L{jsonproto.wire.framing.encodeLine}): orjson writes it in the same
+        pass, where appending it would copy every reply once more.
 
     @raise RequestError: With L{NUMBER_OUT_OF_RANGE} for a non-finite float or
         an integer too long to write, with L{INTERNAL_ERROR} for anything
@@ -271,13 +275,14 @@ def encode(value: Any) -> bytes:
         decides what to tell the client.
     """
     try:
-        encoded: bytes = _dumps(value)
+        encoded: bytes = _dumps(value, None, OPT_APPEND_NEWLINE) if newline else _dumps(value)
     except TypeError:
         pass
     else:
         if _wroteNoNaN(value, encoded):
             return encoded
-    return _encodeStrictly(value)
+    strict = _encodeStrictly(value)
+    return strict + b"\n" if newline else strict
 
 
 def _wroteNoNaN(value: Any, encoded: bytes) -> bool:
