@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import gc
+import weakref
 from typing import Annotated, Any, Optional, TypedDict
 
 import msgspec
@@ -18,7 +20,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from jsonproto.core.budget import BufferBudget
-from jsonproto.core.envelope import answerStraight, readStraight
+from jsonproto.core.envelope import Straight, answerStraight, readStraight
 from jsonproto.core.pipeline import FLUSH, BLOCKED, Pipeline
 from jsonproto.core.traffic import Traffic
 from jsonproto.dispatch.dispatcher import Dispatcher
@@ -64,6 +66,10 @@ class Named(TypedDict):
     name: str
 
 
+class Tracked(msgspec.Struct, weakref=True):
+    n: int
+
+
 class Ack(msgspec.Struct):
     ok: bool
     seen: int
@@ -73,8 +79,8 @@ def answerTyped(d: Dispatcher, frame: bytes) -> Any:
     """
     A request answered the straight way, or L{None} if it is not taken.
     """
-    straight = readStraight(d.handlers, {}, frame)
-    if straight is None:
+    straight = Straight()
+    if not readStraight(d.handlers, {}, frame, straight):
         return None
     return answerStraight(straight, d.latency, d, frame, None)
 
@@ -318,9 +324,31 @@ class StraightDecodingTests(SynchronousTestCase):
             b"[1]",
         ):
             self.assertIsNone(answer(notTaken), notTaken)
-        note = readStraight(d.handlers, d.oneWayHandlers, b'{"type":"NOTE","x":1}')
-        assert note is not None
+        note = Straight()
+        self.assertTrue(readStraight(d.handlers, d.oneWayHandlers, b'{"type":"NOTE","x":1}', note))
         self.assertEqual((note.oneWay, note.messageType, note.value), (True, "NOTE", Point(1, 0)))
+
+    def test_lastMessageNotKept(self) -> None:
+        """
+        Once its handler has returned, a typed message is the handler's
+        alone: the connection does not hold on to its last one, of a
+        request or of a one-way type, for as long as it stays idle.
+        """
+        held: list[weakref.ref[Tracked]] = []
+        d = Dispatcher()
+        d.register("ASK", lambda message, context: held.append(weakref.ref(message)) or {}, request=Tracked)
+        d.register("TELL", lambda message, context: held.append(weakref.ref(message)), request=Tracked, oneWay=True)
+        pipeline = Pipeline(
+            LineDecoder(MAX), False, d, Limits(maxMessageSize=MAX), None, Traffic(),
+            now=lambda: 0.0, awaitReply=lambda owed, result, message: None,
+        )
+        for message, reply in [(b'{"type":"ASK","n":1}\n', b'{"status":"OK"}\n'), (b'{"type":"TELL","n":2}\n', b"")]:
+            pipeline.receive(message)
+            pipeline.run()
+            self.assertEqual(pipeline.takeOutput(), reply)
+            gc.collect()
+            self.assertIsNone(held[-1](), message)
+        self.assertEqual(len(held), 2)
 
     def test_untypedDispatcher(self) -> None:
         """

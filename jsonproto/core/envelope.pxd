@@ -29,12 +29,9 @@ cdef class Straight:
     cdef public object value
     cdef public bint oneWay
 
-@cython.locals(straight=Straight)
-cdef Straight _straight(str messageType, object messageId, TypedRequest handler, object value, bint oneWay)
-
 @cython.locals(messageType=str, typedRequest=TypedRequest, oneWay=bint)
-cpdef Straight readStraight(dict handlers, dict oneWayHandlers, bytes frame)
+cpdef bint readStraight(dict handlers, dict oneWayHandlers, bytes frame, Straight straight) except -1
 
-@cython.locals(started=double, messageType=str)
+@cython.locals(started=double, messageType=str, hasId=bint)
 cpdef object answerStraight(Straight straight, HandlerLatency latency, object dispatcher, bytes frame, object context)
 

@@ -173,6 +173,8 @@ def _heldToCodecRules(frame: bytes) -> bool:
 class Straight:
     """
     A message read straight into its handler's type (L{readStraight}).
+    Its holder clears C{value} once the handler has it, so that an idle
+    connection does not keep its last message alive.
 
     @ivar messageType: Its C{type}.
     @ivar hasId: Whether it has an C{id}; C{messageId} is that id.
@@ -191,40 +193,26 @@ class Straight:
     oneWay: bool
 
 
-def _straight(messageType: str, messageId: Any, handler: TypedRequest, value: Any, oneWay: bool) -> Straight:
-    """
-    A new L{Straight}.  One is made for every message read straight:
-    compiled, this skips the argument parsing of a call to the class and
-    sets its fields as C members.
-    """
-    straight = Straight.__new__(Straight)
-    straight.messageType = messageType
-    straight.hasId = messageId is not UNSET
-    straight.messageId = messageId
-    straight.handler = handler
-    straight.value = value
-    straight.oneWay = oneWay
-    return straight
-
-
-def readStraight(handlers: dict[str, Any], oneWayHandlers: dict[str, Any], frame: bytes) -> Straight | None:
+def readStraight(handlers: dict[str, Any], oneWayHandlers: dict[str, Any], frame: bytes, straight: Straight) -> bool:
     """
     Read a message to a typed handler (a request's, or a one-way type's)
     from its bytes straight into the handler's type
     (L{TypedRequest.decode}), when it is one and fits: one pass over the
     bytes, where the ordinary way decodes them to a dict and converts that.
 
-    @return: The message read, or L{None} for one not taken this way: it is
-        not a typed handler's, or does not fit its type, or is not a
-        request at all.  Then it must be answered the ordinary way, which
-        says what is wrong.
+    @param straight: Where the message read goes, its fields overwritten:
+        one L{Straight} serves a connection's every message, rather than a
+        new one made and freed for each.
+    @return: Whether it was read; if not, it is not a typed handler's, or
+        does not fit its type, or is not a request at all, and must be
+        answered the ordinary way, which says what is wrong.
     """
     if len(frame) > STRAIGHT_BYTES:
-        return None
+        return False
     try:
         envelope = _readEnvelope(frame)
     except (MsgspecError, RecursionError):
-        return None
+        return False
     messageType: str = envelope.type
     oneWay = False
     handler = handlers.get(messageType)
@@ -232,15 +220,22 @@ def readStraight(handlers: dict[str, Any], oneWayHandlers: dict[str, Any], frame
         handler = oneWayHandlers.get(messageType)
         oneWay = True
     if type(handler) is not TypedRequest:
-        return None
+        return False
     typedRequest: TypedRequest = handler
     if typedRequest.decode is None or not _heldToCodecRules(frame):
-        return None
+        return False
     try:
         value = typedRequest.decode(frame)
     except (MsgspecError, RecursionError):
-        return None
-    return _straight(messageType, envelope.id, typedRequest, value, oneWay)
+        return False
+    messageId = envelope.id
+    straight.messageType = messageType
+    straight.hasId = messageId is not UNSET
+    straight.messageId = messageId
+    straight.handler = typedRequest
+    straight.value = value
+    straight.oneWay = oneWay
+    return True
 
 
 def answerStraight(straight: Straight, latency: HandlerLatency, dispatcher: Any, frame: bytes, context: Any) -> Any:
@@ -250,7 +245,11 @@ def answerStraight(straight: Straight, latency: HandlerLatency, dispatcher: Any,
 
     @return: The reply, or what the caller waits on (as L{answer}).
     """
+    # Read before the handler runs: what it does may read another message
+    # into the same Straight.
     messageType = straight.messageType
+    hasId = straight.hasId
+    messageId = straight.messageId
     started = latency.countCall(messageType)
     try:
         result = straight.handler.function(straight.value, context)
@@ -260,7 +259,7 @@ def answerStraight(straight: Straight, latency: HandlerLatency, dispatcher: Any,
         return dispatcher.returned(result, decodeOrRefuse(frame), messageType, started)
     if started:
         latency.finished(messageType, started)
-    return _okReply(result, straight.hasId, straight.messageId)
+    return _okReply(result, hasId, messageId)
 
 
 def _withId(reply: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:

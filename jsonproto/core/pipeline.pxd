@@ -22,6 +22,7 @@ cdef class Pipeline(PipelineOutput):
     cdef public object host
     cdef FrameQueue _decoder
     cdef bint _typedFirst
+    cdef Straight _straight
     cdef bint _closesOnTooLong
     cdef dict _handlers
     cdef dict _oneWay

@@ -159,6 +159,7 @@ class Pipeline(PipelineOutput):
         # the dispatcher's typed handlers as registered by now (one added
         # later is answered the ordinary way, at the ordinary cost).
         self._typedFirst = bool(getattr(dispatcher, "decodesTyped", False))
+        self._straight = Straight()
         self.refusing = False
         self._decoder = decoder
         self._closesOnTooLong = lengthPrefixed
@@ -299,12 +300,15 @@ class Pipeline(PipelineOutput):
         if self._logMessage is not None:
             self._logMessage("sent", frame)
         if self._typedFirst and not self.refusing:
-            straight = readStraight(self._handlers, self._oneWay, frame)
-            if straight is not None:
+            straight = self._straight
+            if readStraight(self._handlers, self._oneWay, frame, straight):
                 if straight.oneWay:
-                    self._callOneWay(straight.handler.function, straight.value, straight.messageType, None, frame, False)
+                    value = straight.value
+                    straight.value = None
+                    self._callOneWay(straight.handler.function, value, straight.messageType, None, frame, False)
                     return
                 result = answerStraight(straight, self._latency, self._dispatcher, frame, self._context)
+                straight.value = None
                 if type(result) is dict:
                     self._emit(result, None)
                 else:
