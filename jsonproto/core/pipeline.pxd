@@ -34,7 +34,7 @@ cdef class Pipeline(PipelineOutput):
     cdef object _budget
     cdef Py_ssize_t _held
 
-    cpdef receive(self, bytes data)
+    cpdef bint receive(self, bytes data) except -1
     cdef _charge(self, Py_ssize_t held)
     cdef inline Py_ssize_t _owedCount(self) except -1
     @cython.locals(handled=Py_ssize_t, turnStarted=double, traffic=Traffic, decoder=FrameQueue)

@@ -195,15 +195,16 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
                 return
         if self._drainStage:
             self._readDuringDrain = True
-        before = info.traffic.messagesIn
-        pipeline.receive(data)
+        traffic = info.traffic
+        before = traffic.messagesIn
+        midMessage = pipeline.receive(data)
         if not self._paused:
             self._run()
-        completed = info.traffic.messagesIn != before
+        completed = traffic.messagesIn != before
         if completed:
             # Activity, for the idle timer (one clock read serves both).
             info.lastActivity = self.clock.seconds()
-        if self.limits.messageTimeout and pipeline.midMessage:
+        if midMessage and self.limits.messageTimeout:
             self._partialMessage(completed)
         else:
             self._partialSince = None
@@ -249,7 +250,11 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
             while True:
                 self._runAgain = False
                 outcome = pipeline.run()
-                self._flush()
+                # What _flush does, written out: this runs on every read.
+                if self.connected:
+                    data = pipeline.takeOutput()
+                    if data:
+                        compat.writeNow(self.transport, data)
                 if self._paused & ~TURN or self.closing or not self.connected:
                     return
                 if outcome != FLUSH and not self._runAgain:
