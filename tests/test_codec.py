@@ -185,6 +185,11 @@ class NewlineEncodeTests(SynchronousTestCase):
             {"a": None, "b": [1.5]},
             {"text": "x" * 10000, "n": None},
             [1, {"a": "b"}],
+            # A null in a reply of exactly NULL_SCAN_LIMIT bytes, the
+            # newline not counted: the standard library writes it either
+            # way (orjson writes it in exactly that many; the standard
+            # library writes 1e-07 where orjson writes 1e-7).
+            [None, 1e-7, "x" * (codec.NULL_SCAN_LIMIT - len('[null,1e-7,""]'))],
         ]:
             self.assertEqual(codec.encode(value, newline=True), codec.encode(value) + b"\n")
 

@@ -174,7 +174,8 @@ class Straight:
     """
     A message read straight into its handler's type (L{readStraight}).
     Its holder clears C{value} once the handler has it, so that an idle
-    connection does not keep its last message alive.
+    connection does not keep its last message's value alive (its id, a
+    short string or a number, stays until the next one).
 
     @ivar messageType: Its C{type}.
     @ivar hasId: Whether it has an C{id}; C{messageId} is that id.

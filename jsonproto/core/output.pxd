@@ -25,8 +25,7 @@ cdef class Owed:
 # A subclass in another module calls these methods through the vtable, as
 # it calls its own (Pipeline is not final): the split costs no call.  None
 # is declared inline: from another module an inline method is called through
-# the vtable all the same, and within this one the C compiler inlines none of
-# these.
+# the vtable all the same.
 cdef class PipelineOutput:
     cdef public Traffic traffic
     cdef public object closeReason

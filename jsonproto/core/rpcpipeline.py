@@ -160,14 +160,14 @@ class RPCPipeline(Pipeline):
         L{PipelineOutput._frame}).
         """
         try:
-            payload = self._encoded(jsonrpc.response(reply, reply.get("id")))
+            encoded = self._encoded(jsonrpc.response(reply, reply.get("id")))
         except RequestError as e:
             # A handler's reply JSON cannot carry (NaN, a set): the server's
             # mistake, logged by the dispatcher.
             reply = self._dispatcher.unencodable(reply, e)
-            payload = self._encoded(jsonrpc.response(reply, reply.get("id")))
+            encoded = self._encoded(jsonrpc.response(reply, reply.get("id")))
         self._noteError(reply)
-        return self._framed(payload)
+        return self._framed(encoded)
 
     def _frameBatch(self, replies: list[Any]) -> bytes:
         """

@@ -280,7 +280,8 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
 
     def _flush(self) -> None:
         """
-        Write what the pipeline has produced.
+        Write what the pipeline has produced.  (L{_run}'s loop does the
+        same, written out: keep the two alike.)
         """
         pipeline = self.pipeline
         if pipeline is not None and self.connected:

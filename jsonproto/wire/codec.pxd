@@ -12,6 +12,6 @@ cpdef bint mayHoldBigInteger(bytes payload) except -1
 cpdef bytes encode(object value, bint newline=*)
 
 @cython.locals(flat=bint, number=double)
-cdef bint _wroteNoNaN(object value, bytes encoded) except -1
+cdef bint _wroteNoNaN(object value, bytes encoded, bint newline) except -1
 cpdef bytes _encodeStrictly(object value)
 cpdef object _decodeStrictly(bytes payload)

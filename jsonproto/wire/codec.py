@@ -279,16 +279,18 @@ def encode(value: Any, newline: bool = False) -> bytes:
     except TypeError:
         pass
     else:
-        if _wroteNoNaN(value, encoded):
+        if _wroteNoNaN(value, encoded, newline):
             return encoded
     strict = _encodeStrictly(value)
     return strict + b"\n" if newline else strict
 
 
-def _wroteNoNaN(value: Any, encoded: bytes) -> bool:
+def _wroteNoNaN(value: Any, encoded: bytes, newline: bool) -> bool:
     """
     Whether orjson, which writes NaN and Infinity as C{null}, surely wrote
-    neither in C{encoded}, the encoding of C{value}.
+    neither in C{encoded}, the encoding of C{value} (ended by a newline if
+    C{newline}, which does not count towards L{NULL_SCAN_LIMIT}: the same
+    reply must take the same way either way).
 
     Most replies are one object of strings and numbers: its members are
     looked at.  Any other is searched for a C{null} (one found means the
@@ -308,7 +310,7 @@ def _wroteNoNaN(value: Any, encoded: bytes) -> bool:
                 break
         if flat:
             return True
-    return encoded.find(b"null") < 0 if len(encoded) <= NULL_SCAN_LIMIT else allFinite(value)
+    return encoded.find(b"null") < 0 if len(encoded) - newline <= NULL_SCAN_LIMIT else allFinite(value)
 
 
 def _encodeStrictly(value: Any) -> bytes:
