@@ -78,6 +78,7 @@ class IPipeline(Interface):
 
     traffic = Attribute("Traffic: messages and bytes in and out.")
     refusing = Attribute("bool: answer later messages 'Shutting down'.")
+    holdsMessages = Attribute("bool: whole messages have been received and not yet answered.")
     closeReason = Attribute("str or None: why the connection must close, after run() returned CLOSE.")
     closeKind = Attribute("str or None: that reason's category.")
 

@@ -365,6 +365,69 @@ class _Hardening:
         """
         self.drainOwingSlowReply(replyInFirstTurn=True)
 
+    def test_drainAnswersWhatWasReadWhilePaused(self) -> None:
+        """
+        Requests read before the drain's first turn ended are answered
+        normally even if the connection could not answer them by then (its
+        client was not reading its replies): "read" is when they arrived,
+        not when their turn came.  Only what is read after that gets
+        "Shutting down".
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
+        proto, transport = connect(factory)
+        proto.pauseProducing()  # the client's receive window is full
+        proto.dataReceived(self.sums(3))
+        connections.closeAll("the server is shutting down")
+        for _ in range(3):
+            self.clock.advance(DRAIN_TURN)
+        proto.resumeProducing()  # the client reads again
+        proto.dataReceived(self.sums(1, 3))
+        self.assertEqual(
+            self.read(transport.value()),
+            [{"status": "OK", "result": i, "id": i} for i in range(3)]
+            + [{"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": 3}],
+        )
+
+    def test_drainReadsPastAPause(self) -> None:
+        """
+        A connection that cannot read (its client is not taking its
+        replies) is not closed for having read nothing: requests still
+        waiting in the socket would be thrown away unanswered.  Once it
+        reads again, it closes after a turn in which it reads nothing, and
+        everything it read has its reply.
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
+        proto, transport = connect(factory)
+        proto.pauseProducing()
+        proto.dataReceived(self.sums(1))
+        drained = connections.closeAll("the server is shutting down")
+        for _ in range(5):
+            self.clock.advance(DRAIN_TURN)
+        self.assertFalse(transport.disconnecting)
+        proto.resumeProducing()
+        # The turn in which reading resumed does not count: the reactor
+        # may not have read the socket yet.
+        self.clock.advance(DRAIN_TURN)
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(self.sums(1, 1))  # was waiting in the socket
+        self.clock.advance(DRAIN_TURN)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(DRAIN_TURN)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(
+            self.read(transport.value()),
+            [
+                {"status": "OK", "result": 0, "id": 0},
+                {"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": 1},
+            ],
+        )
+        self.assertEqual(connections.closedBy, {"shutdown": 1})
+        transport.finishClose()
+        self.successResultOf(drained)
+        noPendingCalls(self, self.clock)
+
     def test_shutdownTimeout(self) -> None:
         """
         Connections still open when the shutdown timeout passes are

@@ -464,3 +464,56 @@ class AcceptQueueDrainTests(SynchronousTestCase):
 
     def test_workers(self) -> None:
         self.drainQueued(400, "--workers", "2")
+
+
+class DrainTests(SynchronousTestCase):
+    """
+    What a client gets when the daemon stops while it is sending.
+    """
+
+    def test_everythingSentIsAnswered(self) -> None:
+        """
+        A client that had pipelined more requests than the daemon can read
+        in the drain's first turn, and is slow to read its replies (so the
+        daemon must stop reading while it waits), gets one reply for every
+        request it had sent when SIGTERM came, in order: answered normally
+        up to some point, "Shutting down" after it, none left unanswered.
+        Then a clean close, not a reset.
+        """
+        process, port = serving(self)
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            # Running means answering: until its reactor runs, the daemon
+            # has no SIGTERM handler.
+            client.sendall(b'{"type":"SUM","a":0,"b":1,"id":0}\n')
+            self.assertEqual(json.loads(client.makefile("rb").readline()), {"status": "OK", "result": 1, "id": 0})
+            # While the daemon is stopped, send until the socket's buffers
+            # are full: all of that has been sent when SIGTERM arrives.
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                client.setblocking(False)
+                burst = b"".join(b'{"type":"SUM","a":%d,"b":1,"id":%d}\n' % (i, i) for i in range(1, 200_001))
+                sent = 0
+                for _ in range(10_000):
+                    try:
+                        sent += client.send(burst[sent:sent + 65536])
+                    except BlockingIOError:
+                        break
+                # Only whole requests count as sent (the rest of the last
+                # is never sent).
+                count = burst[:sent].count(b"\n")
+                client.setblocking(True)
+                process.send_signal(signal.SIGTERM)
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            readUntil(process, rb"draining 1 connection")
+            # The client reads nothing for many of the drain's turns.
+            time.sleep(0.3)
+            replies = [json.loads(l) for l in readAll(client).splitlines()]
+        self.assertGreater(count, 10_000)
+        self.assertEqual([r["id"] for r in replies], list(range(1, count + 1)))
+        answered = [r for r in replies if r["status"] == "OK"]
+        self.assertEqual(answered, [{"status": "OK", "result": i + 1, "id": i} for i in range(1, len(answered) + 1)])
+        shuttingDown = {"status": "ERROR", "message": "Shutting down", "code": "shutting_down"}
+        self.assertEqual(replies[len(answered):], [{**shuttingDown, "id": i} for i in range(len(answered) + 1, count + 1)])
+        self.assertEqual(process.wait(timeout=DEADLINE), -signal.SIGTERM)
+        self.assertNotIn(b"aborting", daemonLog(process))

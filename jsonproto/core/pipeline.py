@@ -237,6 +237,15 @@ class Pipeline(PipelineOutput):
         return self._decoder.midMessage
 
     @property
+    def holdsMessages(self) -> bool:
+        """
+        Whether whole messages have been received and not yet answered:
+        the adapter stops reading while they are, so during a drain these
+        are messages read before a given moment.
+        """
+        return not self._stopped and self._decoder.hasFrames
+
+    @property
     def busy(self) -> bool:
         """
         Whether work is under way: messages received and not yet answered,

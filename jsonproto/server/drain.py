@@ -5,7 +5,11 @@ connection closes after the replies it owes.
 
 "Already sent" cannot be known exactly: what is in flight, or in the
 socket's buffer, has been sent but not read.  So the drain goes in turns of
-L{DRAIN_TURN}, and a turn in which nothing was read ends it.
+L{DRAIN_TURN}: what is read in the first is answered, what is read later
+refused, and a turn in which the connection could read and read nothing
+ends it.  A connection that cannot read (its client not taking its
+replies, its requests at C{Limits.maxPending}) is not closed for reading
+nothing: what waits in the socket would go unanswered.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from twisted.internet.interfaces import IDelayedCall
 
 if TYPE_CHECKING:
     from jsonproto.core.pipeline import Pipeline
-    from jsonproto.server.connection import TrackedProtocol
+    from jsonproto.server.flowcontrol import FlowControl
 
-    # Checked as what it is mixed into; at run time a plain mixin.
-    _Host = TrackedProtocol
+    # Checked as what it is mixed into (before FlowControl, whose way back
+    # to reading it extends); at run time a plain mixin.
+    _Host = FlowControl
 else:
     _Host = object
 
@@ -38,7 +43,8 @@ REFUSING = 2  # answering "Shutting down" to anything later
 class Drain(_Host):
     """
     The drain of a L{jsonproto.server.connection.TrackedProtocol} that
-    answers messages through a L{Pipeline}.
+    answers messages through a L{Pipeline}, with the pause reasons of
+    L{jsonproto.server.flowcontrol.FlowControl}.
 
     A mixin, like L{jsonproto.server.flowcontrol.FlowControl}: its state is
     a few attributes of the protocol, which cost a connection that never
@@ -51,6 +57,9 @@ class Drain(_Host):
     pipeline: Pipeline | None
     _drainStage = 0
     _readDuringDrain = False
+    # Set when the first turn ends with messages read but not yet answered:
+    # refuse from the first message read after them.
+    _refuseAfterHeld = False
     _drainCall: IDelayedCall | None = None
     _drainReason = "the server is shutting down"
 
@@ -58,8 +67,8 @@ class Drain(_Host):
         """
         The service is stopping.  Requests the peer had already sent (read
         within the first L{DRAIN_TURN}) are answered normally; later ones
-        get "Shutting down".  Once a turn passes with nothing read, the
-        connection closes after the replies it owes.  A drain while one
+        get "Shutting down".  Once a turn passes in which the connection
+        could read and read nothing, it closes after the replies it owes.  A drain while one
         is under way changes nothing: a second turn would run beside the
         first, tracked by nothing, and fire after the connection closed.
         """
@@ -74,15 +83,44 @@ class Drain(_Host):
         self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
 
     def _drainTurn(self) -> None:
-        self._drainStage = REFUSING
-        if self.pipeline is not None:
-            self.pipeline.refusing = True
-        if self._readDuringDrain:
+        if self._drainStage == ANSWERING:
+            self._drainStage = REFUSING
+            self._refuseFromNow()
+        if self._readDuringDrain or self._transportPaused:
             self._readDuringDrain = False
             self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
             return
         self._drainCall = None
         self.closeWhenDone(self._closeWhenDone or self._drainReason, "shutdown")
+
+    def _refuseFromNow(self) -> None:
+        """
+        Answer C{"Shutting down"} to whatever is read from now on.  Messages
+        already read but not yet answered (the connection paused with them
+        held) are still answered normally: reading stays paused until they
+        are, so the refusal begins when reading resumes.
+        """
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        if pipeline.holdsMessages:
+            self._refuseAfterHeld = True
+        else:
+            pipeline.refusing = True
+
+    def _readIfUnpaused(self) -> None:
+        # The one way back to reading once the messages held are answered.
+        pipeline = self.pipeline
+        if self._refuseAfterHeld and pipeline is not None and not pipeline.holdsMessages:
+            self._refuseAfterHeld = False
+            pipeline.refusing = True
+        wasPaused = self._transportPaused
+        super()._readIfUnpaused()
+        if self._drainStage and wasPaused and not self._transportPaused:
+            # Reading again: the socket may hold what the client sent while
+            # it could not be read, so a whole turn of reading must pass
+            # before the connection may close.
+            self._readDuringDrain = True
 
     def cancelTimers(self) -> None:
         super().cancelTimers()
