@@ -173,7 +173,7 @@ def converse(modules: dict[str, ModuleType], framing: str, envelope: str, reads:
         "counts": d.counts,
         "handlerErrors": d.latency.errors,
         "close": (pipeline.closeReason, pipeline.closeKind),
-        "buffered": (pipeline.bufferedBytes, pipeline.midMessage, pipeline.busy, pipeline.owed),
+        "buffered": (pipeline.bufferedBytes, pipeline.midMessage, pipeline.holdsMessages, pipeline.busy, pipeline.owed),
     }
 
 
@@ -181,12 +181,14 @@ def observe(pipeline: Any, later: list[Deferred[Any]], reads: list[bytes], runAg
     """
     Feed C{reads} to C{pipeline}, running it after each until it returns
     an outcome other than C{runAgain}'s, completing what handlers leave
-    pending (C{later}) as it goes; what it returned and wrote, in order.
+    pending (C{later}) as it goes; what it returned, held and wrote, in
+    order.
     """
     observed: list[Any] = []
     for data in reads:
-        pipeline.receive(data)
+        observed.append(pipeline.receive(data))
         for _ in range(1000):
+            observed.append(pipeline.holdsMessages)
             outcome = pipeline.run()
             observed.append(outcome)
             observed.append(pipeline.takeOutput())

@@ -180,7 +180,7 @@ class TwistdTests(SynchronousTestCase):
             client.sendall(b'{"type":"SLOW","seconds":1,"id":1}\n')
             readUntil(process, rb"connection 1 from .* opened")
             process.send_signal(signal.SIGTERM)
-            readUntil(process, rb"draining 1 connections")
+            readUntil(process, rb"draining 1 connection \(")
             process.send_signal(signal.SIGTERM)
             readUntil(process, rb"received SIGTERM while draining")
             process.send_signal(signal.SIGINT)
@@ -505,7 +505,7 @@ class DrainTests(SynchronousTestCase):
                 process.send_signal(signal.SIGTERM)
             finally:
                 os.kill(process.pid, signal.SIGCONT)
-            readUntil(process, rb"draining 1 connection")
+            readUntil(process, rb"draining 1 connection \(")
             # The client reads nothing for many of the drain's turns.
             time.sleep(0.3)
             replies = [json.loads(l) for l in readAll(client).splitlines()]

@@ -120,8 +120,9 @@ class JSONProtoService(MultiService):
         count = len(self.connections)
         if count:
             log.info(
-                "draining {count} connections (at most {timeout:g} seconds)",
+                "draining {count} {connections} (at most {timeout:g} seconds)",
                 count=count,
+                connections="connection" if count == 1 else "connections",
                 timeout=self.shutdownTimeout,
             )
         drained = self.connections.closeAll("the server is shutting down")
