@@ -100,6 +100,17 @@ class TwistdTests(SynchronousTestCase):
         result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--port", port, "--workers", "2")
         self.assertEqual((result.returncode, result.stdout), (1, expected))
 
+    def test_portOutOfRange(self) -> None:
+        """
+        A port number no TCP port has: status 1 and one line saying so, not
+        a traceback.
+        """
+        result = self.runTwistd("-n", "--pidfile=", "jsonproto", "--port", "tcp:99999:interface=127.0.0.1")
+        self.assertEqual(
+            (result.returncode, result.stdout),
+            (1, b"twistd jsonproto: cannot listen on tcp:99999:interface=127.0.0.1: bind(): port must be 0-65535.\n"),
+        )
+
     def test_unixDirectoryMissing(self) -> None:
         """
         A Unix socket in a directory that does not exist: status 1 and one

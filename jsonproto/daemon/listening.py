@@ -171,7 +171,7 @@ def checkCanListen(description: str, reusePort: bool = False) -> None:
     if binding is not None:
         try:
             bindSocket(binding, reusePort).close()
-        except OSError as e:
+        except (OSError, OverflowError) as e:  # OverflowError: a port past 65535
             raise cannotListen(description, e) from None
         return
     if isinstance(endpoint, endpoints.UNIXServerEndpoint):
