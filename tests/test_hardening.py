@@ -67,6 +67,19 @@ class _Hardening:
     def sums(self, count: int, start: int = 0) -> bytes:
         return b"".join(self.frame({"type": "SUM", "a": i, "b": 0, "id": i}) for i in range(start, start + count))
 
+    def peerReadsAll(self, transport: Any, most: int) -> list[Any]:
+        """
+        The peer reads until nothing more comes (at most C{most} times): the
+        replies it got.
+        """
+        replies: list[Any] = []
+        for _ in range(most):
+            data = transport.peerReads()
+            if not data:
+                break
+            replies.extend(self.read(data))
+        return replies
+
     # Backpressure
 
     def test_registeredAsProducer(self) -> None:
@@ -91,12 +104,7 @@ class _Hardening:
         self.assertLess(proto.info.messagesIn, count)
         bound = transport.bufferSize + BATCH_BYTES + 100
         self.assertLessEqual(transport.peak, bound)
-        replies: list[Any] = []
-        for _ in range(count):
-            data = transport.peerReads()
-            if not data:
-                break
-            replies.extend(self.read(data))
+        replies = self.peerReadsAll(transport, count)
         self.assertEqual([r["id"] for r in replies], list(range(count)))
         self.assertEqual(transport.producerState, "producing")
         self.assertLessEqual(transport.peak, bound)
@@ -387,6 +395,63 @@ class _Hardening:
             self.read(transport.value()),
             [{"status": "OK", "result": i, "id": i} for i in range(3)]
             + [{"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": 3}],
+        )
+
+    def test_drainAnswersWhatWasReadMidRead(self) -> None:
+        """
+        A read the connection stopped answering part-way through, because
+        its client stopped taking replies, is answered in full once the
+        client reads again, though the drain's first turn ended in between;
+        while it waits, the drain sets no timer to look at it again (for
+        thousands of stalled clients, turns rearmed every 10 ms would take a
+        core).  What is read after gets "Shutting down"; then the close.
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
+        proto, transport = connectBuffering(factory)
+        count = 20_000
+        proto.dataReceived(self.sums(count))
+        self.assertEqual(transport.producerState, "paused")
+        drained = connections.closeAll("the server is shutting down")
+        for _ in range(5):
+            self.clock.advance(DRAIN_TURN)
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.getTime() <= self.clock.seconds() + DRAIN_TURN], [])
+        replies = self.peerReadsAll(transport, count)
+        self.assertEqual(replies, [{"status": "OK", "result": i, "id": i} for i in range(count)])
+        proto.dataReceived(self.sums(1, count))
+        self.clock.advance(DRAIN_TURN)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(DRAIN_TURN)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(
+            self.read(transport.peerReads()),
+            [{"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": count}],
+        )
+        self.assertEqual(connections.closedBy, {"shutdown": 1})
+        transport.finishClose()
+        self.successResultOf(drained)
+        noPendingCalls(self, self.clock)
+
+    def test_drainAnswersWhatWasHeldBehindSlowReplies(self) -> None:
+        """
+        A request held behind as many slow ones as C{maxPending} allows is
+        answered normally, though the first turn ended while it waited and
+        the connection takes up, then puts down, its reading in between.
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(
+            self.dispatcher, framing=self.framing, connections=connections, clock=self.clock, limits=Limits(maxPending=1)
+        )
+        proto, transport = connect(factory)
+        proto.dataReceived(self.frame({"type": "SLOW", "id": "a"}) + self.frame({"type": "SLOW", "id": "b"}) + self.sums(1))
+        connections.closeAll("the server is shutting down")
+        for _ in range(3):
+            self.clock.advance(DRAIN_TURN)
+        self.slow[0].callback({})
+        self.slow[1].callback({})
+        self.assertEqual(
+            self.read(transport.value()),
+            [{"status": "OK", "id": "a"}, {"status": "OK", "id": "b"}, {"status": "OK", "result": 0, "id": 0}],
         )
 
     def test_drainReadsPastAPause(self) -> None:

@@ -491,8 +491,15 @@ class DrainTests(SynchronousTestCase):
         up to some point, "Shutting down" after it, none left unanswered.
         Then a clean close, not a reset.
         """
-        process, port = serving(self)
-        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+        # A slow machine, answering the pure-Python way, has all the time
+        # it needs: only a lost reply may fail this test.
+        process, port = serving(self, "--shutdown-timeout", "60")
+        with socket.socket() as client:
+            # A small window, so that the replies overflow what the kernel
+            # holds for the client and the daemon must stop reading.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            client.settimeout(DEADLINE)
+            client.connect(("127.0.0.1", port))
             # Running means answering: until its reactor runs, the daemon
             # has no SIGTERM handler.
             client.sendall(b'{"type":"SUM","a":0,"b":1,"id":0}\n')

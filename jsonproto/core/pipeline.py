@@ -251,7 +251,7 @@ class Pipeline(PipelineOutput):
         Whether work is under way: messages received and not yet answered,
         or replies owed.  A close waits for it; an idle timeout spares it.
         """
-        return bool(self._owed) or self._detached > 0 or (not self._stopped and self._decoder.hasFrames)
+        return bool(self._owed) or self._detached > 0 or self.holdsMessages
 
     @property
     def owes(self) -> bool:

@@ -68,9 +68,10 @@ class Drain(_Host):
         The service is stopping.  Requests the peer had already sent (read
         within the first L{DRAIN_TURN}) are answered normally; later ones
         get "Shutting down".  Once a turn passes in which the connection
-        could read and read nothing, it closes after the replies it owes.  A drain while one
-        is under way changes nothing: a second turn would run beside the
-        first, tracked by nothing, and fire after the connection closed.
+        could read and read nothing, it closes after the replies it owes.
+        A drain while one is under way changes nothing: a second turn would
+        run beside the first, tracked by nothing, and fire after the
+        connection closed.
         """
         if self._drainStage:
             return
@@ -83,44 +84,58 @@ class Drain(_Host):
         self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
 
     def _drainTurn(self) -> None:
+        self._drainCall = None
         if self._drainStage == ANSWERING:
             self._drainStage = REFUSING
             self._refuseFromNow()
-        if self._readDuringDrain or self._transportPaused:
+        if self._transportPaused:
+            # Not reading, so nothing to learn from a turn: the next begins
+            # when reading resumes (L{_readIfUnpaused}).  Turns rearmed while
+            # paused would cost thousands of stalled connections a core.
+            return
+        if self._readDuringDrain:
             self._readDuringDrain = False
             self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
             return
-        self._drainCall = None
         self.closeWhenDone(self._closeWhenDone or self._drainReason, "shutdown")
 
     def _refuseFromNow(self) -> None:
         """
         Answer C{"Shutting down"} to whatever is read from now on.  Messages
-        already read but not yet answered (the connection paused with them
-        held) are still answered normally: reading stays paused until they
-        are, so the refusal begins when reading resumes.
+        already read but not yet answered (held while the connection was
+        paused: a client slow to read, replies owed up to
+        C{Limits.maxPending}, the turn budget) are still answered normally:
+        reading stays paused until they are, so the refusal begins when
+        reading resumes (L{_readIfUnpaused}).
         """
         pipeline = self.pipeline
         if pipeline is None:
             return
-        if pipeline.holdsMessages:
-            self._refuseAfterHeld = True
-        else:
+        self._refuseAfterHeld = pipeline.holdsMessages
+        if not self._refuseAfterHeld:
             pipeline.refusing = True
 
     def _readIfUnpaused(self) -> None:
-        # The one way back to reading once the messages held are answered.
-        pipeline = self.pipeline
-        if self._refuseAfterHeld and pipeline is not None and not pipeline.holdsMessages:
-            self._refuseAfterHeld = False
-            pipeline.refusing = True
+        """
+        Reading resumes, if nothing holds it paused: during a drain, the
+        moment the refusal begins, if it waited for messages held, and the
+        start of a turn, which must pass with nothing read before the
+        connection may close, since the socket may hold what the client
+        sent while it could not be read.
+        """
+        if not self._drainStage:
+            super()._readIfUnpaused()
+            return
+        if self._refuseAfterHeld:
+            # (Not yet, if messages are still held: a pipeline blocked on
+            # owed replies also comes here.)
+            self._refuseFromNow()
         wasPaused = self._transportPaused
         super()._readIfUnpaused()
-        if self._drainStage and wasPaused and not self._transportPaused:
-            # Reading again: the socket may hold what the client sent while
-            # it could not be read, so a whole turn of reading must pass
-            # before the connection may close.
+        if wasPaused and not self._transportPaused:
             self._readDuringDrain = True
+            if self._drainCall is None and self._drainStage == REFUSING:
+                self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
 
     def cancelTimers(self) -> None:
         super().cancelTimers()
