@@ -397,6 +397,25 @@ class _Hardening:
             + [{"status": "ERROR", "message": "Shutting down", "code": "shutting_down", "id": 3}],
         )
 
+    def test_drainTurnPartlyPaused(self) -> None:
+        """
+        A turn during part of which the connection could not read does not
+        end the drain, though nothing was read in it: the reactor may not
+        yet have read what waits in the socket.  A whole turn of reading
+        with nothing read does.
+        """
+        connections = ConnectionRegistry()
+        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock)
+        proto, transport = connect(factory)
+        proto.pauseProducing()
+        connections.closeAll("the server is shutting down")
+        self.clock.advance(DRAIN_TURN / 2)
+        proto.resumeProducing()
+        self.clock.advance(DRAIN_TURN / 2)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(DRAIN_TURN)
+        self.assertTrue(transport.disconnecting)
+
     def test_drainAnswersWhatWasReadMidRead(self) -> None:
         """
         A read the connection stopped answering part-way through, because
@@ -472,9 +491,6 @@ class _Hardening:
             self.clock.advance(DRAIN_TURN)
         self.assertFalse(transport.disconnecting)
         proto.resumeProducing()
-        # The turn in which reading resumed does not count: the reactor
-        # may not have read the socket yet.
-        self.clock.advance(DRAIN_TURN)
         self.assertFalse(transport.disconnecting)
         proto.dataReceived(self.sums(1, 1))  # was waiting in the socket
         self.clock.advance(DRAIN_TURN)

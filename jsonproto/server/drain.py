@@ -85,6 +85,8 @@ class Drain(_Host):
 
     def _drainTurn(self) -> None:
         self._drainCall = None
+        if self.closing:
+            return
         if self._drainStage == ANSWERING:
             self._drainStage = REFUSING
             self._refuseFromNow()
@@ -133,8 +135,11 @@ class Drain(_Host):
         wasPaused = self._transportPaused
         super()._readIfUnpaused()
         if wasPaused and not self._transportPaused:
-            self._readDuringDrain = True
-            if self._drainCall is None and self._drainStage == REFUSING:
+            if self._drainCall is not None:
+                # A turn partly spent paused proves nothing: one more.
+                self._readDuringDrain = True
+            elif self._drainStage == REFUSING:
+                # Turns stopped while paused: one begins with the reading.
                 self._drainCall = self.clock.callLater(DRAIN_TURN, self._drainTurn)
 
     def cancelTimers(self) -> None:

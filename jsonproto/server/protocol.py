@@ -270,13 +270,14 @@ class JSONMessageProtocol(Drain, FlowControl, TrackedProtocol):
                 self.workDone()
         elif outcome == YIELD:
             self._yieldTurn()
+        elif outcome == BLOCKED:
+            # Reading stays paused: resuming the transport only to pause it
+            # again would also start a drain's turn for nothing.
+            self._pause(TOO_MANY_PENDING)
         else:
+            assert outcome == CLOSE and pipeline.closeReason is not None and pipeline.closeKind is not None
             self._readIfUnpaused()
-            if outcome == BLOCKED:
-                self._pause(TOO_MANY_PENDING)
-            else:
-                assert outcome == CLOSE and pipeline.closeReason is not None and pipeline.closeKind is not None
-                self.closeWhenDone(pipeline.closeReason, pipeline.closeKind)
+            self.closeWhenDone(pipeline.closeReason, pipeline.closeKind)
 
     def _flush(self) -> None:
         """
