@@ -57,9 +57,6 @@ class Drain(_Host):
     pipeline: Pipeline | None
     _drainStage = 0
     _readDuringDrain = False
-    # Set when the first turn ends with messages read but not yet answered:
-    # refuse from the first message read after them.
-    _refuseAfterHeld = False
     _drainCall: IDelayedCall | None = None
     _drainReason = "the server is shutting down"
 
@@ -111,10 +108,7 @@ class Drain(_Host):
         reading resumes (L{_readIfUnpaused}).
         """
         pipeline = self.pipeline
-        if pipeline is None:
-            return
-        self._refuseAfterHeld = pipeline.holdsMessages
-        if not self._refuseAfterHeld:
+        if pipeline is not None and not pipeline.holdsMessages:
             pipeline.refusing = True
 
     def _readIfUnpaused(self) -> None:
@@ -128,10 +122,11 @@ class Drain(_Host):
         if not self._drainStage:
             super()._readIfUnpaused()
             return
-        if self._refuseAfterHeld:
-            # (Not yet, if messages are still held: a pipeline blocked on
-            # owed replies also comes here.)
-            self._refuseFromNow()
+        pipeline = self.pipeline
+        if self._drainStage == REFUSING and pipeline is not None:
+            # Called once the pipeline has run out of messages (or stopped):
+            # a refusal that waited for those held begins here, if not yet.
+            pipeline.refusing = True
         wasPaused = self._transportPaused
         super()._readIfUnpaused()
         if wasPaused and not self._transportPaused:
