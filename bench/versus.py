@@ -51,21 +51,28 @@ def readingsKept(port: int) -> int:
     return readings
 
 
-def _requestLoad(files: dict[str, str], depth: int, seconds: list[str]) -> Callable[[Daemon], float]:
-    def measure(server: Daemon) -> float:
+Measure = Callable[[Daemon], "tuple[float, float | None]"]
+"""
+A mode's measurement of a server: its figure, and the 99th percentile of
+its requests' latency in microseconds where the mode has replies to time.
+"""
+
+
+def _requestLoad(files: dict[str, str], depth: int, seconds: list[str]) -> Measure:
+    def measure(server: Daemon) -> tuple[float, float | None]:
         run = runLoad([LOADGEN, "--port", str(server.port), "--conns", "50", "--depth", str(depth),
                        "--msg-file", files["reading"], "--expect", '"OK"', "--quiet", *seconds])
         if run.get("errors"):
             raise RuntimeError(f"loadgen counted {run['errors']} errors")
-        return float(run["rps"])
+        return float(run["rps"]), float(run["p99_us"])
 
     return measure
 
 
-def _streamLoad(files: dict[str, str], count: int) -> Callable[[Daemon], float]:
+def _streamLoad(files: dict[str, str], count: int) -> Measure:
     client = loadClient()
 
-    def measure(server: Daemon) -> float:
+    def measure(server: Daemon) -> tuple[float, float | None]:
         run = runLoad([client, "--port", str(server.port), "--conns", "50", "--stream", str(count),
                        "--msg-file", files["pushed"], "--final-file", files["latest"]])
         # Each connection's warm-up (a tenth) and its stream, every one handled.
@@ -73,7 +80,7 @@ def _streamLoad(files: dict[str, str], count: int) -> Callable[[Daemon], float]:
         kept = readingsKept(server.port)
         if run["errors"] or kept != expected:
             raise RuntimeError(f"the stream: {run['errors']} errors; the server kept {kept} of {expected} readings")
-        return float(run["messages_per_s"])
+        return float(run["messages_per_s"]), None
 
     return measure
 
@@ -95,7 +102,7 @@ def realisticPeers(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
             files[name] = os.path.join(work, f"{name}.json")
             with open(files[name], "wb") as f:
                 f.write(message)
-        modes: list[tuple[str, str, Callable[[Daemon], float]]] = [
+        modes: list[tuple[str, str, Measure]] = [
             ("ping-pong, 50 x 1", "requests/s", _requestLoad(files, 1, seconds)),
             ("pipelined, 50 x 64", "requests/s", _requestLoad(files, 64, seconds)),
             (f"one-way stream, 50 x {2_000 if quick else 8_000:,} then a request", "messages/s", _streamLoad(files, 2_000 if quick else 8_000)),
@@ -103,24 +110,32 @@ def realisticPeers(quick: bool, rounds: int = 2) -> list[tuple[str, str]]:
         for mode, unit, measure in modes:
             figures: dict[str, list[float]] = {kind: [] for kind in servers}
             waiting: dict[str, list[float]] = {kind: [] for kind in servers}
+            p99s: dict[str, list[float]] = {kind: [] for kind in servers}
             for _ in range(rounds):
                 for kind in servers:
                     server = startServer(kind)
                     try:
                         waited, started = waitingSeconds(server.pid), time.monotonic()
-                        figures[kind].append(measure(server))
+                        figure, p99 = measure(server)
+                        figures[kind].append(figure)
+                        if p99 is not None:
+                            p99s[kind].append(p99)
                         waiting[kind].append(100 * (waitingSeconds(server.pid) - waited) / (time.monotonic() - started))
                     finally:
                         server.stop()
-            rows += _rows(mode, unit, figures, waiting)
+            rows += _rows(mode, unit, figures, waiting, p99s)
     return rows
 
 
-def _rows(mode: str, unit: str, figures: dict[str, list[float]], waiting: dict[str, list[float]]) -> list[tuple[str, str]]:
+def _rows(
+    mode: str, unit: str, figures: dict[str, list[float]], waiting: dict[str, list[float]], p99s: dict[str, list[float]]
+) -> list[tuple[str, str]]:
     """
     A mode's rows: each server's mean, jsonproto's ratio to the best peer,
-    and, to judge how far to trust them, each round's figure and how long
-    each server was kept from its CPU by other work on the machine.
+    each server's 99th-percentile latency where the mode has replies to
+    time (the mean of its rounds'), and, to judge how far to trust them, each
+    round's figure and how long each server was kept from its CPU by other
+    work on the machine.
     """
     means = {kind: sum(values) / len(values) for kind, values in figures.items()}
     peers = {kind: mean for kind, mean in means.items() if kind != "jsonproto"}
@@ -133,6 +148,11 @@ def _rows(mode: str, unit: str, figures: dict[str, list[float]], waiting: dict[s
     if peers:
         best = max(peers, key=lambda kind: peers[kind])
         rows.append((f"realistic, {mode}: jsonproto / best peer ({best})", f"{means['jsonproto'] / peers[best]:.2f}x"))
+    if all(p99s.values()):
+        rows.append((
+            f"realistic, {mode}: p99 latency (us), {servers} (mean of {rounds} rounds)",
+            " / ".join(f"{sum(values) / len(values):,.0f}" for values in p99s.values()),
+        ))
     rows.append((
         f"realistic, {mode}: each round, {servers}; the server waiting for a CPU, highest round (%)",
         " / ".join(", ".join(f"{v:,.0f}" for v in values) for values in figures.values())

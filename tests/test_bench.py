@@ -75,10 +75,12 @@ class PeerRowsTests(SynchronousTestCase):
             "pipelined", "requests/s",
             {"jsonproto": [90.0, 110.0], "node": [150.0, 250.0], "uvloop": [120.0, 80.0]},
             {"jsonproto": [1.0, 12.4], "node": [0.0, 0.2], "uvloop": [3.0, 2.0]},
+            {"jsonproto": [900.0, 1100.0], "node": [1500.0, 2500.0], "uvloop": [2000.0, 2000.0]},
         )
         self.assertEqual(rows, [
             ("realistic, pipelined: requests/s, jsonproto / node / uvloop (mean of 2 rounds)", "100 / 200 / 100"),
             ("realistic, pipelined: jsonproto / best peer (node)", "0.50x"),
+            ("realistic, pipelined: p99 latency (us), jsonproto / node / uvloop (mean of 2 rounds)", "1,000 / 2,000 / 2,000"),
             ("realistic, pipelined: each round, jsonproto / node / uvloop; the server waiting for a CPU, highest round (%)",
              "90, 110 / 150, 250 / 120, 80; 12 / 0 / 3"),
         ])
@@ -86,10 +88,11 @@ class PeerRowsTests(SynchronousTestCase):
     def test_noPeer(self) -> None:
         """
         With no peer at hand, jsonproto's figure is still given, and no
-        ratio is made up.
+        ratio is made up; a mode with no replies to time (a one-way
+        stream) has no latency row.
         """
         self.assertEqual(
-            _rows("ping-pong", "requests/s", {"jsonproto": [10.0, 20.0]}, {"jsonproto": [0.0, 1.0]})[:-1],
+            _rows("ping-pong", "requests/s", {"jsonproto": [10.0, 20.0]}, {"jsonproto": [0.0, 1.0]}, {"jsonproto": []})[:-1],
             [("realistic, ping-pong: requests/s, jsonproto (mean of 2 rounds)", "15")],
         )
 
