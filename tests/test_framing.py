@@ -121,6 +121,18 @@ class Int32DecoderTests(SynchronousTestCase):
         stream = encodeInt32(b'{"a":1}') + encodeInt32(b"") + encodeInt32(b"\n\n")
         self.assertEqual(decodeInReads(Int32Decoder(100), stream), [b'{"a":1}', b"", b"\n\n"])
 
+    def test_lengthBigEndian(self) -> None:
+        """
+        The prefix is the length in four bytes, most significant first:
+        each byte counts with its weight, so 256 bytes after a length of
+        2**8 are a message, and after one of 2**16 or 2**24 only its start.
+        """
+        body = bytes(range(256))
+        for length in (2**8, 2**16, 2**24):
+            decoder = Int32Decoder(2**25)
+            frames = decodeInReads(decoder, struct.pack("!I", length) + body)
+            self.assertEqual((frames, decoder.partialBytes), ([body], 0) if length == 256 else ([], 260), length)
+
     def test_everySplit(self) -> None:
         """
         The same stream split into three reads at every pair of points

@@ -26,7 +26,8 @@ cdef class Int32Decoder(FrameQueue):
     cdef public Py_ssize_t maxLength
     cdef bytearray _partial
     cdef bint _failed
-    @cython.locals(offset=Py_ssize_t, end=Py_ssize_t, stop=Py_ssize_t, length=Py_ssize_t, maxLength=Py_ssize_t)
+    @cython.locals(view=cython.p_uchar, offset=Py_ssize_t, end=Py_ssize_t, stop=Py_ssize_t, length=Py_ssize_t,
+                   maxLength=Py_ssize_t)
     cpdef feed(self, bytes data)
     cpdef abandon(self)
 

@@ -285,10 +285,12 @@ class Int32Decoder(FrameQueue):
             source: bytes | bytearray = partial
         else:
             source = data
+        view = source  # compiled, its bytes in place
         maxLength = self.maxLength
         offset, end = 0, len(source)
         while end - offset >= 4:
-            length = (source[offset] << 24) | (source[offset + 1] << 16) | (source[offset + 2] << 8) | source[offset + 3]
+            length = view[offset]
+            length = (length << 24) | (view[offset + 1] << 16) | (view[offset + 2] << 8) | view[offset + 3]
             if length > maxLength:
                 self._failed = True
                 self._partial = bytearray()
@@ -297,7 +299,10 @@ class Int32Decoder(FrameQueue):
             stop = offset + 4 + length
             if stop > end:
                 break
-            frames.append(bytes(source[offset + 4 : stop]))
+            frame = view[offset + 4 : stop]
+            # (In Python, a slice of what was kept is a bytearray; the
+            # compiled twin's slices of its view are bytes already.)
+            frames.append(frame if isinstance(frame, bytes) else bytes(frame))
             offset = stop
         if source is partial:
             del partial[:offset]
