@@ -133,6 +133,15 @@ class Int32DecoderTests(SynchronousTestCase):
             frames = decodeInReads(decoder, struct.pack("!I", length) + body)
             self.assertEqual((frames, decoder.partialBytes), ([body], 0) if length == 256 else ([], 260), length)
 
+    def test_encodeAnyLength(self) -> None:
+        """
+        A message of any length is framed with its length: the same framing
+        for short messages as for long.
+        """
+        for size in (0, 1, 255, 256, 1023, 1024, 1025, 70_000):
+            payload = b"x" * size
+            self.assertEqual(encodeInt32(payload), struct.pack("!I", size) + payload, size)
+
     def test_everySplit(self) -> None:
         """
         The same stream split into three reads at every pair of points

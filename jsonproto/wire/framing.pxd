@@ -36,4 +36,5 @@ cdef class Int32Decoder(FrameQueue):
 cdef void _addLine(list frames, bytes line, Py_ssize_t maxLength) except *
 
 cpdef bytes encodeLine(bytes payload)
+@cython.locals(size=Py_ssize_t)
 cpdef bytes encodeInt32(bytes payload)

@@ -350,8 +350,19 @@ def encodeLine(payload: bytes) -> bytes:
     return payload + b"\n"
 
 
+_SHORT = 1024
+"""
+The length below which a message's prefix is taken ready-made from
+L{_PREFIXES}: most replies are shorter, and packing the length is most of
+the cost of framing one.
+"""
+
+_PREFIXES = tuple(_LENGTH.pack(length) for length in range(_SHORT))
+
+
 def encodeInt32(payload: bytes) -> bytes:
     """
     Frame one message for the length-prefixed framing.
     """
-    return _LENGTH.pack(len(payload)) + payload
+    size = len(payload)
+    return (_PREFIXES[size] if size < _SHORT else _LENGTH.pack(size)) + payload
