@@ -210,13 +210,18 @@ class IdleTimeoutTests(SynchronousTestCase):
     def test_abortsNonReader(self) -> None:
         """
         If the peer does not let the close complete (it is not reading),
-        the connection is aborted after the grace period.
+        the connection is aborted after the grace period, and the log says
+        why.
         """
+        logged = LogCatcher(self)
         proto, transport = connect(self.factory)
         self.clock.advance(60)
         self.assertFalse(transport.aborted)
         self.clock.advance(CLOSE_GRACE_PERIOD)
         self.assertTrue(transport.aborted)
+        self.assertEqual(
+            len(logged.matching("aborting connection 1 from 127.0.0.1:40000: the peer did not close its side within 5 seconds")), 1
+        )
         noPendingCalls(self, self.clock)
 
     def test_disabled(self) -> None:

@@ -157,7 +157,7 @@ class LingeringCloseTests(TestCase):
         received, ending = yield deferToThread(client)
         self.assertEqual([json.loads(l)["code"] for l in received.splitlines()], ["invalid_json", "invalid_json", "too_many_errors"])
         self.assertIn(ending, ("eof", "SSLZeroReturnError"))
-        self.assertEqual(logged.matching("did not take its last replies"), [])
+        self.assertEqual(logged.matching("did not close its side"), [])
 
 
 class HalfCloseBehindProxyTests(TestCase):

@@ -326,7 +326,9 @@ class TrackedProtocol(protocol.Protocol):
     def _abort(self) -> None:
         self._abortCall = None
         self.forceClose(
-            f"the peer did not take its last replies and close within {CLOSE_GRACE_PERIOD:.0f} seconds",
+            # Said alike whether replies were still unread or the peer had
+            # taken them all and only left its side open: which is not known.
+            f"the peer did not close its side within {CLOSE_GRACE_PERIOD:.0f} seconds of the server's close",
             "close_grace",
         )
 
