@@ -51,7 +51,7 @@ def readingsKept(port: int) -> int:
     return readings
 
 
-Measure = Callable[[Daemon], "tuple[float, float | None]"]
+Measure = Callable[[Daemon], tuple[float, float | None]]
 """
 A mode's measurement of a server: its figure, and the 99th percentile of
 its requests' latency in microseconds where the mode has replies to time.

@@ -531,10 +531,9 @@ class _Hardening:
         Connections still open when the shutdown timeout passes are
         aborted, and the service's stop completes.
         """
-        connections = ConnectionRegistry()
+        connections, factory = self.registered(requestTimeout=0)
         service = JSONProtoService(connections, shutdownTimeout=10, clock=self.clock)
         service.startService()
-        factory = JSONServerFactory(self.dispatcher, framing=self.framing, connections=connections, clock=self.clock, limits=Limits(requestTimeout=0))
         proto, transport = connect(factory)
         proto.dataReceived(self.frame({"type": "SLOW"}))
         stopped = service.stopService()

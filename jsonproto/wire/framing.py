@@ -285,10 +285,14 @@ class Int32Decoder(FrameQueue):
             source: bytes | bytearray = partial
         else:
             source = data
-        view = source  # compiled, its bytes in place
+        # The same bytes, indexed and sliced: in the compiled twin, a
+        # pointer to them (framing.pxd), so neither makes Python objects.
+        view = source
         maxLength = self.maxLength
         offset, end = 0, len(source)
         while end - offset >= 4:
+            # The top byte widened first: compiled, shifting it as a C int
+            # by 24 would overflow from 128 up.
             length = view[offset]
             length = (length << 24) | (view[offset + 1] << 16) | (view[offset + 2] << 8) | view[offset + 3]
             if length > maxLength:
